@@ -1,0 +1,149 @@
+"""The command line: declarations only.
+
+Each command parses its options, loads the workspace and calls one function of
+the core; it prints what that function returns. ``main`` catches
+``NewsletterError`` once and turns it into one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from newsletter import __version__
+from newsletter.errors import NewsletterError
+from newsletter.workspace import Workspace, load_workspace
+
+
+class _State:
+    def __init__(self, workspace_path: Path | None) -> None:
+        self.workspace_path = workspace_path
+        self._workspace: Workspace | None = None
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = load_workspace(self.workspace_path)
+        return self._workspace
+
+
+pass_state = click.make_pass_decorator(_State)
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    return ctx.find_object(_State).workspace  # type: ignore[union-attr]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="newsletter")
+@click.option(
+    "-w",
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="NEWSLETTER_WORKSPACE",
+    help="Workspace folder (default: the nearest folder with newsletter.toml).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, workspace: Path | None, verbose: int) -> None:
+    """Compose, preview and send a newsletter from a workspace."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = _State(workspace)
+
+
+# --- compose, render, extract -------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--subject", help="Subject line (default: the publication name and date).")
+@click.option("--intro", default="", help="A short editor's note above the teasers.")
+@click.option("--preheader", default="", help="Inbox preview text (default: from the teasers).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Issue folder to write.")
+@click.option("--skip-bad", is_flag=True, help="Compose from the good sources, list the bad ones.")
+@click.pass_context
+def compose(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    subject: str | None,
+    intro: str,
+    preheader: str,
+    out: Path | None,
+    skip_bad: bool,
+) -> None:
+    """Extract SOURCES (files, folders, feeds, URLs) into a new issue folder."""
+    from newsletter.issue import compose_issue
+
+    result = compose_issue(
+        _workspace(ctx),
+        list(sources),
+        subject=subject,
+        intro=intro,
+        preheader=preheader,
+        out=out,
+        skip_bad=skip_bad,
+    )
+    for source, reason in result.skipped:
+        click.echo(f"skipped {source}: {reason}", err=True)
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(f"composed {len(result.issue.teasers)} teasers into {result.folder}")
+    click.echo(f"open {result.folder / 'issue.html'} or run: newsletter preview {result.folder}")
+
+
+@cli.command()
+@click.argument("issue_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def render(ctx: click.Context, issue_dir: Path) -> None:
+    """Re-render ISSUE_DIR after editing issue.json or templates (no re-summarising)."""
+    from newsletter.issue import render_issue_folder
+
+    result = render_issue_folder(_workspace(ctx), issue_dir)
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(f"rendered {result.folder / 'issue.html'} ({result.html_bytes / 1024:.1f} KB)")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per article).")
+@click.pass_context
+def extract(ctx: click.Context, source: str, as_json: bool) -> None:
+    """Show what SOURCE yields: title, byline, image, text and teaser."""
+    from newsletter.issue import extract_source
+
+    articles: list[dict[str, Any]] = extract_source(_workspace(ctx), source)
+    if as_json:
+        payload: Any = articles[0] if len(articles) == 1 else articles
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    for item in articles:
+        click.secho(item["title"], bold=True)
+        for key in ("url", "byline", "published", "image"):
+            if item.get(key):
+                click.echo(f"{key}: {item[key]}")
+        click.echo(f"\nteaser ({len(item['summary'].split())} words):\n{item['summary']}\n")
+        click.echo(f"text ({len(item['text'].split())} words):\n{item['text']}\n")
+
+
+def main() -> None:
+    """Entry point: run the CLI; a NewsletterError becomes one line and exit 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except NewsletterError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,222 @@
+"""newsletter.toml plus environment variables -> one validated ``Config``.
+
+The schema is declared once, as pydantic models; every problem in the file is
+reported at once in a single ``ConfigError``. What belongs in git lives in the
+TOML file; secrets and deployment addresses come from the environment:
+
+``NEWSLETTER_BASE_URL``     public URL where ``newsletter serve`` answers (overrides the file)
+``NEWSLETTER_SMTP_URL``     smtp://user:pass@host:587, smtps://host:465, or smtp://host:25
+``NEWSLETTER_DATABASE_URL`` SQLAlchemy URL; default: a SQLite file under ``subscribers/``
+``NEWSLETTER_SECRET_KEY``   signing key(s) for links, comma separated, newest first
+``NEWSLETTER_DKIM_KEY``     PEM text of the DKIM private key, or a path to it
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from newsletter.errors import ConfigError
+
+CONFIG_FILE = "newsletter.toml"
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Publication(_Section):
+    """Who publishes, where they live on the web and on the map."""
+
+    name: NonEmpty
+    tagline: str = ""
+    language: str = "en"
+    timezone: str = "UTC"
+    base_url: NonEmpty
+    postal_address: str = ""
+    website: str = ""
+    logo_url: str = ""
+    accent_color: str = Field(default="#b3261e", pattern=r"^#[0-9a-fA-F]{6}$")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for local testing)")
+        return value.rstrip("/")
+
+
+class Sender(_Section):
+    """The From identity and the addresses around it."""
+
+    name: NonEmpty
+    address: NonEmpty
+    reply_to: str = ""
+    unsubscribe_mailbox: str = ""
+    bounce_address: str = ""
+    commercial: bool = True
+
+    @field_validator("address")
+    @classmethod
+    def _looks_like_address(cls, value: str) -> str:
+        local, _, domain = value.partition("@")
+        if not local or "." not in domain:
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    @property
+    def domain(self) -> str:
+        """The part after the @ of the From address."""
+        return self.address.rpartition("@")[2].lower()
+
+
+class Compose(_Section):
+    """How issues are composed from articles."""
+
+    issues_dir: str = "issues"
+    summary_min_words: int = Field(default=40, ge=5)
+    summary_max_words: int = Field(default=60, ge=5)
+    fetch_timeout: float = Field(default=15.0, gt=0)
+    max_html_kb: int = Field(default=90, ge=10)
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> Compose:
+        if self.summary_min_words > self.summary_max_words:
+            raise ValueError("summary_min_words must not exceed summary_max_words")
+        return self
+
+
+class Send(_Section):
+    """Delivery defaults; CLI flags override them."""
+
+    list: str = "main"
+    connections: int = Field(default=4, ge=1, le=64)
+    rate: float = Field(default=0.0, ge=0, description="messages per second, 0 = no limit")
+    messages_per_connection: int = Field(default=100, ge=1)
+    recipients_per_transaction: int = Field(default=1, ge=1)
+    retry_floor_seconds: int = Field(default=300, ge=1)
+    retry_cap_seconds: int = Field(default=4000, ge=1)
+    retry_lifetime_hours: float = Field(default=120, gt=0)
+    timeout_seconds: float = Field(default=60, gt=0)
+    allow_insecure: bool = False
+
+
+class Dkim(_Section):
+    """DKIM signing; the key itself comes from NEWSLETTER_DKIM_KEY."""
+
+    domain: str = ""
+    selector: str = ""
+
+
+class Serve(_Section):
+    """The HTTP endpoints and the scheduler."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    missed_window_hours: float = Field(default=6, gt=0)
+    pending_expiry_hours: float = Field(default=72, gt=0)
+    invalid_token_limit_per_minute: int = Field(default=30, ge=1)
+
+
+class ConfigModel(_Section):
+    """The whole of newsletter.toml."""
+
+    publication: Publication
+    sender: Sender
+    compose: Compose = Compose()
+    send: Send = Send()
+    dkim: Dkim = Dkim()
+    serve: Serve = Serve()
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What comes from environment variables, already read."""
+
+    smtp_url: str | None
+    database_url: str | None
+    secret_keys: tuple[str, ...]
+    dkim_key: str | None
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Environment:
+        """Read the NEWSLETTER_* variables (os.environ unless given)."""
+        env = os.environ if environ is None else environ
+        keys = tuple(k.strip() for k in env.get("NEWSLETTER_SECRET_KEY", "").split(",") if k.strip())
+        return cls(
+            smtp_url=env.get("NEWSLETTER_SMTP_URL") or None,
+            database_url=env.get("NEWSLETTER_DATABASE_URL") or None,
+            secret_keys=keys,
+            dkim_key=env.get("NEWSLETTER_DKIM_KEY") or None,
+        )
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling)"
+        problems.append(f"{where}: {message}")
+    return f"{path}: " + "; ".join(problems)
+
+
+def parse_config(data: dict[str, Any], path: Path, environ: dict[str, str] | None = None) -> ConfigModel:
+    """Validate parsed TOML ``data`` (from ``path``, named in errors) -> ConfigModel.
+
+    ``NEWSLETTER_BASE_URL`` in the environment replaces ``publication.base_url``.
+    Raises ConfigError listing every problem at once.
+    """
+    env = os.environ if environ is None else environ
+    data = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
+    if env.get("NEWSLETTER_BASE_URL") and isinstance(data.get("publication"), dict):
+        data["publication"]["base_url"] = env["NEWSLETTER_BASE_URL"]
+    try:
+        return ConfigModel.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc), hint="fix these settings and run again") from None
+
+
+def load_config(path: Path, environ: dict[str, str] | None = None) -> ConfigModel:
+    """Read and validate the TOML file at ``path`` -> ConfigModel, or raise ConfigError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: not found", hint="run inside a workspace or create newsletter.toml"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data, path, environ)

@@ -1,0 +1,50 @@
+"""The one exception hierarchy of the project.
+
+Library code raises these with a message a user can act on; the CLI catches
+``NewsletterError`` once, prints ``str(error)`` on one line and exits non-zero.
+Anything else escaping is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """A problem the user can fix: bad input, bad config, an unreachable server.
+
+    ``message`` names the file, line or field and the problem; ``hint`` says
+    what to do next. ``str()`` joins them into the one line the CLI prints.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(NewsletterError):
+    """newsletter.toml or an environment variable is missing or invalid."""
+
+
+class SourceError(NewsletterError):
+    """An article source cannot be read or holds no article."""
+
+
+class RenderError(NewsletterError):
+    """A template or an issue file cannot be rendered."""
+
+
+class StoreError(NewsletterError):
+    """The subscriber database or an import/export file is unusable."""
+
+
+class DeliveryError(NewsletterError):
+    """The mail server cannot be reached or refuses us as a whole (not one recipient)."""
+
+
+class TokenError(NewsletterError):
+    """A signed link is forged, tampered with, truncated or unknown."""
