@@ -65,7 +65,9 @@ def cli(ctx: click.Context, workspace: Path | None, verbose: int) -> None:
 @click.option("--subject", help="Subject line (default: the publication name and date).")
 @click.option("--intro", default="", help="A short editor's note above the teasers.")
 @click.option("--preheader", default="", help="Inbox preview text (default: from the teasers).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Issue folder to write.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Issue folder to write."
+)
 @click.option("--skip-bad", is_flag=True, help="Compose from the good sources, list the bad ones.")
 @click.pass_context
 def compose(

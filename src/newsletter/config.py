@@ -167,7 +167,9 @@ class Environment:
     def from_environ(cls, environ: dict[str, str] | None = None) -> Environment:
         """Read the NEWSLETTER_* variables (os.environ unless given)."""
         env = os.environ if environ is None else environ
-        keys = tuple(k.strip() for k in env.get("NEWSLETTER_SECRET_KEY", "").split(",") if k.strip())
+        keys = tuple(
+            k.strip() for k in env.get("NEWSLETTER_SECRET_KEY", "").split(",") if k.strip()
+        )
         return cls(
             smtp_url=env.get("NEWSLETTER_SMTP_URL") or None,
             database_url=env.get("NEWSLETTER_DATABASE_URL") or None,
@@ -187,20 +189,27 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     return f"{path}: " + "; ".join(problems)
 
 
-def parse_config(data: dict[str, Any], path: Path, environ: dict[str, str] | None = None) -> ConfigModel:
+def parse_config(
+    data: dict[str, Any], path: Path, environ: dict[str, str] | None = None
+) -> ConfigModel:
     """Validate parsed TOML ``data`` (from ``path``, named in errors) -> ConfigModel.
 
     ``NEWSLETTER_BASE_URL`` in the environment replaces ``publication.base_url``.
     Raises ConfigError listing every problem at once.
     """
     env = os.environ if environ is None else environ
-    data = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
+    data = {
+        section: dict(values) if isinstance(values, dict) else values
+        for section, values in data.items()
+    }
     if env.get("NEWSLETTER_BASE_URL") and isinstance(data.get("publication"), dict):
         data["publication"]["base_url"] = env["NEWSLETTER_BASE_URL"]
     try:
         return ConfigModel.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(path, exc), hint="fix these settings and run again") from None
+        raise ConfigError(
+            _format_errors(path, exc), hint="fix these settings and run again"
+        ) from None
 
 
 def load_config(path: Path, environ: dict[str, str] | None = None) -> ConfigModel:

@@ -58,7 +58,7 @@ class Workspace:
 
     @property
     def base_url(self) -> str:
-        """Public URL of ``newsletter serve`` (NEWSLETTER_BASE_URL already applied), no trailing /."""
+        """Public URL of ``newsletter serve`` (env override applied), no trailing slash."""
         return self.config.publication.base_url
 
     def secret_keys(self) -> tuple[str, ...]:
