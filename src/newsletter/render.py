@@ -1,0 +1,395 @@
+"""Issue -> finished email parts (HTML + plain text) with recipient slots; the theme loader.
+
+Rendering runs ONCE per issue: Jinja builds MJML from ``issue.mjml.j2``, mjml-python
+compiles it to HTML, premailer inlines the CSS; the text part comes from
+``issue.txt.j2``. What differs per recipient stays as ``%%name%%`` slots that survive
+every stage byte for byte; ``fill_slots`` fills them later, once per recipient.
+
+Templates are looked up in the workspace's ``templates/`` folder first, then in the
+packaged default theme, so a workspace overrides a theme file by dropping in one of
+the same name.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import logging
+import re
+import textwrap
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+import mjml
+from premailer import Premailer
+
+from newsletter.errors import RenderError
+from newsletter.models import Issue, Teaser
+from newsletter.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+HTML_TEMPLATE = "issue.mjml.j2"
+TEXT_TEMPLATE = "issue.txt.j2"
+TEXT_WIDTH = 76
+GMAIL_CLIP_KB = 102
+
+# A slot token is %%name%%: no spaces and nothing HTML-special, so neither mjml-python
+# nor premailer (which percent-encodes spaces in href) rewrites it.
+SLOT_NAME_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)?")
+SLOT_RE = re.compile(r"%%(" + SLOT_NAME_RE.pattern + r")%%")
+KNOWN_SLOTS = frozenset(
+    {"email", "name", "first_name", "greeting_name", "unsubscribe_url"},
+)
+ATTR_PREFIX = "attr."
+
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+# cssutils warns about every mso-* property MJML emits; that is noise, not news.
+logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered issue: inlined ``html`` and ``text`` parts, both with slots unfilled."""
+
+    html: str
+    text: str
+    subject: str
+    preheader: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each render stage (filled by ``render_issue`` when passed in)."""
+
+    jinja: float = 0.0
+    mjml: float = 0.0
+    premailer: float = 0.0
+    text: float = 0.0
+
+
+# --- slots -------------------------------------------------------------------------------
+
+
+def slot(name: str) -> str:
+    """The slot token for ``name`` (e.g. ``"unsubscribe_url"`` -> ``"%%unsubscribe_url%%"``).
+
+    Only the documented slots and ``attr.KEY`` are accepted, so a typo in a template
+    fails the render instead of reaching subscribers. Raises RenderError otherwise.
+    """
+    if not SLOT_NAME_RE.fullmatch(name) or not (
+        name in KNOWN_SLOTS or name.startswith(ATTR_PREFIX)
+    ):
+        known = ", ".join(sorted(KNOWN_SLOTS))
+        raise RenderError(
+            f"unknown recipient slot {name!r}",
+            hint=f"use one of {known} or attr.KEY (lower case, digits, _)",
+        )
+    return f"%%{name}%%"
+
+
+def slot_names(text: str) -> set[str]:
+    """The names of every ``%%name%%`` slot in ``text``."""
+    return set(SLOT_RE.findall(text))
+
+
+def fill_slots(text: str, values: Mapping[str, str], *, html: bool) -> str:
+    """``text`` with every slot replaced by its value from ``values``.
+
+    Values are HTML-escaped when ``html`` is true. An ``attr.KEY`` slot without a value
+    becomes ""; a token whose name is neither known nor ``attr.*`` is left as it is
+    (it was not written by ``slot()``). A known slot missing from ``values`` raises
+    RenderError, since sending "%%unsubscribe_url%%" to a person is never right.
+    """
+    escape: Callable[[str], str] = html_lib.escape if html else str
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in values:
+            return escape(values[name])
+        if name.startswith(ATTR_PREFIX):
+            return ""
+        if name in KNOWN_SLOTS:
+            raise RenderError(f"no value for recipient slot %%{name}%%")
+        return match.group(0)
+
+    return SLOT_RE.sub(replace, text)
+
+
+# --- the theme loader ----------------------------------------------------------------------
+
+
+def _autoescape(template_name: str | None) -> bool:
+    # "issue.mjml.j2" -> look at ".mjml": escape markup, never the text part
+    name = (template_name or "").removesuffix(".j2")
+    return name.endswith((".html", ".htm", ".mjml", ".xml"))
+
+
+def long_date(value: str | date) -> str:
+    """An ISO date (``"2026-11-28"`` or a date) -> ``"28 November 2026"``."""
+    day = date.fromisoformat(value) if isinstance(value, str) else value
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def wrap_text(value: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
+    """Wrap each paragraph of ``value`` to ``width`` columns; URLs and long words never break."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", value.strip())]
+    wrapped = [
+        textwrap.fill(
+            " ".join(p.split()),
+            width=width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for p in paragraphs
+        if p
+    ]
+    return "\n\n".join(wrapped)
+
+
+def url_host(url: str) -> str:
+    """``"https://www.example.org/a/b"`` -> ``"example.org"``; "" when ``url`` has no host."""
+    host = urlsplit(url).hostname or ""
+    return host.removeprefix("www.")
+
+
+def credit_line(teaser: Teaser) -> str:
+    """The line under a headline: ``"By Jane Roe · example.org"`` (either part may be absent)."""
+    parts = []
+    byline = " ".join(teaser.byline.split())
+    if byline:
+        parts.append(byline if byline.lower().startswith("by ") else f"By {byline}")
+    if url_host(teaser.url):
+        parts.append(url_host(teaser.url))
+    return " · ".join(parts)
+
+
+def template_environment(ws: Workspace) -> jinja2.Environment:
+    """A Jinja environment over ``ws.templates_dir`` first, then the packaged theme.
+
+    StrictUndefined (a misspelt variable fails the render), autoescape for ``*.html.j2``
+    and ``*.mjml.j2``, none for ``*.txt.j2``. Globals: ``slot``; filters: ``long_date``,
+    ``wrap_text``, ``host``, ``credit_line``. Preview and serve render their pages with this too.
+    """
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.FileSystemLoader(ws.templates_dir),
+            jinja2.PackageLoader("newsletter", "templates"),
+        ]
+    )
+    env = jinja2.Environment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        autoescape=_autoescape,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["slot"] = slot
+    env.filters["long_date"] = long_date
+    env.filters["wrap_text"] = wrap_text
+    env.filters["host"] = url_host
+    env.filters["credit_line"] = credit_line
+    return env
+
+
+def _display_path(ws: Workspace, filename: str | None, name: str) -> str:
+    """How to name template ``name`` loaded from ``filename`` in an error message."""
+    if filename is None:
+        return name
+    path = Path(filename)
+    if path.is_relative_to(ws.root):
+        return str(path.relative_to(ws.root))
+    return f"{name} (packaged theme)"
+
+
+def _describe_template(ws: Workspace, env: jinja2.Environment, name: str) -> str:
+    """Where template ``name`` comes from, for error messages."""
+    try:
+        filename = env.get_template(name).filename
+    except jinja2.TemplateError:
+        filename = None
+    return _display_path(ws, filename, name)
+
+
+def _error_line(exc: BaseException, template_file: str | None) -> int | None:
+    """The template line an exception was raised at (Jinja maps frames to template lines)."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return exc.lineno
+    if template_file is None:
+        return None
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == template_file:
+            line = frame.lineno
+    return line
+
+
+def render_template(
+    ws: Workspace, env: jinja2.Environment, name: str, context: Mapping[str, Any]
+) -> str:
+    """Template ``name`` rendered with ``context``; a failure -> RenderError with file, line."""
+    template_file: str | None = None
+    try:
+        template = env.get_template(name)
+        template_file = template.filename
+        return template.render(context)
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(
+            f"template {exc.name} not found in templates/ or the packaged theme",
+            hint="restore the file or remove the include",
+        ) from None
+    except RenderError as exc:
+        where = _describe_template(ws, env, name)
+        line = _error_line(exc, template_file)
+        raise RenderError(
+            f"{where}, line {line}: {exc.message}" if line else f"{where}: {exc.message}",
+            hint=exc.hint,
+        ) from None
+    except Exception as exc:  # any template bug: undefined name, bad filter, type error
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            where = _display_path(ws, exc.filename, exc.name or name)
+        else:
+            where = _describe_template(ws, env, name)
+        line = _error_line(exc, template_file)
+        message = getattr(exc, "message", None) or str(exc)
+        location = f"{where}, line {line}" if line else where
+        raise RenderError(
+            f"{location}: {type(exc).__name__}: {message}",
+            hint="fix the template and render again",
+        ) from None
+
+
+# --- stages ------------------------------------------------------------------------------
+
+
+def template_context(ws: Workspace, issue: Issue) -> dict[str, Any]:
+    """What the issue templates see: publication, sender, issue, teasers, base_url, slot."""
+    return {
+        "publication": ws.config.publication,
+        "sender": ws.config.sender,
+        "issue": issue,
+        "teasers": issue.teasers,
+        "base_url": ws.base_url,
+        "slot": slot,
+    }
+
+
+def compile_mjml(source: str, template: str) -> str:
+    """MJML text -> HTML via mjml-python; a parse failure -> RenderError naming ``template``."""
+    try:
+        # fonts={}: never link the web fonts mjml knows by name; nothing is fetched
+        return mjml.mjml2html(source, fonts={})
+    except ValueError as exc:
+        raise RenderError(
+            f"{template} produced MJML that cannot be compiled: {exc}",
+            hint="check the tags the template writes (mjml-python does not validate them)",
+        ) from None
+
+
+_DOCTYPE_RE = re.compile(r"\s*(<!doctype[^>]*>)", re.IGNORECASE)
+
+
+def inline_css(compiled: str) -> str:
+    """Compiled HTML -> HTML with CSS inlined by premailer, kept safe for email.
+
+    No network, ``!important`` kept in the ``@media`` rules, ``<img width>`` left as
+    MJML wrote it, style tags kept (so the responsive rules survive), and the doctype
+    restored (premailer drops a lowercase one).
+    """
+    inlined = Premailer(
+        compiled,
+        allow_network=False,
+        strip_important=False,
+        disable_basic_attributes=["width", "height"],
+        keep_style_tags=True,
+        disable_link_rewrites=True,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform()
+    doctype = _DOCTYPE_RE.match(compiled)
+    if doctype and not _DOCTYPE_RE.match(inlined):
+        inlined = f"{doctype.group(1)}\n{inlined}"
+    return inlined
+
+
+def size_warnings(html: str, max_kb: int) -> list[str]:
+    """A warning when ``html`` is over ``max_kb`` KB (Gmail clips what comes after ~102 KB)."""
+    size_kb = len(html.encode("utf-8")) / 1024
+    if size_kb <= max_kb:
+        return []
+    return [
+        f"issue.html is {size_kb:.0f} KB, over compose.max_html_kb = {max_kb}: "
+        f"Gmail clips at about {GMAIL_CLIP_KB} KB and hides the footer with the "
+        "unsubscribe link; drop a teaser or shorten summaries"
+    ]
+
+
+def teaser_warnings(teasers: list[Teaser]) -> list[str]:
+    """Warnings about teasers a reader cannot follow or a screen reader cannot describe."""
+    warnings = []
+    for number, teaser in enumerate(teasers, start=1):
+        if not teaser.url:
+            warnings.append(f"teaser {number} ({teaser.title!r}) has no url: no Read more link")
+    return warnings
+
+
+def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None) -> Rendered:
+    """``issue`` in the workspace theme -> Rendered(html, text, subject, preheader, warnings).
+
+    Jinja -> MJML -> mjml-python -> premailer for the HTML, ``issue.txt.j2`` for the
+    text. Slots stay unfilled. ``times``, when given, receives the seconds per stage.
+    Raises RenderError naming the template file and line on any template problem.
+    """
+    times = times if times is not None else StageTimes()
+    env = template_environment(ws)
+    context = template_context(ws, issue)
+
+    started = time.perf_counter()
+    mjml_source = render_template(ws, env, HTML_TEMPLATE, context)
+    times.jinja = time.perf_counter() - started
+
+    started = time.perf_counter()
+    compiled = compile_mjml(mjml_source, _describe_template(ws, env, HTML_TEMPLATE))
+    times.mjml = time.perf_counter() - started
+
+    started = time.perf_counter()
+    html = inline_css(compiled)
+    times.premailer = time.perf_counter() - started
+
+    started = time.perf_counter()
+    text = render_template(ws, env, TEXT_TEMPLATE, context)
+    times.text = time.perf_counter() - started
+
+    warnings = teaser_warnings(issue.teasers) + size_warnings(html, ws.config.compose.max_html_kb)
+    log.debug("rendered %r: %d bytes of HTML, %d warnings", issue.subject, len(html), len(warnings))
+    return Rendered(
+        html=html,
+        text=text,
+        subject=issue.subject,
+        preheader=issue.preheader,
+        warnings=warnings,
+    )
