@@ -1,0 +1,171 @@
+"""Read an HTML article page with trafilatura, with sturdier titles and image alt text.
+
+trafilatura finds the article body, byline, date, canonical URL and lead image. Its
+title is the Open Graph / JSON-LD one or a guess from the page; we check it against the
+page's h1 and <title> and strip site names ("Headline | Site"), see ``titles``.
+
+The page's meta description (og:description) is deliberately NOT kept as the
+article's given summary: on news sites it is often site-wide boilerplate ("The latest
+news from ..."), cut off mid-sentence, or written as click bait, and nothing on the
+page tells a good one from a bad one. Teasers for web pages are lead sentences of the
+extracted text instead; an editor who prefers the publisher's words edits issue.json.
+
+In: the decoded page, its source name and (for fetched pages) its final URL.
+Out: one ``Article``; ``SourceError`` when the page holds no article text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import trafilatura
+from lxml.html import HtmlElement
+
+from newsletter.errors import SourceError
+from newsletter.ingest.boilerplate import clean_paragraphs, is_credit, normalise_space, word_count
+from newsletter.ingest.fields import absolute_url, iso_date, join_names
+from newsletter.ingest.titles import choose_title, site_keys, title_from_text
+from newsletter.models import Article
+
+log = logging.getLogger(__name__)
+
+MIN_ARTICLE_WORDS = 20
+
+
+def read_html(page: str, source: str, *, url: str = "") -> Article:
+    """Extract the article of one HTML page (see module docstring)."""
+    tree = _parse(page)
+    if tree is None:
+        raise _no_article(source)
+    facts = _page_facts(tree)
+    document = trafilatura.bare_extraction(
+        tree,
+        url=url or None,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=False,
+        include_images=False,
+        deduplicate=False,
+    )
+    if document is None or isinstance(document, dict) or not document.text:
+        raise _no_article(source)
+    page_url = document.url or facts.canonical or url
+    sites = site_keys([facts.site_name, document.sitename or ""], urlparse(page_url).hostname or "")
+    title = choose_title(
+        meta_title=facts.meta_title or document.title or "",
+        headings=facts.headings,
+        document_title=facts.document_title,
+        sites=sites,
+    )
+    cleaned = clean_paragraphs(document.text.split("\n"), title=title)
+    if word_count(" ".join(cleaned.paragraphs)) < MIN_ARTICLE_WORDS:
+        raise _no_article(source)
+    title = title or title_from_text(cleaned.paragraphs[0])
+    image = absolute_url(document.image or facts.image, page_url)
+    return Article(
+        title=title,
+        text="\n\n".join(cleaned.paragraphs),
+        source=source,
+        url=page_url if page_url.startswith(("http://", "https://")) else "",
+        image=image,
+        image_alt=(_image_alt(facts, image, page_url) or title) if image else "",
+        byline=join_names((document.author or "").split("; ")) or cleaned.byline,
+        published=iso_date(document.date or ""),
+    )
+
+
+def _no_article(source: str) -> SourceError:
+    return SourceError(
+        f"no article text found in {source}",
+        hint="is it an article page? save the page itself, or paste its text into a .txt file",
+    )
+
+
+def _parse(page: str) -> HtmlElement | None:
+    """The page as an lxml tree, or None when there is no document in it."""
+    if "<" not in page:
+        return None
+    try:
+        tree = trafilatura.load_html(page)
+    except ValueError:  # lxml refuses some byte-order and encoding oddities
+        return None
+    return tree if isinstance(tree, HtmlElement) else None
+
+
+def _meta(tree: HtmlElement, *names: str) -> str:
+    """The first non-empty <meta> content among ``names`` (property= or name=)."""
+    for name in names:
+        for value in tree.xpath(f'//meta[@property="{name}" or @name="{name}"]/@content'):
+            if str(value).strip():
+                return normalise_space(str(value))
+    return ""
+
+
+@dataclass
+class PageFacts:
+    """What we read off the page before trafilatura prunes its tree."""
+
+    meta_title: str = ""
+    headings: list[str] = field(default_factory=list)
+    document_title: str = ""
+    site_name: str = ""
+    image: str = ""
+    image_alt: str = ""
+    canonical: str = ""
+    # (src, alt, figure caption) of every image, in page order
+    images: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _page_facts(tree: HtmlElement) -> PageFacts:
+    """Titles (h1s inside the article first), site name, image and canonical URL."""
+    headings: list[str] = []
+    for element in tree.xpath("//article//h1 | //main//h1 | //*[@role='main']//h1 | //h1"):
+        text = normalise_space(element.text_content())
+        if text and text not in headings:
+            headings.append(text)
+    document_title = tree.xpath("//title")
+    images = []
+    for img in tree.xpath("//img[@src]"):
+        caption = img.xpath("ancestor::figure[1]//figcaption")
+        images.append(
+            (
+                str(img.get("src", "")),
+                normalise_space(str(img.get("alt", ""))),
+                normalise_space(caption[0].text_content()) if caption else "",
+            )
+        )
+    return PageFacts(
+        meta_title=_meta(tree, "og:title", "twitter:title"),
+        headings=headings,
+        document_title=normalise_space(document_title[0].text_content()) if document_title else "",
+        site_name=_meta(tree, "og:site_name", "application-name", "twitter:site").lstrip("@"),
+        image=_meta(tree, "og:image", "og:image:url", "twitter:image", "twitter:image:src"),
+        image_alt=_meta(tree, "og:image:alt", "twitter:image:alt"),
+        canonical=str(next(iter(tree.xpath("//link[@rel='canonical']/@href")), "")),
+        images=images,
+    )
+
+
+def _image_alt(facts: PageFacts, image: str, base: str) -> str:
+    """Alt text for the lead image: its <img> alt, its figure caption, else og:image:alt.
+
+    Captions that are only a photo credit are no description of the picture.
+    """
+    wanted = absolute_url(image, base)
+    for src, alt, caption in facts.images:
+        if absolute_url(src, base) != wanted:
+            continue
+        for text in (alt, _caption_without_credit(caption)):
+            if text and not is_credit(text):
+                return text
+    return facts.image_alt
+
+
+def _caption_without_credit(caption: str) -> str:
+    """A figure caption with a trailing credit sentence ("Photo: X/Reuters") removed."""
+    sentences = re.split(r"(?<=[.!?])\s+", caption)
+    kept = [sentence for sentence in sentences if not is_credit(sentence)]
+    return " ".join(kept)
