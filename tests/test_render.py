@@ -294,6 +294,19 @@ def test_workspace_template_overrides_the_packaged_theme(
     assert "TOP STORY" in rendered.text  # issue.txt.j2 still comes from the package
 
 
+def test_override_added_or_edited_later_is_picked_up(
+    golden_ws: Workspace, sample_issue: Issue
+) -> None:
+    assert "TOP STORY" in render_issue(golden_ws, sample_issue).text
+    override = golden_ws.templates_dir / TEXT_TEMPLATE
+    override.write_text("first {{ issue.date }} {{ slot('unsubscribe_url') }}\n", encoding="utf-8")
+    assert render_issue(golden_ws, sample_issue).text == "first 2026-11-28 %%unsubscribe_url%%\n"
+    override.write_text("second {{ issue.date }}\n", encoding="utf-8")
+    assert render_issue(golden_ws, sample_issue).text == "second 2026-11-28\n"
+    override.unlink()
+    assert "TOP STORY" in render_issue(golden_ws, sample_issue).text
+
+
 def test_template_error_names_file_and_line(golden_ws: Workspace, sample_issue: Issue) -> None:
     (golden_ws.templates_dir / TEXT_TEMPLATE).write_text(
         "{{ publication.name }}\n\n{{ issue.no_such_field }}\n", encoding="utf-8"

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+import jinja2.bccache
 import mjml
 from premailer import Premailer
 
@@ -187,6 +188,28 @@ def credit_line(teaser: Teaser) -> str:
     return " · ".join(parts)
 
 
+class _MemoryBytecodeCache(jinja2.BytecodeCache):
+    """Compiled templates kept in memory for the life of the process.
+
+    Jinja checks each entry against the checksum of the source it just loaded, so an
+    edited or newly added override is recompiled while an unchanged theme is not.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        data = self._store.get(bucket.key)
+        if data is not None:
+            bucket.bytecode_from_string(data)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._store[bucket.key] = bucket.bytecode_to_string()
+
+
+_BYTECODE_CACHE = _MemoryBytecodeCache()
+
+
 def template_environment(ws: Workspace) -> jinja2.Environment:
     """A Jinja environment over ``ws.templates_dir`` first, then the packaged theme.
 
@@ -207,6 +230,7 @@ def template_environment(ws: Workspace) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        bytecode_cache=_BYTECODE_CACHE,
     )
     env.globals["slot"] = slot
     env.filters["long_date"] = long_date
