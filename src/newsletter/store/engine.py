@@ -1,0 +1,147 @@
+"""Engines and schema upgrades: a URL in, a ready ``Store`` out.
+
+``open_store(url)`` creates the SQLite folder if needed, configures every
+SQLite connection (WAL, busy_timeout, foreign keys, explicit transactions) and
+runs the packaged Alembic migrations up to head before returning.
+
+SQLite transactions: pysqlite's own implicit BEGIN is switched off so that
+SQLAlchemy's ``begin`` decides. Reads use a plain (deferred) ``BEGIN``; writes go
+through an engine with the execution option ``newsletter_write=True``
+(``Store.write()``), which emits ``BEGIN IMMEDIATE``. Taking the write lock up
+front means two writers (a sender and the web process) queue on
+``busy_timeout`` instead of one failing with "database is locked" when it
+upgrades a read transaction. Readers never wait for writers (WAL).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from newsletter.errors import StoreError
+from newsletter.store.subscribers import WRITE_OPTION, Store
+from newsletter.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 30_000
+# Any constant works; two processes upgrading one PostgreSQL database take turns on it.
+_PG_MIGRATION_LOCK = 7_243_001
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # None = autocommit at the driver level: SQLAlchemy's "begin" event emits BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """SQLAlchemy URL -> Engine; SQLite files get their folder and connection settings.
+
+    Raises StoreError for a URL that cannot be parsed or a driver that is not installed.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"database URL {url!r} cannot be parsed",
+            hint="set NEWSLETTER_DATABASE_URL to e.g. sqlite:///path/newsletter.db "
+            "or postgresql+psycopg://user@host/db",
+        ) from None
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        connect_args["timeout"] = BUSY_TIMEOUT_MS / 1000
+    try:
+        engine = create_engine(parsed, connect_args=connect_args)
+    except (ImportError, ArgumentError) as exc:
+        raise StoreError(
+            f"cannot use database {redact_url(url)}: {exc}",
+            hint="install the database driver or fix NEWSLETTER_DATABASE_URL",
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def alembic_config() -> AlembicConfig:
+    """The Alembic configuration of the packaged migrations (no alembic.ini needed)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Bring the database behind ``engine`` to ``revision`` (default: the newest).
+
+    Runs in one write transaction, so two processes opening a fresh database at
+    once take turns and the second finds the work done.
+    """
+    config = alembic_config()
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    writer = engine.execution_options(**{WRITE_OPTION: True})
+    with writer.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        current = set(MigrationContext.configure(conn).get_current_heads())
+        if revision == "head" and current == heads:
+            return
+        config.attributes["connection"] = conn
+        log.info("upgrading database schema to %s", revision)
+        command.upgrade(config, revision)
+
+
+def open_store(url: str) -> Store:
+    """Open (and create or upgrade) the database at ``url`` -> a ready Store.
+
+    Raises StoreError naming the (password-free) URL when it cannot be opened.
+    """
+    engine = make_engine(url)
+    try:
+        upgrade_schema(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = str(getattr(exc, "orig", None) or exc)
+        raise StoreError(
+            f"cannot open database {redact_url(url)}: {reason.splitlines()[0]}",
+            hint="check NEWSLETTER_DATABASE_URL and that the file or server is reachable",
+        ) from None
+    return Store(engine)
+
+
+def open_store_for(workspace: Workspace) -> Store:
+    """The Store of a workspace: NEWSLETTER_DATABASE_URL or subscribers/newsletter.db."""
+    return open_store(workspace.database_url)

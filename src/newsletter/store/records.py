@@ -1,0 +1,144 @@
+"""The plain values the store hands in and out: no SQL here.
+
+``Consent``     how a change was asked for (source, IP, user agent, text shown).
+``Subscriber``  one person with their list memberships.
+``Recipient``   what the sender needs per message: id, email, name, attributes, list id.
+``ImportRow``   one normalised row of an import file, ready for ``Store.import_batch``.
+``BatchResult`` what one batch did: added / updated / unchanged / suppressed / ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from newsletter.store.schema import ACTIVE
+
+# Outcomes of one row, strongest first when a row touches several lists.
+ADDED = "added"
+RESUBSCRIBED = "resubscribed"
+UPDATED = "updated"
+SUPPRESSED = "suppressed"
+UNCHANGED = "unchanged"
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC: the only clock the store uses."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Consent:
+    """How and where a subscription change was asked for.
+
+    ``source`` is one of import, web, cli, api, mail; ``text`` is the consent
+    wording shown to the person and ``version`` its version label; ``detail``
+    is free-form context (file and line of an import, a reason for
+    resubscribing). Stored with every change in the ``consents`` table.
+    """
+
+    source: str
+    ip: str | None = None
+    user_agent: str | None = None
+    text: str | None = None
+    version: str | None = None
+    detail: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Membership:
+    """One list a subscriber is on, with its per-list status."""
+
+    list_id: int
+    list_name: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    confirmed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One person: global ``status`` overrides every membership when not active."""
+
+    id: int
+    email: str
+    name: str
+    attributes: dict[str, Any]
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    memberships: tuple[Membership, ...] = ()
+
+    def list_status(self, list_name: str) -> str | None:
+        """Effective status on ``list_name``: the global status if suppressed, else the list's."""
+        for membership in self.memberships:
+            if membership.list_name == list_name:
+                return self.status if self.status != ACTIVE else membership.status
+        return None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """An active, confirmed, unsuppressed member of a list, as the sender needs it."""
+
+    id: int
+    email: str
+    name: str
+    attributes: dict[str, Any]
+    list_id: int
+
+
+@dataclass
+class ImportRow:
+    """One row to import; ``email`` is already normalised.
+
+    ``status`` is what the source says about the person globally (active, or
+    unsubscribed / bounced / complained for a file of people who left).
+    ``lists`` maps list name -> active | pending | unsubscribed when the file
+    itself says which lists (our own export); None means "the import's list".
+    ``detail`` holds what the file told about consent (opt-in time, ...).
+    """
+
+    email: str
+    line: int = 0
+    name: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    status: str = ACTIVE
+    lists: dict[str, str] | None = None
+    ip: str | None = None
+    confirmed_at: datetime | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BatchResult:
+    """Counts of what an import (or one batch of it) did, row by row.
+
+    ``added``: new on the list; ``updated``: name, attributes or list status
+    changed; ``unchanged``; ``suppressed``: left alone because the person
+    unsubscribed, bounced or complained (or the file says so);
+    ``resubscribed``: suppression lifted by an explicit ``--resubscribe``;
+    ``duplicates``: extra rows for an address already in the same batch, merged.
+    """
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    suppressed: int = 0
+    resubscribed: int = 0
+    duplicates: int = 0
+    outcomes: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def count(self, email: str, outcome: str) -> None:
+        """Record ``outcome`` for ``email``."""
+        self.outcomes[email] = outcome
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def merge(self, other: BatchResult) -> None:
+        """Add ``other``'s counts to these (per-address outcomes are not kept)."""
+        for item in fields(self):
+            if item.name != "outcomes":
+                setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
