@@ -1,0 +1,151 @@
+"""CLI wiring of compose, render and extract (behaviour is tested on the core in test_issue)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from newsletter.cli import cli
+from newsletter.errors import SourceError
+
+ARTICLES = Path(__file__).resolve().parent / "golden" / "articles"
+
+
+def _run(workspace_dir: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["-w", str(workspace_dir), *args])
+
+
+def _composed_folder(output: str) -> Path:
+    match = re.search(r"^composed \d+ teasers into (.+)$", output, re.MULTILINE)
+    assert match, output
+    return Path(match.group(1))
+
+
+def test_compose_passes_options_and_prints_the_folder(workspace_dir: Path) -> None:
+    result = _run(
+        workspace_dir,
+        "compose",
+        str(workspace_dir / "seeds"),
+        str(ARTICLES / "library.md"),
+        "--subject",
+        "Weekly brief",
+        "--intro",
+        "Hello from the desk.",
+        "--preheader",
+        "Two stories",
+    )
+    assert result.exit_code == 0, result.output
+    folder = _composed_folder(result.stdout)
+    assert folder.parent == workspace_dir / "issues"
+    assert folder.name.endswith("-weekly-brief")
+    assert f"newsletter preview {folder}" in result.stdout
+    data = json.loads((folder / "issue.json").read_text(encoding="utf-8"))
+    assert (data["subject"], data["intro"], data["preheader"]) == (
+        "Weekly brief",
+        "Hello from the desk.",
+        "Two stories",
+    )
+    assert len(data["teasers"]) == len(list((workspace_dir / "seeds").iterdir())) + 1
+    assert f"composed {len(data['teasers'])} teasers" in result.stdout
+
+
+def test_compose_out_and_skip_bad(workspace_dir: Path) -> None:
+    out = workspace_dir / "special"
+    missing = str(workspace_dir / "missing.txt")
+    result = _run(
+        workspace_dir,
+        "compose",
+        str(ARTICLES / "orchard.txt"),
+        missing,
+        "--out",
+        str(out),
+        "--skip-bad",
+    )
+    assert result.exit_code == 0, result.output
+    assert _composed_folder(result.stdout) == out
+    assert f"skipped {missing}: " in result.stderr
+    assert "warning: teaser 1" in result.stderr  # the text scrape has no URL
+
+
+def test_compose_bad_source_is_an_error_and_writes_nothing(workspace_dir: Path) -> None:
+    result = _run(workspace_dir, "compose", str(workspace_dir / "missing.txt"))
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SourceError)
+    assert list((workspace_dir / "issues").iterdir()) == []
+
+
+def test_render_after_editing_a_teaser_shows_the_edit(workspace_dir: Path) -> None:
+    composed = _run(workspace_dir, "compose", str(ARTICLES / "harbour.html"))
+    folder = _composed_folder(composed.stdout)
+    data = json.loads((folder / "issue.json").read_text(encoding="utf-8"))
+    data["teasers"][0]["title"] = "Bergen's ferries go electric"
+    (folder / "issue.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+    result = _run(workspace_dir, "render", str(folder))
+    assert result.exit_code == 0, result.output
+    size_kb = (folder / "issue.html").stat().st_size / 1024
+    assert result.stdout.strip() == f"rendered {folder / 'issue.html'} ({size_kb:.1f} KB)"
+    assert "Bergen's ferries go electric" in (folder / "issue.html").read_text(encoding="utf-8")
+    assert "Bergen's ferries go electric" in (folder / "issue.txt").read_text(encoding="utf-8")
+
+
+def test_extract_json_has_the_fields_and_teaser(workspace_dir: Path) -> None:
+    result = _run(workspace_dir, "extract", str(ARTICLES / "harbour.html"), "--json")
+    assert result.exit_code == 0, result.output
+    item = json.loads(result.stdout)
+    assert {"title", "url", "image", "byline", "text", "summary"} <= set(item)
+    assert item["title"] == "Harbour ferries switch to batteries"
+    assert 40 <= len(item["summary"].split()) <= 60
+
+
+def test_extract_plain_shows_teaser_and_text(workspace_dir: Path) -> None:
+    result = _run(workspace_dir, "extract", str(ARTICLES / "library.md"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("A library that lends tools, not books\n")
+    assert "byline: Joana Ferreira" in result.stdout
+    assert re.search(r"^teaser \(\d+ words\):$", result.stdout, re.MULTILINE)
+
+
+@pytest.mark.e2e
+def test_real_console_script_compose_then_render(workspace_dir: Path) -> None:
+    script = shutil.which("newsletter", path=str(Path(sys.executable).parent))
+    assert script, "the newsletter console script is not installed next to this Python"
+    shutil.copytree(ARTICLES, workspace_dir / "seeds" / "more")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [script, *args], cwd=workspace_dir, capture_output=True, text=True, check=False
+        )
+
+    composed = run("compose", "seeds", "seeds/more", "--intro", "Grüße aus Berlin.")
+    assert composed.returncode == 0, composed.stderr
+    assert "Traceback" not in composed.stderr
+    folder = workspace_dir / _composed_folder(composed.stdout)
+    html = (folder / "issue.html").read_text(encoding="utf-8")
+    assert html.startswith("<!doctype html>")
+    assert "Grüße aus Berlin." in html and "%%unsubscribe_url%%" in html
+    assert "Harbour ferries switch to batteries" in (folder / "issue.txt").read_text(
+        encoding="utf-8"
+    )
+
+    rendered = run("render", str(folder))
+    assert rendered.returncode == 0, rendered.stderr
+    assert rendered.stdout.startswith("rendered ")
+
+    failed = run("compose", "seeds/nope.md")
+    assert failed.returncode == 1
+    assert failed.stderr.strip().startswith("error: ")
+    assert "nope.md" in failed.stderr and "Traceback" not in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (workspace_dir / "issues").iterdir()) == [folder.name]
+
+    broken = run("render", "issues/not-there")
+    assert broken.returncode == 1
+    assert "no such issue folder" in broken.stderr and "Traceback" not in broken.stderr
