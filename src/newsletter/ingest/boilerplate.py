@@ -51,9 +51,10 @@ _FURNITURE_PHRASES = re.compile(
     re.IGNORECASE | re.VERBOSE,
 )
 
-# A cookie or consent notice can be a full, punctuated sentence; it is never news.
-_CONSENT = re.compile(
-    r"\b(?:we|this\s+(?:site|website))\s+uses?\s+cookies\b|\bby\s+continuing\s+to\s+(?:browse|use)\b",
+# Cookie notices and feed footers can be full, punctuated sentences; they are never news.
+_NOTICE = re.compile(
+    r"\b(?:we|this\s+(?:site|website))\s+uses?\s+cookies\b|\bby\s+continuing\s+to\s+(?:browse|use)\b"
+    r"|\bappeared\s+first\s+on\b|\bthis\s+(?:article|story)\s+(?:was\s+)?originally\s+(?:appeared|published)\b",
     re.IGNORECASE,
 )
 
@@ -218,7 +219,7 @@ def is_dateline(line: str) -> bool:
 def is_furniture(line: str) -> bool:
     """True for share/subscribe/advertisement/cookie lines (short ones, or consent notices)."""
     stripped = line.strip()
-    if _CONSENT.search(stripped) and word_count(stripped) <= 60:
+    if _NOTICE.search(stripped) and word_count(stripped) <= 60:
         return True
     return word_count(stripped) <= 15 and bool(_FURNITURE_PHRASES.match(stripped))
 

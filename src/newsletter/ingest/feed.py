@@ -135,10 +135,10 @@ def _entry_image(entry: Any, body_html: str, base: str) -> tuple[str, str]:
         medium = str(media.get("medium", "")) or str(media.get("type", ""))
         src = absolute_url(str(media.get("url", "")), base)
         if src and (not medium or "image" in medium):
-            return src, _media_alt(entry)
+            return src, ""
     for thumbnail in entry.get("media_thumbnail", []):
         if src := absolute_url(str(thumbnail.get("url", "")), base):
-            return src, _media_alt(entry)
+            return src, ""
     for link in entry.get("enclosures", []) + entry.get("links", []):
         is_image = str(link.get("type", "")).startswith("image/")
         src = absolute_url(str(link.get("href", "")), base)
@@ -148,11 +148,3 @@ def _entry_image(entry: Any, body_html: str, base: str) -> tuple[str, str]:
         if src := absolute_url(img.get("src", ""), base):
             return src, normalise_space(img.get("alt", ""))
     return "", ""
-
-
-def _media_alt(entry: Any) -> str:
-    """media:description / media:title of an entry's image, when the feed gives one."""
-    for key in ("media_description", "media_title"):
-        if value := html_to_text(str(entry.get(key, ""))):
-            return value
-    return ""

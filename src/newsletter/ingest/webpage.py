@@ -16,9 +16,11 @@ Out: one ``Article``; ``SourceError`` when the page holds no article text.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 import trafilatura
@@ -53,11 +55,14 @@ def read_html(page: str, source: str, *, url: str = "") -> Article:
     if document is None or isinstance(document, dict) or not document.text:
         raise _no_article(source)
     page_url = document.url or facts.canonical or url
-    sites = site_keys([facts.site_name, document.sitename or ""], urlparse(page_url).hostname or "")
+    # trafilatura's own title and site name are guesses when the page has no metadata
+    # (it takes "Site" from "U.S. talks | Site" because the other part has a dot), so
+    # they are used only when nothing the page states outright is there.
+    sites = site_keys(facts.site_names, urlparse(page_url).hostname or "")
     title = choose_title(
-        meta_title=facts.meta_title or document.title or "",
+        meta_title=facts.meta_title,
         headings=facts.headings,
-        document_title=facts.document_title,
+        document_title=facts.document_title or document.title or "",
         sites=sites,
     )
     cleaned = clean_paragraphs(document.text.split("\n"), title=title)
@@ -111,7 +116,7 @@ class PageFacts:
     meta_title: str = ""
     headings: list[str] = field(default_factory=list)
     document_title: str = ""
-    site_name: str = ""
+    site_names: list[str] = field(default_factory=list)
     image: str = ""
     image_alt: str = ""
     canonical: str = ""
@@ -137,16 +142,55 @@ def _page_facts(tree: HtmlElement) -> PageFacts:
                 normalise_space(caption[0].text_content()) if caption else "",
             )
         )
+    headline, publisher = _json_ld_headline(tree)
+    site_names = [
+        _meta(tree, "og:site_name"),
+        _meta(tree, "application-name"),
+        _meta(tree, "twitter:site").lstrip("@"),
+        publisher,
+    ]
     return PageFacts(
-        meta_title=_meta(tree, "og:title", "twitter:title"),
+        meta_title=_meta(tree, "og:title", "twitter:title") or headline,
         headings=headings,
         document_title=normalise_space(document_title[0].text_content()) if document_title else "",
-        site_name=_meta(tree, "og:site_name", "application-name", "twitter:site").lstrip("@"),
+        site_names=[name for name in site_names if name],
         image=_meta(tree, "og:image", "og:image:url", "twitter:image", "twitter:image:src"),
         image_alt=_meta(tree, "og:image:alt", "twitter:image:alt"),
         canonical=str(next(iter(tree.xpath("//link[@rel='canonical']/@href")), "")),
         images=images,
     )
+
+
+_ARTICLE_TYPES = {"article", "newsarticle", "blogposting", "reportagenewsarticle", "webpage"}
+
+
+def _json_ld_headline(tree: HtmlElement) -> tuple[str, str]:
+    """(headline, publisher name) from the page's JSON-LD Article, or ("", "")."""
+    for script in tree.xpath('//script[@type="application/ld+json"]'):
+        try:
+            data = json.loads(script.text_content() or "null")
+        except ValueError:
+            continue
+        for item in _json_ld_items(data):
+            kinds = item.get("@type", "")
+            kinds = [kinds] if isinstance(kinds, str) else kinds
+            if not any(str(kind).lower() in _ARTICLE_TYPES for kind in kinds):
+                continue
+            headline = item.get("headline") or item.get("name") or ""
+            publisher = item.get("publisher") or {}
+            name = publisher.get("name", "") if isinstance(publisher, dict) else ""
+            if isinstance(headline, str) and headline.strip():
+                return normalise_space(headline), str(name)
+    return "", ""
+
+
+def _json_ld_items(data: Any) -> list[dict[str, Any]]:
+    """Every object in a JSON-LD document: top level, lists and @graph members."""
+    if isinstance(data, list):
+        return [item for element in data for item in _json_ld_items(element)]
+    if isinstance(data, dict):
+        return [data, *_json_ld_items(data.get("@graph", []))]
+    return []
 
 
 def _image_alt(facts: PageFacts, image: str, base: str) -> str:
