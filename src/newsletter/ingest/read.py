@@ -121,7 +121,6 @@ def _read_file(path: Path, source: str) -> list[Article]:
 def _read_url(url: str, *, timeout: float) -> list[Article]:
     """Fetch ``url`` and read it as the kind its content type and content say."""
     fetched = fetch(url, timeout=timeout)
-    check_bytes(fetched.body, url)
     hint = kind_from_content_type(fetched.content_type) or kind_from_name(fetched.url)
     mime = fetched.content_type.split(";", 1)[0].strip().lower()
     if hint is None and mime and not mime.startswith("text/"):
@@ -129,6 +128,7 @@ def _read_url(url: str, *, timeout: float) -> list[Article]:
             f"{url} is not an article page or feed (it is {mime})",
             hint="give the address of the article page or the feed",
         )
+    check_bytes(fetched.body, url)
     kind = sniff_kind(fetched.body, hint)
     return _parse(
         fetched.body,
