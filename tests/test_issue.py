@@ -18,6 +18,7 @@ from newsletter.issue import (
     ISSUE_JSON,
     ISSUE_TXT,
     ComposeResult,
+    FolderTakenError,
     compose_issue,
     default_preheader,
     extract_source,
@@ -337,6 +338,18 @@ def test_write_issue_folder_replaces_files_in_an_existing_folder(workspace: Work
         == "Straße"
     )  # UTF-8 kept as characters
     assert "Straße" in (folder / ISSUE_JSON).read_text(encoding="utf-8")
+
+
+def test_exclusive_write_never_touches_a_taken_folder(workspace: Workspace) -> None:
+    issue, rendered = _sample(workspace)
+    folder = workspace.issues_dir / "2026-11-28-atomic"
+    folder.mkdir(parents=True)
+    (folder / ISSUE_JSON).write_text("someone else's", encoding="utf-8")
+    with pytest.raises(FolderTakenError):
+        write_issue_folder(folder, issue, rendered, exclusive=True)
+    assert sorted(p.name for p in folder.iterdir()) == [ISSUE_JSON]
+    assert (folder / ISSUE_JSON).read_text(encoding="utf-8") == "someone else's"
+    assert _folders(workspace) == ["2026-11-28-atomic"]
 
 
 # --- extract -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ leaves a half-written folder or file behind.
 
 from __future__ import annotations
 
+import errno
 import json
 import json.scanner
 import logging
@@ -265,17 +266,30 @@ def _is_empty_dir(folder: Path) -> bool:
     return folder.is_dir() and not any(folder.iterdir())
 
 
-def write_issue_folder(folder: Path, issue: Issue, rendered: Rendered) -> None:
+class FolderTakenError(RenderError):
+    """The issue folder to create exists already and is not empty."""
+
+
+def write_issue_folder(
+    folder: Path, issue: Issue, rendered: Rendered, *, exclusive: bool = False
+) -> None:
     """Write issue.json, issue.html and issue.txt into ``folder``, atomically.
 
     A new (or empty) folder is built as a temporary sibling and renamed into place, so
     it appears whole or not at all. In an existing folder each file is replaced by a
-    rename. Raises RenderError if the folder cannot be written.
+    rename, unless ``exclusive``: then a folder that is not empty (even one another
+    process made a moment ago) raises FolderTakenError and is left alone. Raises
+    RenderError if the folder cannot be written.
     """
     files = {ISSUE_JSON: issue_json(issue), ISSUE_HTML: rendered.html, ISSUE_TXT: rendered.text}
+    taken = FolderTakenError(
+        f"{folder}: exists and is not empty", hint="name a new or empty folder"
+    )
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         if folder.exists() and not _is_empty_dir(folder):
+            if exclusive:
+                raise taken
             for name, text in files.items():
                 _replace_file(folder / name, text)
             return
@@ -291,6 +305,8 @@ def write_issue_folder(folder: Path, issue: Issue, rendered: Rendered) -> None:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and exclusive:
+            raise taken from None
         raise RenderError(
             f"{folder}: cannot write the issue folder ({exc.strerror or exc})",
             hint="check the folder exists, is writable and is not in use",
@@ -424,6 +440,20 @@ def build_issue(
     )
 
 
+def _write_new_folder(ws: Workspace, issue: Issue, rendered: Rendered, out: Path | None) -> Path:
+    """Write the issue into ``out`` or a fresh default folder; never into someone else's."""
+    while True:
+        folder = out if out is not None else default_folder(ws, issue)
+        try:
+            write_issue_folder(folder, issue, rendered, exclusive=True)
+            return folder
+        except FolderTakenError:
+            if out is not None:
+                raise
+            # another compose took this name between our look and our rename: next one
+            log.info("%s was taken meanwhile; trying the next name", folder)
+
+
 def compose_issue(
     ws: Workspace,
     sources: list[str],
@@ -453,8 +483,7 @@ def compose_issue(
     articles, warnings = _without_duplicates(articles)
     issue = build_issue(ws, articles, subject=subject, intro=intro, preheader=preheader)
     rendered = render_issue(ws, issue)
-    folder = out if out is not None else default_folder(ws, issue)
-    write_issue_folder(folder, issue, rendered)
+    folder = _write_new_folder(ws, issue, rendered, out)
     log.info("composed %d teasers into %s", len(issue.teasers), folder)
     return ComposeResult(
         folder=folder,
