@@ -25,7 +25,7 @@ _WORD = re.compile(r"\S+")
 # Phrases that make a short line page furniture wherever it appears. Only applied to
 # short lines: "Share prices rose on Monday after ..." is news, "Share this" is not.
 _FURNITURE_PHRASES = re.compile(
-    r"""^\W*(?:
+    r"""^\W*?(?:
       subscribe\b.* | sign[\s-]?up\b.* | sign\s+in\b.* | log\s*in\b.*
     | (?:get|join|try)\s+(?:our|the)\b.*newsletters?\b.* | newsletters?\b.*
     | .*\b(?:our|daily|weekly|free)\s+newsletters?\W*
@@ -39,7 +39,7 @@ _FURNITURE_PHRASES = re.compile(
     | listen\s+to\s+(?:this|the)\s+(?:article|story)\b.* | \d+\s+min(?:ute)?s?\s+read\W*
     | (?:reading|read)\s+time\b.* | skip\s+to\b.* | back\s+to\s+top\W* | menu\W* | search\W*
     | close\W* | open\s+in\s+app\W* | download\s+(?:our|the)\s+app\b.*
-    | (?:©|\(c\)|copyright)\b.* | all\s+rights\s+reserved\W*
+    | (?:©|\(c\)|copyright\b).* | all\s+rights\s+reserved\W*
     | (?:tags?|topics?|filed\s+under|posted\s+in|categories)\s*:.*
     | reporting\s+by\b.* | editing\s+by\b.* | additional\s+reporting\b.*
     | (?:accept|reject|manage)\s+(?:all\s+)?cookies\b.*
@@ -53,9 +53,15 @@ _FURNITURE_PHRASES = re.compile(
 
 # Cookie notices and feed footers can be full, punctuated sentences; they are never news.
 _NOTICE = re.compile(
-    r"\b(?:we|this\s+(?:site|website))\s+uses?\s+cookies\b|\bby\s+continuing\s+to\s+(?:browse|use)\b"
-    r"|\bappeared\s+first\s+on\b|\bthis\s+(?:article|story)\s+(?:was\s+)?originally\s+(?:appeared|published)\b",
+    r"\b(?:we|this\s+(?:site|website))\s+uses?\s+cookies\b"
+    r"|\bby\s+continuing\s+to\s+(?:browse|use)\b"
+    r"|\bappeared\s+first\s+on\b"
+    r"|\bthis\s+(?:article|story)\s+(?:was\s+)?originally\s+(?:appeared|published)\b",
     re.IGNORECASE,
+)
+# "Sign up for our free newsletter to get the week's best stories." (a short sentence)
+_NEWSLETTER_PITCH = re.compile(
+    r"^\W*(?:subscribe|sign\s+up|register|get|join)\b.*\bnewsletters?\b", re.IGNORECASE
 )
 
 # Where the article ends and the comments or link lists of the page begin.
@@ -219,9 +225,16 @@ def is_dateline(line: str) -> bool:
 def is_furniture(line: str) -> bool:
     """True for share/subscribe/advertisement/cookie lines (short ones, or consent notices)."""
     stripped = line.strip()
-    if _NOTICE.search(stripped) and word_count(stripped) <= 60:
+    words = word_count(stripped)
+    if _NOTICE.search(stripped) and words <= 60:
         return True
-    return word_count(stripped) <= 15 and bool(_FURNITURE_PHRASES.match(stripped))
+    if _NEWSLETTER_PITCH.match(stripped) and words <= 25:
+        return True
+    # A phrase that starts a longer finished sentence ("Sign-up numbers doubled ...,
+    # officials said.") is news; furniture is short or unpunctuated.
+    if words > 15 or (words > 8 and ends_like_sentence(stripped)):
+        return False
+    return bool(_FURNITURE_PHRASES.match(stripped))
 
 
 def classify(line: str) -> LineKind:
