@@ -1,0 +1,321 @@
+"""The preview server: a starlette app on 127.0.0.1, file watching and live reload.
+
+``PreviewServer(state, port=0)`` binds its socket at once (so ``url`` is known before
+it serves), renders the issue, watches issue.json, the workspace templates/ and
+newsletter.toml, re-renders on every save (in a worker thread) and tells open pages
+through Server-Sent Events; the page's script then swaps the frames, keeping their
+scroll position. ``run()`` serves until Ctrl-C (or ``stop()``) and returns cleanly.
+
+Routes: ``/`` the page, ``/assets/{name}`` its script and style, ``/api/state`` the
+snapshot as JSON, ``/frame`` the email as a recipient sees it (``?dark=1`` in a
+simulated dark mode), ``/events`` the SSE stream of versions, ``POST
+/api/check-links`` the link check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from watchfiles import Change, DefaultFilter, awatch
+
+from newsletter.config import CONFIG_FILE
+from newsletter.errors import NewsletterError
+from newsletter.preview.checks import check_links
+from newsletter.preview.page import frame_document, snapshot_json
+from newsletter.preview.state import ISSUE_FILE, PreviewState
+
+log = logging.getLogger(__name__)
+
+# How long the watcher waits for a burst of writes to end (editors often write twice).
+WATCH_STEP_MS = 30
+WATCH_DEBOUNCE_MS = 400
+# An idle SSE stream sends a comment this often, so a closed tab is noticed.
+KEEPALIVE_SECONDS = 15.0
+# After Ctrl-C, give open requests this long before cutting them off.
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
+ASSET_TYPES = {"preview.js": "text/javascript", "preview.css": "text/css"}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0 = a free port), or NewsletterError."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise NewsletterError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="pass --port 0 to pick a free port",
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+class VersionHub:
+    """Tells every open event stream when a new snapshot version exists (event loop only)."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.closing = False
+        self._changed = asyncio.Event()
+
+    def publish(self, version: int) -> None:
+        """Announce ``version`` to every waiting stream."""
+        self.version = version
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def close(self) -> None:
+        """End every stream (the server is shutting down)."""
+        self.closing = True
+        self.publish(self.version)
+
+    async def stream(self) -> AsyncIterator[str]:
+        """SSE text: the current version at once, then each new one, until ``close()``."""
+        yield "retry: 500\n\n"
+        sent = -1
+        while not self.closing:
+            changed = self._changed
+            if self.version != sent:
+                sent = self.version
+                yield f"event: version\ndata: {sent}\n\n"
+                continue
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+
+
+class _Watcher:
+    """Watches the files a render reads and sets ``dirty`` when one of them changes."""
+
+    def __init__(self, state: PreviewState, dirty: asyncio.Event) -> None:
+        root = state.workspace.root.resolve()
+        self.config_file = root / CONFIG_FILE
+        self.issue_file = state.issue_dir.resolve() / ISSUE_FILE
+        self.templates_dir = state.workspace.templates_dir.resolve()
+        self.dirty = dirty
+        self.stop_event = asyncio.Event()
+        self._default_filter = DefaultFilter()
+
+    def relevant(self, change: Change, path: str) -> bool:
+        """True for newsletter.toml, issue.json and any template file (not editor droppings)."""
+        changed = Path(path)
+        if changed in (self.config_file, self.issue_file):
+            return True
+        return changed.is_relative_to(self.templates_dir) and self._default_filter(change, path)
+
+    async def _watch(self, paths: list[Path], *, recursive: bool) -> None:
+        async for changes in awatch(
+            *paths,
+            watch_filter=self.relevant,
+            step=WATCH_STEP_MS,
+            debounce=WATCH_DEBOUNCE_MS,
+            stop_event=self.stop_event,
+            recursive=recursive,
+        ):
+            log.info("changed: %s", ", ".join(sorted(path for _, path in changes)))
+            self.dirty.set()
+
+    async def start(self) -> list[asyncio.Task[None]]:
+        """Start watching; returns the watcher tasks once their watches are in place."""
+        folders = [self.config_file.parent, self.issue_file.parent]
+        tasks = [asyncio.create_task(self._watch(list(dict.fromkeys(folders)), recursive=False))]
+        if self.templates_dir.is_dir():
+            tasks.append(asyncio.create_task(self._watch([self.templates_dir], recursive=True)))
+        # awatch sets up its inotify watches in the first step of each task, before its
+        # first real await; one turn of the loop runs those steps, so no save is missed.
+        await asyncio.sleep(0)
+        return tasks
+
+
+class PreviewApp:
+    """The starlette app plus its background work: render loop, watchers, event hub."""
+
+    def __init__(self, state: PreviewState, *, on_ready: Callable[[], None] | None = None) -> None:
+        self.state = state
+        self.hub = VersionHub()
+        self.renders = 0
+        self._on_ready = on_ready
+        self._dirty: asyncio.Event | None = None
+        self._page = _page_environment().get_template("page.html.j2")
+        self.starlette = Starlette(
+            routes=[
+                Route("/", self.page),
+                Route("/assets/{name}", self.asset),
+                Route("/api/state", self.api_state),
+                Route("/api/check-links", self.api_check_links, methods=["POST"]),
+                Route("/frame", self.frame),
+                Route("/events", self.events),
+            ],
+            lifespan=self.lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Render once, start watching and the render loop; on shutdown stop them all."""
+        self._dirty = asyncio.Event()
+        await self._render()
+        watcher = _Watcher(self.state, self._dirty)
+        watchers = await watcher.start()
+        render_loop = asyncio.create_task(self._render_loop(self._dirty))
+        if self._on_ready is not None:
+            self._on_ready()
+        try:
+            yield
+        finally:
+            self.hub.close()
+            watcher.stop_event.set()
+            render_loop.cancel()
+            await asyncio.gather(render_loop, *watchers, return_exceptions=True)
+
+    async def _render(self) -> None:
+        snapshot = await asyncio.to_thread(self.state.refresh)
+        self.renders += 1
+        self.hub.publish(snapshot.version)
+
+    async def _render_loop(self, dirty: asyncio.Event) -> None:
+        while True:
+            await dirty.wait()
+            dirty.clear()
+            await self._render()
+
+    async def page(self, request: Request) -> HTMLResponse:
+        """The preview page (its script fetches everything else)."""
+        issue_name = self.state.issue_dir.resolve().name
+        return HTMLResponse(self._page.render(issue_name=issue_name), headers=NO_STORE)
+
+    async def asset(self, request: Request) -> Response:
+        """The page's script or style, from the packaged templates/preview/."""
+        name = request.path_params["name"]
+        if name not in ASSET_TYPES:
+            return Response("not found", status_code=404)
+        text = _preview_files().joinpath(name).read_text(encoding="utf-8")
+        return Response(text, media_type=ASSET_TYPES[name], headers=NO_STORE)
+
+    async def api_state(self, request: Request) -> JSONResponse:
+        """The current snapshot as JSON (see ``page.snapshot_json``)."""
+        return JSONResponse(snapshot_json(self.state.snapshot), headers=NO_STORE)
+
+    async def frame(self, request: Request) -> HTMLResponse:
+        """The last good HTML part, slots filled; ``?dark=1`` for the dark-mode simulation."""
+        dark = request.query_params.get("dark") == "1"
+        good = self.state.snapshot.good
+        return HTMLResponse(frame_document(good, dark=dark), headers=NO_STORE)
+
+    async def events(self, request: Request) -> StreamingResponse:
+        """Server-Sent Events: ``version`` events, one per refresh."""
+        headers = {**NO_STORE, "X-Accel-Buffering": "no"}
+        return StreamingResponse(self.hub.stream(), media_type="text/event-stream", headers=headers)
+
+    async def api_check_links(self, request: Request) -> JSONResponse:
+        """Check the http(s) links of the render on show -> [{url, ok, status, detail}]."""
+        good = self.state.snapshot.good
+        urls = [link.url for link in good.figures.links] if good else []
+        results = await check_links(urls)
+        return JSONResponse([result.__dict__ for result in results], headers=NO_STORE)
+
+
+def _preview_files() -> Any:
+    return resources.files("newsletter").joinpath("templates", "preview")
+
+
+def _page_environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("newsletter", "templates/preview"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but open event streams end as soon as shutdown starts (else it waits on them)."""
+
+    def __init__(self, config: uvicorn.Config, hub: VersionHub) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._hub.close()
+        await super().shutdown(sockets)
+
+
+class PreviewServer:
+    """A preview of ``state`` served on ``host``:``port`` (0 = a free port).
+
+    The socket is bound on construction (NewsletterError if the port is taken), so
+    ``url`` is final at once. ``ready`` is set once the first render is done and the
+    files are watched; ``on_ready`` is called at that moment, in the server's thread.
+    """
+
+    def __init__(
+        self,
+        state: PreviewState,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_ready: Callable[[str], None] | None = None,
+    ) -> None:
+        self._socket = bind_socket(host, port)
+        self.url = f"http://{host}:{self._socket.getsockname()[1]}/"
+        self.ready = threading.Event()
+        self._on_ready = on_ready
+        self.app = PreviewApp(state, on_ready=self._announce)
+        config = uvicorn.Config(
+            self.app.starlette,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            loop="asyncio",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+        self._server = _Server(config, self.app.hub)
+        self._thread: threading.Thread | None = None
+
+    def _announce(self) -> None:
+        self.ready.set()
+        if self._on_ready is not None:
+            self._on_ready(self.url)
+
+    def run(self) -> None:
+        """Serve until Ctrl-C or ``stop()``; returns normally either way."""
+        try:
+            self._server.run(sockets=[self._socket])
+        except KeyboardInterrupt:
+            # uvicorn shuts down gracefully on SIGINT, then re-raises it: that is our exit
+            log.info("preview stopped")
+        finally:
+            self._socket.close()
+
+    def start_in_thread(self, timeout: float = 30.0) -> None:
+        """Serve from a background thread; returns once ``ready`` (tests and benchmarks)."""
+        self._thread = threading.Thread(target=self.run, name="preview-server", daemon=True)
+        self._thread.start()
+        if not self.ready.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"preview server not ready after {timeout} s")
+
+    def stop(self) -> None:
+        """Ask the server to shut down (from any thread) and wait for a background thread."""
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=GRACEFUL_SHUTDOWN_SECONDS + 5)
+            self._thread = None
