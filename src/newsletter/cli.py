@@ -134,6 +134,46 @@ def extract(ctx: click.Context, source: str, as_json: bool) -> None:
         click.echo(f"text ({len(item['text'].split())} words):\n{item['text']}\n")
 
 
+# --- preview --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("issue_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1; 0 picks a free one.",
+)
+@click.option("--no-open", is_flag=True, help="Do not open the default browser.")
+@click.option(
+    "--as",
+    "as_address",
+    metavar="ADDRESS",
+    help="Fill the personal slots from this subscriber (default: a sample one).",
+)
+@click.pass_context
+def preview(
+    ctx: click.Context, issue_dir: Path, port: int, no_open: bool, as_address: str | None
+) -> None:
+    """Serve a live preview of ISSUE_DIR that reloads on every save (Ctrl-C stops it)."""
+    from newsletter.preview import run_preview
+
+    result = run_preview(
+        _workspace(ctx),
+        issue_dir,
+        port=port,
+        open_browser=not no_open,
+        as_address=as_address,
+        on_ready=lambda url: click.echo(f"previewing {issue_dir} at {url} (Ctrl-C to stop)"),
+    )
+    click.echo(f"preview stopped ({result.renders} render{'' if result.renders == 1 else 's'})")
+
+
+# --- end preview ----------------------------------------------------------------------------
+
+
 def main() -> None:
     """Entry point: run the CLI; a NewsletterError becomes one line and exit 1."""
     try:
