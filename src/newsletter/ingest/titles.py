@@ -81,12 +81,13 @@ def _strip_once(title: str, separator: str, sites: set[str], hints: set[str]) ->
         return rest.strip()
     if word_count(tail) <= _MAX_SITE_WORDS and _is_site(tail, sites):
         return head.strip()
-    if (
-        separator in _STRONG_SEPARATORS
-        and word_count(tail) <= _MAX_SITE_WORDS
-        and word_count(head) > word_count(tail)
-    ):
-        return head.strip()
+    if separator in _STRONG_SEPARATORS:
+        # With no site name to go by, a short part beside a much longer one is the site
+        # (or section): "Headline | Local", "Harbour Gazette :: Headline".
+        if word_count(tail) <= _MAX_SITE_WORDS and word_count(head) > word_count(tail):
+            return head.strip()
+        if word_count(first) <= _MAX_SITE_WORDS and word_count(rest) >= 2 * word_count(first):
+            return rest.strip()
     return title
 
 
