@@ -242,6 +242,22 @@ def test_layout_lead_story_then_two_column_cards(golden_ws: Workspace, sample_is
     assert "fonts.googleapis" not in html and "<link" not in html
 
 
+def test_a_last_card_on_its_own_sits_beside_its_picture(
+    golden_ws: Workspace, sample_issue: Issue
+) -> None:
+    first, second, third, no_image, violin = sample_issue.teasers
+    with_image = replace(sample_issue, teasers=[first, second, third, violin])
+    tree = lxml.html.document_fromstring(render_issue(golden_ws, with_image).html)
+    assert len(tree.find_class("mj-column-per-50")) == 2
+    assert len(tree.find_class("mj-column-per-40")) == 1  # the picture
+    assert len(tree.find_class("mj-column-per-60")) == 1  # headline and summary
+    without_image = replace(sample_issue, teasers=[first, second, third, no_image])
+    tree = lxml.html.document_fromstring(render_issue(golden_ws, without_image).html)
+    assert len(tree.find_class("mj-column-per-40")) == 0
+    full_width = [column.text_content() for column in tree.find_class("mj-column-per-100")]
+    assert any(no_image.title in text for text in full_width)
+
+
 def test_text_part_carries_every_headline_summary_and_link(
     golden_ws: Workspace, sample_issue: Issue
 ) -> None:
