@@ -434,3 +434,25 @@ def test_text_with_only_furniture(tmp_path: Path) -> None:
     path = tmp_path / "junk.txt"
     path.write_text("HomeNewsWorld\n\nSubscribe to our newsletter\n\nCOMMENTS\n")
     assert source_error(path).startswith(f"no article text found in {path}")
+
+
+# --- the sample workspace ------------------------------------------------------------------
+
+
+def test_sample_seeds_read_as_a_newsroom_issue() -> None:
+    seeds = REPO / "seeds"
+    files = expand_sources([str(seeds)])
+    assert Path(files[0]).name == "000_acb975feda389482.txt"
+    assert {Path(f).suffix for f in files} >= {".txt", ".html", ".md", ".xml"}
+    articles = read_source(str(seeds))
+    assert len(articles) == 6
+    assert len({a.title for a in articles}) == 6
+    for article in articles:
+        assert_clean(article)
+        assert article.text
+        if article.image:
+            assert article.image.startswith("https://")
+            assert ".example." in article.image  # never a real host
+            assert article.image_alt
+    with_images = [a for a in articles if a.image]
+    assert len(with_images) == 5
