@@ -173,3 +173,16 @@ def test_teaser_of_markets_scrape_keeps_abbreviations_whole() -> None:
     # The first sentence (44 words) holds "Inc." and "U.S."; the next would pass 60.
     assert teaser.summary.startswith("Shares of Brightwave Inc. rose 9 percent")
     assert teaser.summary.endswith("ending a review that had dragged on for more than a year.")
+
+
+@pytest.mark.parametrize(
+    ("lead", "expected"),
+    [
+        ("LONDON (Reuters) - Britain said on Monday it would cut rates.", "Britain said"),
+        ("KYIV, Ukraine (AP) — Ukraine said on Monday it would cut rates.", "Ukraine said"),
+        ("WASHINGTON — The Senate voted on the bill on Monday.", "The Senate"),
+        ("U.S. officials said on Monday - after a delay - that rates fell.", "U.S. officials"),
+    ],
+)
+def test_wire_dateline_is_left_out_of_the_teaser(lead: str, expected: str) -> None:
+    assert summarize(lead, min_words=3, max_words=30).startswith(expected)

@@ -41,6 +41,13 @@ _DANGLING = frozenset(
     )
 )
 _CLAUSE_END = re.compile(r"[,;:)\]–—]$")
+# A wire dateline opening the first sentence: "LONDON (Reuters) - ", "KYIV, Ukraine (AP) — ".
+# It is the article's, not the teaser's: publishers leave it out of their own teasers.
+_WIRE_DATELINE = re.compile(
+    r"^(?:[A-Z]{2,}[A-Z.'-]*(?:[ ,]+[A-Z0-9][\w.'-]*){0,4}\s*)?"  # LONDON / KYIV, Ukraine
+    r"(?:\([^)]{1,30}\)\s*)?"  # (Reuters)
+    r"[-–—]{1,2}\s+(?=\S)"
+)
 
 
 @lru_cache(maxsize=1)
@@ -102,8 +109,8 @@ def lead_sentences(text: str, *, title: str = "") -> Iterator[str]:
     lines = text.splitlines()
     paragraphs = clean_paragraphs(lines, title=title).paragraphs
     for index, paragraph in enumerate(paragraphs):
-        if index == 0 and title:
-            paragraph = _without_leading_title(paragraph, title)
+        if index == 0:
+            paragraph = _WIRE_DATELINE.sub("", _without_leading_title(paragraph, title))
         for raw in _segmenter().segment(paragraph):
             sentence = normalise_space(raw)
             if sentence and not is_boilerplate(sentence):

@@ -101,9 +101,10 @@ def choose_title(
     """The headline of a web page.
 
     In: the Open Graph / JSON-LD title, the page's h1 texts (article ones first) and
-    the ``<title>``. A single h1 that the other titles start with, or that matches
-    one of them, is the cleanest form; else the meta title, then the <title>, each
-    with the site name stripped; else the first h1. Out: the headline, or "".
+    the ``<title>``. An h1 that matches one of the others (once site names are
+    stripped) is the cleanest form; else the meta title, then the <title>, each with
+    the site name stripped; else the first h1 that is not the site's name. Out: the
+    headline, or "".
     """
     headings = [normalise_space(h) for h in headings if word_count(h) >= 2]
     meta = strip_site_name(meta_title, sites, headline_hints=headings) if meta_title else ""
@@ -114,9 +115,8 @@ def choose_title(
         if _is_site(heading, sites) and word_count(heading) <= _MAX_SITE_WORDS:
             continue
         key = _key(heading)
-        for candidate in (meta, document):
-            if candidate and (key == _key(candidate) or _key(candidate).startswith(key)):
-                return heading
+        if any(candidate and key == _key(candidate) for candidate in (meta, document)):
+            return heading
     if meta and not _is_site(meta, sites):
         return meta
     if document and not _is_site(document, sites):
