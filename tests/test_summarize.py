@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pysbd
 import pytest
 
 from newsletter.ingest import read_source
 from newsletter.ingest.boilerplate import is_boilerplate
 from newsletter.models import Article
-from newsletter.summarize import make_teaser, summarize, trim_to_words
+from newsletter.summarize import _sentences, make_teaser, summarize, trim_to_words
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "seeds" / "000_acb975feda389482.txt"
@@ -186,3 +187,10 @@ def test_teaser_of_markets_scrape_keeps_abbreviations_whole() -> None:
 )
 def test_wire_dateline_is_left_out_of_the_teaser(lead: str, expected: str) -> None:
     assert summarize(lead, min_words=3, max_words=30).startswith(expected)
+
+
+def test_windowed_sentence_split_matches_whole_paragraph_split() -> None:
+    paragraph = read_source(str(SEED))[0].text.replace("\n\n", " ")
+    whole = [s.strip() for s in pysbd.Segmenter(language="en", clean=False).segment(paragraph)]
+    for window in (7, 17, 60):
+        assert [s.strip() for s in _sentences(paragraph, window=window)] == whole

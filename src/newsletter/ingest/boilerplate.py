@@ -70,7 +70,7 @@ _END_OF_ARTICLE = re.compile(
       comments?(?:\s*\(\d+\))? | \d+\s+comments? | view\s+comments | show\s+comments
     | leave\s+a\s+(?:comment|reply) | join\s+the\s+(?:conversation|discussion)
     | related(?:\s+(?:articles?|stories|coverage|content|news|reading))? | see\s+also
-    | more\s+(?:from|on|stories|news|in)\b.* | read\s+next | up\s+next | what\s+to\s+read\s+next
+    | more\s+(?:from|stories|news|in)\b.* | read\s+next | up\s+next | what\s+to\s+read\s+next
     | you\s+(?:may|might)\s+also\s+(?:like|be\s+interested\s+in)
     | recommended(?:\s+for\s+you)? | most\s+(?:read|popular|viewed|shared)
     | trending(?:\s+now)? | latest\s+(?:news|stories) | top\s+stories | popular\s+now
