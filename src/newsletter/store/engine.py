@@ -83,7 +83,14 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the database folder {folder} ({exc.strerror})",
+                    hint="check NEWSLETTER_DATABASE_URL or the folder's permissions",
+                ) from None
         connect_args["timeout"] = BUSY_TIMEOUT_MS / 1000
     try:
         engine = create_engine(parsed, connect_args=connect_args)

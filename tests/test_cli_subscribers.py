@@ -1,0 +1,125 @@
+"""Wiring of `newsletter subscribers ...` and `newsletter unsubscribe` (behaviour: core tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from newsletter.cli import cli
+from newsletter.errors import StoreError
+
+CSV_DIR = Path(__file__).resolve().parent / "fixtures" / "csv"
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(workspace_dir: Path) -> Invoke:
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(cli, ["-w", str(workspace_dir), *args], input=input)
+
+    return run
+
+
+def test_import_prints_summary_and_bad_lines(invoke: Invoke, workspace_dir: Path) -> None:
+    result = invoke("subscribers", "import", str(CSV_DIR / "messy.csv"))
+    assert result.exit_code == 0, result.output
+    assert "messy.csv: 5 rows (generic): 2 added" in result.stdout
+    assert f"{CSV_DIR / 'messy.csv'}:5: 'not-an-address'" in result.stderr
+    assert f"{CSV_DIR / 'messy.csv'}:6: no email address" in result.stderr
+    assert (workspace_dir / "subscribers" / "newsletter.db").is_file()
+
+
+def test_import_options_reach_the_core(invoke: Invoke) -> None:
+    sample = "subscribers/subscribers.csv"
+    result = invoke("subscribers", "import", "--list", "weekly", "--format", "generic", sample)
+    assert result.exit_code == 0, result.output
+    assert invoke("subscribers", "count", "--list", "weekly").stdout.strip() == "5"
+    assert invoke("unsubscribe", "ada.lovelace@example.com").exit_code == 0
+    again = invoke("subscribers", "import", "--list", "weekly", sample)
+    assert "1 suppressed" in again.stdout
+    back = invoke("subscribers", "import", "--list", "weekly", "--resubscribe", "asked", sample)
+    assert "1 resubscribed" in back.stdout
+    explicit = invoke("subscribers", "import", "--encoding", "utf-8", sample)
+    assert explicit.exit_code == 0 and "5 added" in explicit.stdout  # default list: send.list
+    assert invoke("subscribers", "count", "--list", "main").stdout.strip() == "5"
+
+
+def test_refused_import_is_an_error(invoke: Invoke, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name\nAda\n", encoding="utf-8")
+    result = invoke("subscribers", "import", str(bad))
+    assert result.exit_code == 1
+    assert isinstance(result.exception, StoreError)
+    assert "no email column" in str(result.exception)
+
+
+def test_add_show_list_count_remove_erase(invoke: Invoke) -> None:
+    added = invoke(
+        "subscribers", "add", "Nia@Example.com", "--name", "Nia", "--attr", "city=Nairobi"
+    )
+    assert added.exit_code == 0 and added.stdout.strip() == "nia@example.com: added (main)"
+    shown = json.loads(invoke("subscribers", "show", "nia@example.com").stdout)
+    assert shown["attributes"] == {"city": "Nairobi"}
+    assert shown["consents"][0]["source"] == "cli"
+    listing = invoke("subscribers", "list").stdout
+    assert listing == "nia@example.com\tactive\tmain\tNia\n"
+    assert invoke("subscribers", "count", "--status", "active").stdout == "1\n"
+    removed = invoke("subscribers", "remove", "nia@example.com")
+    assert removed.stdout.strip() == "nia@example.com: removed from main"
+    assert invoke("subscribers", "count", "--list", "main", "--status", "active").stdout == "0\n"
+    refused = invoke("subscribers", "erase", "nia@example.com", input="n\n")
+    assert refused.exit_code == 1 and "Erase all data" in refused.output
+    erased = invoke("subscribers", "erase", "nia@example.com", "--yes")
+    assert "personal data erased" in erased.stdout
+    blocked = invoke("subscribers", "add", "nia@example.com")
+    assert blocked.exit_code == 1 and isinstance(blocked.exception, StoreError)
+
+
+def test_unsubscribe_from_one_list(invoke: Invoke) -> None:
+    invoke("subscribers", "add", "x@example.com", "--list", "weekly")
+    result = invoke("unsubscribe", "x@example.com", "--list", "weekly")
+    assert result.stdout.strip() == "x@example.com: unsubscribed from weekly"
+    again = invoke("unsubscribe", "x@example.com", "--list", "weekly")
+    assert again.stdout.strip() == "x@example.com: already unsubscribed from weekly"
+
+
+def test_export_to_stdout_and_file(invoke: Invoke, tmp_path: Path) -> None:
+    invoke("subscribers", "import", "subscribers/subscribers.csv")
+    out = invoke("subscribers", "export", "--status", "active")
+    assert out.exit_code == 0
+    assert out.stdout.splitlines()[0].startswith("email,name,status,lists")
+    assert len(out.stdout.splitlines()) == 6
+    assert "exported 5 subscribers" in out.stderr
+    target = tmp_path / "all.csv"
+    assert invoke("subscribers", "export", "--list", "main", str(target)).exit_code == 0
+    again = invoke("subscribers", "import", str(target))
+    assert "5 unchanged" in again.stdout
+
+
+def test_bad_status_is_a_usage_error(invoke: Invoke) -> None:
+    result = invoke("subscribers", "count", "--status", "happy")
+    assert result.exit_code == 2
+
+
+@pytest.mark.e2e
+def test_real_cli_refusal_is_one_line(workspace_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name\nAda\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsletter", "subscribers", "import", str(bad)],
+        cwd=workspace_dir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "no email column" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,399 @@
+"""Importing the files people bring: formats, tolerances, bad rows, suppression, atomic batches."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from newsletter.errors import StoreError
+from newsletter.people import ImportReport, import_file, inspect_file
+from newsletter.store import Consent, Store, open_store
+from newsletter.store.schema import consents, lists, subscribers
+
+CSV_DIR = Path(__file__).resolve().parent / "fixtures" / "csv"
+CLI = Consent(source="cli")
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "db" / "newsletter.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    with open_store(f"sqlite:///{db_path}") as opened:
+        yield opened
+
+
+def run(store: Store, path: Path, **options: Any) -> ImportReport:
+    options.setdefault("list_name", None)
+    options.setdefault("default_list", "main")
+    return import_file(store, path, **options)
+
+
+def counts(report: ImportReport) -> tuple[int, int, int, int, int]:
+    c = report.counts
+    return (c.added, c.updated, c.unchanged, c.suppressed, len(report.invalid))
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+# -- formats ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixture", "fmt"),
+    [
+        ("generic.csv", "generic"),
+        ("mailchimp_subscribed.csv", "mailchimp"),
+        ("mailchimp_unsubscribed.csv", "mailchimp"),
+        ("listmonk.csv", "listmonk"),
+        ("substack.csv", "substack"),
+        ("messy.csv", "generic"),
+    ],
+)
+def test_format_is_detected_from_the_header(store: Store, fixture: str, fmt: str) -> None:
+    assert run(store, CSV_DIR / fixture).format == fmt
+
+
+def test_generic_columns_become_attributes(store: Store) -> None:
+    report = run(store, CSV_DIR / "generic.csv")
+    assert counts(report) == (3, 0, 0, 0, 0)
+    tomasz = store.get_by_email("tomasz.nowak@example.pl")
+    assert tomasz is not None
+    assert tomasz.name == "Nowak, Tomasz"
+    assert tomasz.attributes == {"city": "Gdańsk", "member_since": "2021"}
+    empty = store.get_by_email("oluwaseun@example.ng")
+    assert empty is not None and empty.name == "" and empty.attributes == {"city": "Lagos"}
+
+
+def test_mailchimp_audience_export(store: Store) -> None:
+    report = run(store, CSV_DIR / "mailchimp_subscribed.csv", list_name="news")
+    assert counts(report) == (2, 0, 0, 0, 0)
+    hana = store.get_by_email("hana.sato@example.jp")
+    assert hana is not None
+    assert hana.name == "Hana Sato"
+    assert hana.attributes == {
+        "company": "Sato & Daughters, Ltd.",
+        "birthday": "04/12",
+        "timezone": "Asia/Tokyo",
+        "tags": "vip",
+    }
+    data = store.describe("hana.sato@example.jp")
+    assert data is not None
+    [consent] = data["consents"]
+    assert consent["source"] == "import" and consent["ip"] == "198.51.100.7"
+    assert consent["detail"]["optin_time"] == "2023-02-01 09:15:00"
+    assert (
+        consent["detail"]["file"] == "mailchimp_subscribed.csv" and consent["detail"]["line"] == 2
+    )
+    assert data["lists"][0]["confirmed_at"] == "2023-02-01T09:20:31+00:00"
+    pieter = store.get_by_email("pieter.devries@example.nl")
+    assert pieter is not None and pieter.attributes == {"notes": "met at the fair"}
+
+
+def test_mailchimp_unsubscribed_and_cleaned_exports_suppress(store: Store) -> None:
+    run(store, CSV_DIR / "mailchimp_subscribed.csv")
+    report = run(store, CSV_DIR / "mailchimp_unsubscribed.csv")
+    assert counts(report) == (0, 0, 0, 2, 0)
+    hana = store.get_by_email("hana.sato@example.jp")
+    assert hana is not None and hana.status == "unsubscribed"
+    # someone we never had: only the hash is kept, and it blocks
+    assert store.get_by_email("never.here@example.org") is None
+    assert store.is_suppressed("never.here@example.org")
+    assert counts(run(store, CSV_DIR / "mailchimp_cleaned.csv")) == (0, 0, 0, 1, 0)
+    assert store.count(status="bounced") == 1
+    assert [r.email for r in store.iter_recipients("main")] == []
+
+
+def test_listmonk_export_with_json_attributes(store: Store) -> None:
+    report = run(store, CSV_DIR / "listmonk.csv")
+    assert counts(report) == (1, 0, 0, 1, 1)
+    assert report.invalid[0][0] == 4 and "not valid JSON" in report.invalid[0][1]
+    amara = store.get_by_email("amara.okafor@example.com")
+    assert amara is not None
+    assert amara.attributes == {"city": "Enugu", "projects": 3, "tags": ["a", "b"]}
+    assert store.is_suppressed("lars.berg@example.se")
+
+
+def test_substack_export(store: Store) -> None:
+    report = run(store, CSV_DIR / "substack.csv")
+    assert counts(report) == (2, 0, 0, 1, 0)
+    paying = store.get_by_email("paying.reader@example.com")
+    assert paying is not None
+    assert paying.attributes["plan"] == "yearly"
+    assert paying.attributes["active_subscription"] == "true"
+    assert "email_disabled" not in paying.attributes
+    assert store.is_suppressed("gone.reader@example.com")
+
+
+def test_format_option_overrides_detection(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "x.csv", b'email,name,attributes\nx@example.com,X,"{""a"": 1}"\n')
+    assert run(store, path).format == "listmonk"
+    report = run(store, path, fmt="generic")
+    assert report.format == "generic"
+    with pytest.raises(StoreError, match="unknown format"):
+        run(store, path, fmt="excel")
+
+
+# -- tolerances ---------------------------------------------------------------------------------
+
+
+def test_messy_file_blank_lines_quoted_newlines_duplicates_and_bad_rows(store: Store) -> None:
+    report = run(store, CSV_DIR / "messy.csv")
+    assert report.invalid == [
+        (5, "'not-an-address' is not a valid email address: An email address must have an @-sign."),
+        (6, "no email address"),
+    ]
+    assert counts(report) == (2, 0, 0, 0, 2)
+    assert report.counts.duplicates == 1
+    assert report.rows == 5
+    one = store.get_by_email("valid.one@example.com")
+    assert one is not None and one.name == "Valid One Again"  # later row wins
+    assert one.attributes == {"note": "duplicate in other case"}
+    assert store.count() == 2
+    assert "2 added" in report.summary() and "2 invalid" in report.summary()
+
+
+def test_utf8_bom_semicolons_and_windows_line_endings(store: Store, tmp_path: Path) -> None:
+    data = "\ufeffE-Mail;Name;Stadt\r\nzoe@example.com;Zoë Ångström;Köln\r\n\r\n".encode()
+    report = run(store, write(tmp_path, "excel.csv", data))
+    assert (report.delimiter, report.encoding) == (";", "utf-8-sig")
+    assert counts(report) == (1, 0, 0, 0, 0)
+    zoe = store.get_by_email("zoe@example.com")
+    assert zoe is not None and zoe.name == "Zoë Ångström" and zoe.attributes == {"stadt": "Köln"}
+
+
+def test_latin1_file_is_detected(store: Store, tmp_path: Path) -> None:
+    data = "email,name\r\ninés@example.es,Inés Núñez\r\nfrancois@example.fr,François\r\n"
+    path = write(tmp_path, "latin1.csv", data.encode("latin-1"))
+    report = run(store, path)
+    assert report.encoding == "cp1252" and counts(report) == (2, 0, 0, 0, 0)
+    ines = store.get_by_email("inés@example.es")
+    assert ines is not None and ines.name == "Inés Núñez"
+
+
+def test_encoding_option_and_a_wrong_one(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "l1.csv", "email,name\nx@example.com,Søren\n".encode("latin-1"))
+    report = run(store, path, encoding="latin-1")
+    assert report.encoding == "iso8859-1"
+    sub = store.get_by_email("x@example.com")
+    assert sub is not None and sub.name == "Søren"
+    with pytest.raises(StoreError, match="not utf-8 text"):
+        run(store, path, encoding="utf-8")
+    with pytest.raises(StoreError, match="unknown encoding"):
+        run(store, path, encoding="klingon")
+
+
+def test_utf16_tab_separated_excel_unicode_text(store: Store, tmp_path: Path) -> None:
+    data = "Email\tName\r\nu16@example.com\tÜma\r\n".encode("utf-16")
+    report = run(store, write(tmp_path, "u16.txt", data))
+    assert (report.encoding, report.delimiter) == ("utf-16", "\t")
+    assert counts(report) == (1, 0, 0, 0, 0)
+
+
+def test_excel_sep_line(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "sep.csv", b"sep=|\nemail|name\nbar@example.com|Bar, Baz\n")
+    assert inspect_file(path).sep_line
+    report = run(store, path)
+    assert counts(report) == (1, 0, 0, 0, 0)
+    sub = store.get_by_email("bar@example.com")
+    assert sub is not None and sub.name == "Bar, Baz"
+
+
+def test_rows_with_extra_fields_are_reported(store: Store, tmp_path: Path) -> None:
+    data = b"email,name\nok@example.com,Ok,\nbad@example.com,Smith, John\n"
+    report = run(store, write(tmp_path, "x.csv", data))
+    assert counts(report) == (1, 0, 0, 0, 1)
+    assert report.invalid[0][0] == 3 and "3 fields where the header has 2" in report.invalid[0][1]
+
+
+def test_a_never_closed_quote_is_reported_at_its_line(store: Store, tmp_path: Path) -> None:
+    big = "x" * 200_000  # past the csv module's field limit
+    data = f'email,name\nok@example.com,Ok\nq@example.com,"{big}\n'.encode()
+    report = run(store, write(tmp_path, "q.csv", data))
+    assert counts(report)[0] == 1
+    assert report.invalid[0][0] == 3 and "unreadable CSV" in report.invalid[0][1]
+
+
+# -- refusals -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"name,city\nAda,London\n", "no email column in the header"),
+        (b"\n\n  \n", "the file is empty"),
+        (b"", "the file is empty"),
+    ],
+)
+def test_unusable_files_are_refused_before_anything_is_written(
+    store: Store, tmp_path: Path, data: bytes, message: str
+) -> None:
+    with pytest.raises(StoreError, match=message):
+        run(store, write(tmp_path, "x.csv", data))
+    with store.read() as conn:
+        assert conn.scalar(select(func.count()).select_from(subscribers)) == 0
+        assert conn.scalar(select(func.count()).select_from(lists)) == 0
+
+
+def test_missing_file(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such file"):
+        run(store, tmp_path / "nope.csv")
+
+
+# -- suppression on re-import -------------------------------------------------------------------
+
+
+def test_reimport_never_resubscribes_people_who_left(store: Store) -> None:
+    path = CSV_DIR / "generic.csv"
+    run(store, path)
+    store.unsubscribe("marta.ruiz@example.com", consent=CLI)
+    store.mark_bounced("tomasz.nowak@example.pl")
+    store.mark_complained("oluwaseun@example.ng")
+    report = run(store, path)
+    assert counts(report) == (0, 0, 0, 3, 0)
+    assert store.count(list_name="main", status="active") == 0
+    with pytest.raises(StoreError, match="new consent"):
+        run(store, path, resubscribe="  ")
+    report = run(store, path, resubscribe="all three re-confirmed by email, 2026-02-01")
+    assert report.counts.resubscribed == 3 and "3 resubscribed" in report.summary()
+    assert store.count(list_name="main", status="active") == 3
+
+
+def test_leaving_one_list_is_respected_but_another_list_is_fine(store: Store) -> None:
+    path = CSV_DIR / "generic.csv"
+    run(store, path, list_name="weekly")
+    store.unsubscribe("marta.ruiz@example.com", list_name="weekly", consent=CLI)
+    assert counts(run(store, path, list_name="weekly")) == (0, 0, 2, 1, 0)
+    assert counts(run(store, path, list_name="monthly")) == (3, 0, 0, 0, 0)
+
+
+def test_updates_are_counted(store: Store, tmp_path: Path) -> None:
+    run(store, CSV_DIR / "generic.csv")
+    data = b"email,city\nmarta.ruiz@example.com,Madrid\nnew@example.com,Rome\n"
+    report = run(store, write(tmp_path, "u.csv", data))
+    assert counts(report) == (1, 1, 0, 0, 0)
+    marta = store.get_by_email("marta.ruiz@example.com")
+    assert marta is not None and marta.name == "Marta Ruiz"  # no name column: name kept
+    assert marta.attributes == {"city": "Madrid", "member_since": "2019"}
+
+
+# -- batches: one transaction each --------------------------------------------------------------
+
+
+def _big_file(tmp_path: Path, n: int) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["email", "name"])
+    for i in range(n):
+        writer.writerow([f"user{i:05d}@example.com", f"User {i}"])
+    return write(tmp_path, "big.csv", buffer.getvalue().encode())
+
+
+def test_a_database_failure_mid_import_leaves_no_half_batch(store: Store, tmp_path: Path) -> None:
+    path = _big_file(tmp_path, 3000)
+    with store.write() as conn:  # the database itself refuses one row of the third batch
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON subscribers "
+                "WHEN NEW.email = 'user02500@example.com' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+            )
+        )
+    with pytest.raises(StoreError, match=r"big.csv:2002: import stopped.*refused by test trigger"):
+        run(store, path, batch_size=1000)
+    assert store.count() == 2000
+    with store.read() as conn:
+        emails = set(conn.scalars(select(subscribers.c.email)))
+        assert conn.scalar(select(func.count()).select_from(consents)) == 2000
+    assert "user01999@example.com" in emails
+    assert "user02000@example.com" not in emails  # inserted before the failing row, rolled back
+    with store.write() as conn:
+        conn.execute(text("DROP TRIGGER refuse"))
+    report = run(store, path, batch_size=1000)
+    assert counts(report) == (1000, 0, 2000, 0, 0)
+
+
+def test_an_interrupted_batch_is_rolled_back(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import newsletter.store.bulk as bulk
+
+    calls = {"n": 0}
+    real = bulk.record_consents
+
+    def interrupt_on_second_batch(conn: Any, rows: list[dict[str, Any]]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # subscribers and memberships of batch 2 are already inserted
+            raise KeyboardInterrupt
+        real(conn, rows)
+
+    monkeypatch.setattr(bulk, "record_consents", interrupt_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run(store, _big_file(tmp_path, 250), batch_size=100)
+    assert store.count() == 100
+    assert store.count(list_name="main", status="active") == 100
+
+
+def test_duplicates_across_batches_end_with_the_last_row(store: Store, tmp_path: Path) -> None:
+    data = b"email,name\n" + b"".join(f"u{i}@example.com,U{i}\n".encode() for i in range(5))
+    data += b"U0@EXAMPLE.COM,Last Word\n"
+    report = run(store, write(tmp_path, "d.csv", data), batch_size=3)
+    assert counts(report) == (5, 1, 0, 0, 0)
+    u0 = store.get_by_email("u0@example.com")
+    assert u0 is not None and u0.name == "Last Word"
+
+
+def test_another_writer_during_an_import(db_path: Path, store: Store, tmp_path: Path) -> None:
+    """The web process unsubscribes people while a big import runs: both complete (WAL)."""
+    store.add("reader@example.com", list_name="main", consent=CLI)
+    web = open_store(f"sqlite:///{db_path}")
+    first_batch = threading.Event()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def web_process() -> None:
+        try:
+            first_batch.wait(timeout=60)
+            for i in range(20):
+                web.unsubscribe(f"user{i:05d}@example.com", consent=CLI)
+                assert web.count() >= 1  # reads go on while the importer writes
+            web.unsubscribe("reader@example.com", consent=CLI)
+        except BaseException as exc:  # asserted below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=web_process)
+    thread.start()
+    report = run(
+        store, _big_file(tmp_path, 2000), batch_size=200, on_batch=lambda _: first_batch.set()
+    )
+    thread.join()
+    web.close()
+    assert errors == [] and done.is_set()
+    assert report.counts.added + report.counts.suppressed == 2000
+    assert store.count() == 2001
+    assert store.count(status="unsubscribed") == 21
+    assert store.is_suppressed("reader@example.com")
+
+
+def test_import_logs_no_subscriber_data(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    run(store, CSV_DIR / "mailchimp_subscribed.csv")
+    assert caplog.text  # the summary is logged...
+    for secret in ("hana.sato", "Hana", "198.51.100.7", "Sato & Daughters"):
+        assert secret not in caplog.text  # ...without anyone's data
