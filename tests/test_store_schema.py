@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -31,10 +33,24 @@ def test_open_creates_folder_and_sets_sqlite_pragmas_on_every_connection(tmp_pat
                 assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
 
 
+def _import_every_store_module() -> None:
+    """Tables register on ``metadata`` when their module is imported: import them all."""
+    import newsletter.store as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"newsletter.store.{module.name}")
+
+
 def test_migrations_create_exactly_the_declared_tables(tmp_path: Path) -> None:
+    """Fails when a module declares a table (or column, index) that no migration creates."""
+    _import_every_store_module()
     with open_store(f"sqlite:///{tmp_path / 'x.db'}") as store, store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(context, metadata) == []
+        missing = compare_metadata(context, metadata)
+        assert missing == [], (
+            "declared on store.schema.metadata but created by no migration; add "
+            f"src/newsletter/store/migrations/versions/000N_<name>.py: {missing}"
+        )
         assert context.get_current_revision() is not None
 
 
