@@ -288,6 +288,8 @@ def test_html_fragment_to_paragraphs() -> None:
         (b"---\ntitle: A\n---\nBody", Kind.TEXT, Kind.MARKDOWN),
         (b"# Heading\n\nBody text.", None, Kind.MARKDOWN),
         (b"<div><p>Loose fragment</p></div>", None, Kind.HTML),
+        (b"<div><p>Loose fragment</p></div>", Kind.TEXT, Kind.HTML),
+        (b"<div><p>Markdown may hold HTML</p></div>", Kind.MARKDOWN, Kind.MARKDOWN),
         (b"Plain headline\n\nPlain text.", None, Kind.TEXT),
         (b"Plain headline\n\nPlain text.", Kind.HTML, Kind.HTML),
     ],

@@ -90,10 +90,11 @@ def sniff_kind(data: bytes, hint: Kind | None) -> Kind:
         return Kind.HTML
     if head.startswith(b"---") and hint in (None, Kind.TEXT, Kind.MARKDOWN):
         return Kind.MARKDOWN
+    looks_like_markup = lowered.startswith(b"<") and len(_HTML_TAGS.findall(lowered)) >= 2
+    if looks_like_markup and hint in (None, Kind.TEXT):
+        return Kind.HTML  # a page fragment saved as .txt
     if hint is not None:
         return hint
-    if lowered.startswith(b"<") and len(_HTML_TAGS.findall(lowered)) >= 2:
-        return Kind.HTML
     if _MARKDOWN_HEADING.match(head):
         return Kind.MARKDOWN
     return Kind.TEXT
