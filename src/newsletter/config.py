@@ -141,6 +141,12 @@ class Serve(_Section):
     missed_window_hours: float = Field(default=6, gt=0)
     pending_expiry_hours: float = Field(default=72, gt=0)
     invalid_token_limit_per_minute: int = Field(default=30, ge=1)
+    subscribe_limit_per_minute: int = Field(default=10, ge=1)
+    # lists the public subscribe form may add people to; empty = only send.list
+    subscribe_lists: list[str] = []
+    # reverse proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips)
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+    scheduler_interval_seconds: float = Field(default=20, gt=0)
 
 
 class ConfigModel(_Section):
