@@ -96,6 +96,11 @@ class ScheduledSend:
     note: str
 
 
+def _last_sign_of_life() -> Any:
+    """When the running process last said it was alive (its claim if it never beat)."""
+    return func.coalesce(schedules.c.heartbeat_at, schedules.c.claimed_at)
+
+
 def _record(row: Any) -> ScheduledSend:
     return ScheduledSend(
         id=row.id,
@@ -187,9 +192,7 @@ def cancel_schedule(store: Store, schedule_id: int) -> ScheduledSend:
         ).rowcount
         row = conn.execute(select(schedules).where(schedules.c.id == schedule_id)).first()
     if row is None:
-        raise StoreError(
-            f"no scheduled send #{schedule_id}", hint="see `newsletter schedule list`"
-        )
+        raise StoreError(f"no scheduled send #{schedule_id}", hint="see `newsletter schedule list`")
     if not changed:
         raise StoreError(
             f"scheduled send #{schedule_id} is {row.state}, not waiting: nothing to cancel",
@@ -207,8 +210,7 @@ def due_schedules(store: Store, now: datetime, *, stale_before: datetime) -> lis
             .where(
                 or_(
                     (schedules.c.state == SCHEDULED) & (schedules.c.due_at <= now),
-                    (schedules.c.state == RUNNING)
-                    & (func.coalesce(schedules.c.heartbeat_at, schedules.c.claimed_at) < stale_before),
+                    (schedules.c.state == RUNNING) & (_last_sign_of_life() < stale_before),
                 )
             )
             .order_by(schedules.c.due_at, schedules.c.id)
@@ -235,9 +237,7 @@ def claim_schedule(
         if stale_before is None:
             return None
         condition.append(schedules.c.attempts == scheduled.attempts)
-        condition.append(
-            func.coalesce(schedules.c.heartbeat_at, schedules.c.claimed_at) < stale_before
-        )
+        condition.append(_last_sign_of_life() < stale_before)
     elif scheduled.state != SCHEDULED:
         return None
     with store.write() as conn:
