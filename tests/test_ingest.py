@@ -456,3 +456,17 @@ def test_sample_seeds_read_as_a_newsroom_issue() -> None:
             assert article.image_alt
     with_images = [a for a in articles if a.image]
     assert len(with_images) == 5
+
+
+def test_scrape_with_story_label_caption_and_wire_footer() -> None:
+    article = read_one("scrape_section_label.txt")
+    assert article.title == (
+        "Ferry crews and operators resume talks in Rostock as strike enters second week"
+    )
+    assert article.byline == "Jonas Weber and Lena Fischer"
+    assert article.text.startswith("Negotiators for ferry crews and three Baltic operators")
+    assert article.text.endswith("adding up to a day to deliveries.")
+    for leftover in ("Baltic Ferry Dispute", "Lorries queue", "Story continues", "Copyright"):
+        assert leftover not in article.text
+    assert len(article.text.split("\n\n")) == 3
+    assert_clean(article)

@@ -66,6 +66,7 @@ def test_not_breadcrumbs(line: str) -> None:
         "Getty Images",
         "SIMON DAWSON/AFP via Getty Images",
         "Photo: Per Holm/Reuters.",
+        "Image source, Getty Images",
     ],
 )
 def test_credits(line: str) -> None:
@@ -105,6 +106,14 @@ def test_not_credits(line: str) -> None:
         "We use cookies to improve your experience. By continuing to browse you agree.",
         "Accept all cookies",
         "Tags: transport, council",
+        "Advertisement - scroll to continue",
+        "Story continues below advertisement",
+        "Click to share on Facebook (Opens in new window)",
+        "Related: How drought is reshaping Europe's rivers",
+        "Follow Helena Marsh on Bluesky",
+        "Copyright 2026 The Associated Press. All rights reserved. This material may not be "
+        "published, broadcast, rewritten or redistributed.",
+        "Our Standards: The Thomson Reuters Trust Principles.",
     ],
 )
 def test_furniture(line: str) -> None:
@@ -119,6 +128,8 @@ def test_furniture(line: str) -> None:
         "Subscribers to the service will pay more from January, the company said.",
         "Sign-up numbers for the scheme doubled in the first week, officials said.",
         "Read the full report and you will see why the council changed course, she said.",
+        "Advertisement spending by supermarkets rose 5 percent last year, the survey found.",
+        "Related companies in the group were not affected by the ruling, the court said.",
     ],
 )
 def test_news_that_starts_like_furniture(line: str) -> None:
@@ -153,6 +164,11 @@ def test_bylines(line: str, name: str) -> None:
 )
 def test_datelines(line: str, expected: bool) -> None:
     assert is_dateline(line) is expected
+
+
+def test_picture_captions_are_not_prose() -> None:
+    caption = "Image caption, People queue outside a bank in Lagos on Monday as cash runs short."
+    assert classify(caption) is LineKind.CREDIT
 
 
 def test_short_unpunctuated_lines_are_not_prose() -> None:

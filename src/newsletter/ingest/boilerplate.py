@@ -29,13 +29,18 @@ _FURNITURE_PHRASES = re.compile(
       subscribe\b.* | sign[\s-]?up\b.* | sign\s+in\b.* | log\s*in\b.*
     | (?:get|join|try)\s+(?:our|the)\b.*newsletters?\b.* | newsletters?\b.*
     | .*\b(?:our|daily|weekly|free)\s+newsletters?\W*
-    | advertisement\W* | advertising\W* | ad | sponsored(?:\s+content)?\W* | promoted\W*
+    | advertisement(?:\W+(?:scroll|continue|story|article)\b.*)?\W* | advertising\W* | ad
+    | sponsored(?:\s+content)?\W* | promoted\W* | (?:story|article|text)\s+continues\b.*
     | share\W* | share\s+(?:this|on|via|the|article|story|to)\b.* | shares?\s*\d+
     | (?:follow|like|find)\s+us\b.* | follow\s+(?:the|our)\s+\S+\s+on\b.*
     | (?:facebook|twitter|x|whatsapp|linkedin|reddit|email|e-mail|print|pinterest|telegram
        |copy\s+link|copied|link\s+copied|messenger|bluesky|threads)\W*
     | (?:read|see|watch|listen)\s+(?:more|also|next|now)\b.* | continue\s+reading\b.*
     | click\s+here\b.* | tap\s+here\b.* | learn\s+more\W*
+    | click\s+to\s+(?:share|email|print|open|tweet)\b.*
+    | related\s*:.* | (?:also\s+read|see\s+also|read\s+also|also\s+see)\b.* | (?:watch|listen)\s*:.*
+    | follow\s+.{1,40}?\s+on\s+(?:twitter|x|facebook|instagram|linkedin|bluesky|threads)\b.*
+    | contact\s+(?:the\s+)?(?:author|reporter|writer|newsroom)\b.*
     | listen\s+to\s+(?:this|the)\s+(?:article|story)\b.* | \d+\s+min(?:ute)?s?\s+read\W*
     | (?:reading|read)\s+time\b.* | skip\s+to\b.* | back\s+to\s+top\W* | menu\W* | search\W*
     | close\W* | open\s+in\s+app\W* | download\s+(?:our|the)\s+app\b.*
@@ -55,7 +60,8 @@ _FURNITURE_PHRASES = re.compile(
 _NOTICE = re.compile(
     r"\b(?:we|this\s+(?:site|website))\s+uses?\s+cookies\b"
     r"|\bby\s+continuing\s+to\s+(?:browse|use)\b"
-    r"|\bappeared\s+first\s+on\b"
+    r"|\bappeared\s+first\s+on\b|\ball\s+rights\s+reserved\b|\bour\s+standards\s*:"
+    r"|\bmay\s+not\s+be\s+(?:published|reproduced|broadcast|rewritten|redistributed)\b"
     r"|\bthis\s+(?:article|story)\s+(?:was\s+)?originally\s+(?:appeared|published)\b",
     re.IGNORECASE,
 )
@@ -137,6 +143,8 @@ _DATELINE = re.compile(
     (?:\s*[,|•·-]?\s*(?:at\s+)?\d{{1,2}}[:.]\d{{2}}(?:\s*[ap]\.?m\.?)?(?:\s*[A-Z]{{2,4}})?)?\W*$""",
     re.IGNORECASE | re.VERBOSE,
 )
+# "Image caption, People queue outside a bank": the picture's caption, not the story.
+_CAPTION = re.compile(r"^\W*(?:(?:image|photo|picture|video)\s+caption\b|caption\s*:)", re.I)
 _BREADCRUMB_SEPARATORS = re.compile(r"\s+(?:>|›|»|/|\||→|::)\s+")
 _BREADCRUMB_ROOTS = re.compile(r"^(?:Home|News|Start|Startseite|Accueil|Inicio)(?=[A-Z])")
 _CAMEL_PIECE = re.compile(r"[A-Z]?[a-z]{3,}(?=[A-Z])")
@@ -246,7 +254,7 @@ def classify(line: str) -> LineKind:
         return LineKind.FURNITURE
     if is_breadcrumb(stripped):
         return LineKind.BREADCRUMB
-    if is_credit(stripped):
+    if is_credit(stripped) or (_CAPTION.match(stripped) and word_count(stripped) <= 80):
         return LineKind.CREDIT
     if byline_of(stripped):
         return LineKind.BYLINE

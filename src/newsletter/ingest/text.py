@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _SKIPPED_BEFORE_TITLE = {LineKind.FURNITURE, LineKind.BREADCRUMB, LineKind.CREDIT, LineKind.END}
 _WRAP_MIN, _WRAP_MAX = 45, 100
+_LABEL_WORDS = 4
 
 
 def read_text(content: str, source: str) -> Article:
@@ -88,6 +89,26 @@ def find_title_line(lines: list[str]) -> int | None:
         if words < 3 and kind is LineKind.SHORT:
             continue  # a section label such as "World" or "Opinion"
         if words <= 30 and not stripped.endswith("."):
-            return index
+            return _past_section_label(lines, index)
         return None  # a paragraph came first: the scrape has no headline line
     return None
+
+
+def _past_section_label(lines: list[str], index: int) -> int:
+    """``index``, or the next line's when ``lines[index]`` is a short label over a headline.
+
+    "Middle East Crisis" above "Ceasefire talks resume in Cairo as convoys wait" is a
+    section or story label: labels run to four words, headlines are longer.
+    """
+    if word_count(lines[index]) > _LABEL_WORDS:
+        return index
+    for following in range(index + 1, min(index + 4, len(lines))):
+        line = lines[following]
+        kind = classify(line)
+        if kind in _SKIPPED_BEFORE_TITLE:
+            continue
+        words = word_count(line)
+        if words > _LABEL_WORDS and words <= 30 and not line.rstrip().endswith("."):
+            return following
+        break
+    return index
