@@ -307,7 +307,8 @@ def test_html_fragment_to_paragraphs() -> None:
         (b"<div><p>Loose fragment</p></div>", Kind.TEXT, Kind.HTML),
         (b"<div><p>Markdown may hold HTML</p></div>", Kind.MARKDOWN, Kind.MARKDOWN),
         (b"Plain headline\n\nPlain text.", None, Kind.TEXT),
-        (b"Plain headline\n\nPlain text.", Kind.HTML, Kind.HTML),
+        (b"Plain headline\n\nPlain text.", Kind.HTML, Kind.TEXT),
+        (b"Plain headline\n\n<b>Bold</b> text.", Kind.HTML, Kind.HTML),
     ],
 )
 def test_sniff_kind(data: bytes, hint: Kind | None, expected: Kind) -> None:

@@ -61,7 +61,7 @@ def read_markdown(content: str, source: str, *, url: str = "") -> Article:
     if not paragraphs:
         raise SourceError(
             f"no article text found in {source}",
-            hint="write the article below the front matter",
+            hint="write the article's paragraphs below its title",
         )
     title = title or title_from_text(paragraphs[0])
     return Article(

@@ -93,6 +93,8 @@ def sniff_kind(data: bytes, hint: Kind | None) -> Kind:
     looks_like_markup = lowered.startswith(b"<") and len(_HTML_TAGS.findall(lowered)) >= 2
     if looks_like_markup and hint in (None, Kind.TEXT):
         return Kind.HTML  # a page fragment saved as .txt
+    if hint is Kind.HTML and b"<" not in head:
+        return Kind.TEXT  # text saved with an .html name: there is no markup to parse
     if hint is not None:
         return hint
     if _MARKDOWN_HEADING.match(head):
