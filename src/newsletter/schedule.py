@@ -1,0 +1,392 @@
+"""Scheduled sends: ``send ISSUE --at WHEN``, ``schedule list|cancel``, due runs.
+
+``schedule_send`` records a send for later; ``run_due`` (one tick: ``newsletter run-due``
+from cron, and every few seconds inside ``newsletter serve``) starts the sends that are
+due. The rules:
+
+- A send is started by the one process whose conditional UPDATE claims it
+  (``store.schedules.claim_schedule``), so two ``serve`` processes on one database never
+  both start it.
+- A send whose time passed while nothing was running starts at the next tick if it is
+  at most ``serve.missed_window_hours`` late; later than that it is marked ``missed``,
+  logged and shown by ``schedule list``, and never sent.
+- A running send whose process died (no heartbeat for ``stale_after``) is taken over
+  and resumed by the ledger, which never sends a second copy to anyone it already
+  delivered to; past the window it is marked missed instead.
+
+The send itself is a ``SendRunner``: by default ``newsletter.deliver``'s entry point.
+Tests pass their own runner, or the real one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from newsletter.errors import NewsletterError
+from newsletter.store import Store, open_store_for, utcnow
+from newsletter.store.schedules import (
+    DONE,
+    FAILED,
+    OPEN_STATES,
+    RUNNING,
+    ScheduledSend,
+    add_schedule,
+    beat,
+    cancel_schedule,
+    claim_schedule,
+    due_schedules,
+    finish_schedule,
+    list_schedules,
+    mark_missed,
+)
+from newsletter.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "RunReport",
+    "ScheduleError",
+    "ScheduledSend",
+    "SendRunner",
+    "cancel_scheduled",
+    "describe",
+    "list_scheduled",
+    "parse_when",
+    "run_due",
+    "schedule_send",
+]
+
+# A send is "stale" (its process died) after this long without a heartbeat.
+STALE_AFTER = timedelta(minutes=5)
+HEARTBEAT_SECONDS = 30.0
+# A time this little in the past still counts as "now" (the user typed the current minute).
+PAST_TOLERANCE = timedelta(minutes=1)
+
+_WHEN_HINT = (
+    'write e.g. "2026-12-01 08:00 Europe/Berlin", "2026-12-01 08:00" (workspace time zone) '
+    'or ISO 8601 "2026-12-01T08:00:00+01:00"'
+)
+_ZONE_LIKE = re.compile(r"^(?:[A-Za-z_]+(?:/[A-Za-z0-9_+-]+)+|UTC|GMT|Z)$")
+
+# runner(workspace, scheduled send) -> a one-line summary of what was sent
+SendRunner = Callable[[Workspace, ScheduledSend], str]
+
+
+class ScheduleError(NewsletterError):
+    """A time that cannot be read, a send in the past, a schedule that cannot change."""
+
+
+# --- reading times ---------------------------------------------------------------------------
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo("UTC" if name in ("Z", "GMT") else name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(
+            f"unknown time zone {name!r}", hint="use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+
+
+def parse_when(text: str, default_tz: str | ZoneInfo) -> datetime:
+    """A send time as a person writes it -> an aware datetime.
+
+    Accepts ISO 8601 with an offset (``2026-12-01T08:00+01:00``, ``...Z``), or a date
+    and time followed by an IANA zone (``2026-12-01 08:00 Europe/Berlin``), or a date and
+    time alone, read in ``default_tz``. A time a zone skips (the hour clocks go forward)
+    is refused; a time it repeats (clocks go back) means the first of the two.
+    Raises ScheduleError with an example of what works.
+    """
+    words = text.strip().split()
+    if not words:
+        raise ScheduleError("no send time given", hint=_WHEN_HINT)
+    zone: ZoneInfo | None = None
+    if len(words) > 1 and _ZONE_LIKE.match(words[-1]):
+        zone = _zone(words.pop())
+    stamp = " ".join(words)
+    if not re.search(r"\d[T ]\d", stamp):
+        raise ScheduleError(f"{text!r} has no time of day", hint=_WHEN_HINT)
+    try:
+        parsed = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise ScheduleError(f"cannot read {text!r} as a date and time", hint=_WHEN_HINT) from None
+    if parsed.tzinfo is not None:
+        if zone is not None:
+            raise ScheduleError(
+                f"{text!r} gives both an offset and a time zone", hint="give only one"
+            )
+        return parsed
+    if zone is None:
+        zone = default_tz if isinstance(default_tz, ZoneInfo) else _zone(default_tz)
+    local = parsed.replace(tzinfo=zone, fold=0)
+    # a wall time the zone skips does not survive the round trip through UTC
+    if local.astimezone(ZoneInfo("UTC")).astimezone(zone).replace(tzinfo=None) != parsed:
+        raise ScheduleError(
+            f"{stamp} does not exist in {zone.key} (the clocks skip that hour)",
+            hint="pick a time outside the daylight-saving change",
+        )
+    return local
+
+
+# --- recording, listing, cancelling ------------------------------------------------------------
+
+
+def _stored_issue_path(ws: Workspace, issue_dir: Path) -> str:
+    """The issue folder as stored: relative to the workspace when inside it."""
+    folder = issue_dir if issue_dir.is_absolute() else Path.cwd() / issue_dir
+    folder = folder.resolve()
+    try:
+        return folder.relative_to(ws.root.resolve()).as_posix()
+    except ValueError:
+        return str(folder)
+
+
+def issue_folder(ws: Workspace, scheduled: ScheduledSend) -> Path:
+    """Where the issue of ``scheduled`` lives (stored paths are workspace-relative)."""
+    path = Path(scheduled.issue_dir)
+    return path if path.is_absolute() else ws.root / path
+
+
+def _check_issue(folder: Path) -> None:
+    from newsletter.issue import read_issue  # the issue model is only needed to validate
+
+    if not folder.is_dir():
+        raise ScheduleError(
+            f"{folder}: no such issue folder", hint="compose the issue first, then schedule it"
+        )
+    read_issue(folder)
+
+
+def schedule_send(
+    ws: Workspace, issue_dir: Path | str, at: str, list_name: str | None = None
+) -> ScheduledSend:
+    """Record that ``issue_dir`` goes to ``list_name`` (default ``send.list``) at ``at``.
+
+    ``at`` is read by ``parse_when`` in the workspace time zone. The issue folder must
+    hold a readable issue and the list must exist; a time in the past is refused.
+    Returns the stored ScheduledSend (state "scheduled"); raises ScheduleError or
+    StoreError naming what to fix.
+    """
+    zone_name = ws.config.publication.timezone
+    due = parse_when(at, zone_name)
+    now = utcnow()
+    if due < now - PAST_TOLERANCE:
+        raise ScheduleError(
+            f"{at!r} is in the past (it is now {now.astimezone(due.tzinfo):%Y-%m-%d %H:%M %Z})",
+            hint="give a future time, or send now without --at",
+        )
+    folder = Path(issue_dir)
+    _check_issue(folder if folder.is_absolute() else Path.cwd() / folder)
+    list_name = (list_name or ws.config.send.list).strip()
+    zone_label = getattr(due.tzinfo, "key", None) or due.strftime("%z") or zone_name
+    with open_store_for(ws) as store:
+        if store.list_id(list_name) is None:
+            raise ScheduleError(
+                f"no list named {list_name!r}",
+                hint="import subscribers into it first, or pass --list with an existing list",
+            )
+        return add_schedule(
+            store,
+            issue_dir=_stored_issue_path(ws, folder),
+            list_name=list_name,
+            due_at=due,
+            zone=zone_label,
+        )
+
+
+def list_scheduled(ws: Workspace, *, include_finished: bool = True) -> list[ScheduledSend]:
+    """Every scheduled send, soonest first (only waiting and running ones if not
+    ``include_finished``)."""
+    with open_store_for(ws) as store:
+        return list_schedules(store, states=None if include_finished else OPEN_STATES)
+
+
+def cancel_scheduled(ws: Workspace, schedule_id: int) -> ScheduledSend:
+    """Cancel waiting send ``schedule_id`` -> the cancelled row (StoreError if it cannot)."""
+    with open_store_for(ws) as store:
+        return cancel_schedule(store, schedule_id)
+
+
+def _display_zone(scheduled: ScheduledSend, fallback: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(scheduled.zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(fallback)
+
+
+def describe(scheduled: ScheduledSend, fallback_zone: str = "UTC") -> str:
+    """One line for ``schedule list``: id, state, local due time, issue, list, note."""
+    due = scheduled.due_at.astimezone(_display_zone(scheduled, fallback_zone))
+    line = (
+        f"#{scheduled.id}\t{scheduled.state}\t{due:%Y-%m-%d %H:%M} {scheduled.zone}\t"
+        f"{scheduled.issue_dir}\tlist {scheduled.list_name}"
+    )
+    return f"{line}\t{scheduled.note}" if scheduled.note else line
+
+
+# --- running what is due --------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """What one tick did: sends finished, failed, marked missed (ids and one-line notes)."""
+
+    done: list[tuple[int, str]] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    missed: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def acted(self) -> bool:
+        """Whether the tick did anything at all."""
+        return bool(self.done or self.failed or self.missed)
+
+    def lines(self) -> list[str]:
+        """Human-readable lines, one per send touched."""
+        return (
+            [f"#{i} sent: {note}" for i, note in self.done]
+            + [f"#{i} failed: {note}" for i, note in self.failed]
+            + [f"#{i} missed: {note}" for i, note in self.missed]
+        )
+
+
+def worker_name() -> str:
+    """Who claims a send: ``host:pid:thread`` (shown by ``schedule list`` while running)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def deliver_runner(ws: Workspace, scheduled: ScheduledSend) -> str:
+    """The real send: the ledger loop of ``newsletter.deliver`` -> its summary line."""
+    import importlib
+
+    # deliver sits above schedule in the module order; imported late, only when sending
+    deliver = importlib.import_module("newsletter.deliver")
+    run = getattr(deliver, "run_scheduled_send", None)
+    if run is None:
+        raise ScheduleError(
+            "this version cannot run scheduled sends yet (newsletter.deliver has no "
+            "run_scheduled_send)",
+            hint="send the issue with `newsletter send` instead",
+        )
+    return str(run(ws, issue_folder(ws, scheduled), list_name=scheduled.list_name))
+
+
+class _Heartbeat:
+    """Updates ``heartbeat_at`` of a running send every ``interval`` seconds."""
+
+    def __init__(self, store: Store, schedule_id: int, worker: str, interval: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop,
+            args=(store, schedule_id, worker, interval),
+            name=f"schedule-{schedule_id}-heartbeat",
+            daemon=True,
+        )
+
+    def _loop(self, store: Store, schedule_id: int, worker: str, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                if not beat(store, schedule_id, worker, utcnow()):
+                    log.warning("scheduled send #%d was taken over by another process", schedule_id)
+                    return
+            except Exception:  # a locked database must not kill the send; try next beat
+                log.exception("heartbeat of scheduled send #%d failed", schedule_id)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _too_late(scheduled: ScheduledSend, now: datetime, window: timedelta) -> bool:
+    return now - scheduled.due_at > window
+
+
+def _run_one(
+    ws: Workspace,
+    store: Store,
+    claimed: ScheduledSend,
+    worker: str,
+    runner: SendRunner,
+    report: RunReport,
+    heartbeat_seconds: float,
+) -> None:
+    log.info(
+        "starting scheduled send #%d: %s to %s", claimed.id, claimed.issue_dir, claimed.list_name
+    )
+    try:
+        with _Heartbeat(store, claimed.id, worker, heartbeat_seconds):
+            summary = runner(ws, claimed)
+    except NewsletterError as exc:
+        note = str(exc)
+        finish_schedule(store, claimed.id, worker, state=FAILED, note=note, now=utcnow())
+        log.error("scheduled send #%d failed: %s", claimed.id, note)
+        report.failed.append((claimed.id, note))
+        return
+    except Exception as exc:
+        note = f"unexpected {type(exc).__name__}: {exc}"
+        finish_schedule(store, claimed.id, worker, state=FAILED, note=note, now=utcnow())
+        log.exception("scheduled send #%d failed", claimed.id)
+        report.failed.append((claimed.id, note))
+        return
+    finish_schedule(store, claimed.id, worker, state=DONE, note=summary, now=utcnow())
+    log.info("scheduled send #%d done: %s", claimed.id, summary)
+    report.done.append((claimed.id, summary))
+
+
+def run_due(
+    ws: Workspace,
+    *,
+    runner: SendRunner | None = None,
+    store: Store | None = None,
+    worker: str | None = None,
+    stale_after: timedelta = STALE_AFTER,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+) -> RunReport:
+    """One scheduler tick: mark sends past the window missed, run those due -> RunReport.
+
+    Each due send is claimed first (only the winner runs it) and run to the end before
+    the next one, in this thread. ``runner`` defaults to ``deliver_runner``; ``store``
+    to the workspace's (opened and closed here).
+    """
+    runner = runner or deliver_runner
+    worker = worker or worker_name()
+    window = timedelta(hours=ws.config.serve.missed_window_hours)
+    report = RunReport()
+    own_store = store is None
+    store = store or open_store_for(ws)
+    try:
+        now = utcnow()
+        for scheduled in due_schedules(store, now, stale_before=now - stale_after):
+            now = utcnow()
+            if _too_late(scheduled, now, window):
+                late = now - scheduled.due_at
+                what = "interrupted and not resumed" if scheduled.state == RUNNING else "not sent"
+                note = (
+                    f"{what}: nothing ran it within {ws.config.serve.missed_window_hours:g} h "
+                    f"of its time ({late.total_seconds() / 3600:.1f} h late)"
+                )
+                if mark_missed(store, scheduled, note, now):
+                    log.warning("scheduled send #%d missed: %s", scheduled.id, note)
+                    report.missed.append((scheduled.id, note))
+                continue
+            claimed = claim_schedule(store, scheduled, worker, now, stale_before=now - stale_after)
+            if claimed is None:
+                log.debug("scheduled send #%d was claimed by another process", scheduled.id)
+                continue
+            _run_one(ws, store, claimed, worker, runner, report, heartbeat_seconds)
+    finally:
+        if own_store:
+            store.close()
+    return report

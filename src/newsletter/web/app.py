@@ -1,0 +1,559 @@
+"""The starlette app of ``newsletter serve``: unsubscribe, subscribe, confirm, health.
+
+Routes, at the path of the workspace's base URL (and at ``/`` too, for a reverse proxy
+that strips that path):
+
+``GET|HEAD /u/{token}``  confirmation page with one button; changes nothing (mail
+                         scanners and link previews fetch every URL in a message)
+``POST /u/{token}``      unsubscribes (the page's button, or RFC 8058 one-click with
+                         ``List-Unsubscribe=One-Click``, urlencoded or multipart) -> 200
+``GET /subscribe``       a hosted sign-up form
+``POST /subscribe``      double opt-in request from any HTML form: email, name, list,
+                         and the honeypot ``website`` that must stay empty -> 200
+``GET /c/{token}``       "confirm your subscription" page with one button; changes nothing
+``POST /c/{token}``      confirms -> 200, and the welcome message goes out
+``GET /healthz``         "ok" when the database answers
+
+What every answer holds to:
+
+- No redirects, no cookies, no sessions, no authentication: the signed token in the
+  URL is the only credential (RFC 8058).
+- A change is committed to the database before the answer is sent.
+- Every bad token (forged, tampered, truncated, unknown subscriber, wrong list) gets
+  the same 404 and the same page, byte for byte. Each one counts against the client
+  (``serve.invalid_token_limit_per_minute``); a client over the limit gets 429 on every
+  token URL until its window slides, whether its next token is good or not, so the
+  refusal tells nothing either.
+- ``POST /subscribe`` answers the same page whether the address is new, pending,
+  subscribed, or the request was a bot filling the honeypot; the confirmation message
+  goes out after the answer (a background task), so timing tells nothing either.
+- The client is ``request.client.host``: behind a reverse proxy listed in
+  ``serve.trusted_proxies``, uvicorn sets it from ``X-Forwarded-For``.
+- Pages carry ``Cache-Control: no-store``, ``Referrer-Policy: no-referrer`` (the token
+  must not leak to another site) and a strict Content-Security-Policy.
+- A server error shows the error page, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from newsletter.errors import NewsletterError, TokenError
+from newsletter.store import (
+    AddressError,
+    Consent,
+    Store,
+    Subscriber,
+    normalize_address,
+    open_store_for,
+    utcnow,
+)
+from newsletter.store.records import Membership
+from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
+from newsletter.tokens import (
+    ConfirmTokens,
+    ExpiredTokenError,
+    UnsubscribeTokens,
+    confirm_url,
+)
+from newsletter.web import pages as p
+from newsletter.web.limits import SlidingWindowLimiter
+from newsletter.web.mail import CONFIRM, WELCOME, MessageFactory, Postman
+from newsletter.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+ONE_CLICK_FIELD = "List-Unsubscribe"
+ONE_CLICK_VALUE = "One-Click"
+HONEYPOT_FIELD = "website"
+# itsdangerous tokens of ours are ~40-60 characters; anything far longer is not ours
+MAX_TOKEN_LENGTH = 256
+MAX_BODY_BYTES = 64 * 1024
+MAX_FIELD = 320
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Member:
+    """A subscriber and the list membership a valid token points at."""
+
+    subscriber: Subscriber
+    membership: Membership
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _consent(request: Request, **extra: Any) -> Consent:
+    """Where a web request came from, for the consent trail."""
+    user_agent = request.headers.get("user-agent")
+    return Consent(
+        source="web",
+        ip=_client(request),
+        user_agent=user_agent[:1000] if user_agent else None,
+        **extra,
+    )
+
+
+def _field(form: FormData | Mapping[str, Any], name: str) -> str:
+    value = form.get(name)
+    return value.strip()[:MAX_FIELD] if isinstance(value, str) else ""
+
+
+async def _read_form(request: Request) -> FormData:
+    """The posted fields (urlencoded or multipart); an unreadable body counts as empty."""
+    try:
+        return await request.form(max_files=0, max_fields=50, max_part_size=MAX_BODY_BYTES)
+    except Exception as exc:  # malformed multipart, bad encoding, too large: no fields
+        log.info("unreadable form body from %s: %s", _client(request), exc)
+        return FormData()
+
+
+class WebApp:
+    """The endpoints of one workspace; ``starlette`` is the ASGI app to serve.
+
+    ``store`` is used from worker threads (SQLAlchemy engines are thread-safe);
+    ``postman`` sends confirmation and welcome messages; ``clock`` drives the rate
+    limiters (monotonic seconds).
+    """
+
+    def __init__(
+        self,
+        ws: Workspace,
+        store: Store,
+        *,
+        postman: Postman | None = None,
+        clock: Callable[[], float] | None = None,
+        close_store: bool = False,
+    ) -> None:
+        self.ws = ws
+        self.store = store
+        serve = ws.config.serve
+        keys = ws.secret_keys()
+        self.unsubscribe_tokens = UnsubscribeTokens(keys)
+        self.confirm_tokens = ConfirmTokens(keys)
+        self.pending_max_age = serve.pending_expiry_hours * 3600
+        self.pages = p.Pages(ws)
+        self.pages.check()
+        self.messages = MessageFactory(ws)
+        self.postman = postman or Postman(ws)
+        limiter_args: dict[str, Any] = {} if clock is None else {"clock": clock}
+        self.invalid_tokens = SlidingWindowLimiter(
+            serve.invalid_token_limit_per_minute, **limiter_args
+        )
+        self.subscribe_requests = SlidingWindowLimiter(
+            serve.subscribe_limit_per_minute, **limiter_args
+        )
+        self.default_list = ws.config.send.list
+        self.public_lists = tuple(serve.subscribe_lists) or (self.default_list,)
+        self._close_store = close_store
+        self.starlette = Starlette(
+            routes=self._routes(),
+            exception_handlers={
+                HTTPException: self._http_error,
+                Exception: self._server_error,
+            },
+            lifespan=self._lifespan,
+            max_body_size=MAX_BODY_BYTES,
+        )
+        # /u/abc/ must not 307 to /u/abc: no redirect, ever
+        self.starlette.router.redirect_slashes = False
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [
+            Route("/u/{token}", self.unsubscribe_page, methods=["GET"]),
+            Route("/u/{token}", self.unsubscribe, methods=["POST"]),
+            Route("/subscribe", self.subscribe_form, methods=["GET"]),
+            Route("/subscribe", self.subscribe, methods=["POST"]),
+            Route("/c/{token}", self.confirm_page, methods=["GET"]),
+            Route("/c/{token}", self.confirm, methods=["POST"]),
+            Route("/healthz", self.health, methods=["GET"]),
+        ]
+        prefix = urlsplit(self.ws.base_url).path.rstrip("/")
+        if not prefix:
+            return routes
+        return [Mount(prefix, routes=routes), *routes]
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await run_in_threadpool(self.postman.close)
+            if self._close_store:
+                self.store.close()
+
+    def _page(
+        self,
+        name: str,
+        status: int = 200,
+        *,
+        background: BackgroundTask | None = None,
+        headers: Mapping[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        content = self.pages.render(name, **context)
+        return HTMLResponse(
+            content,
+            status_code=status,
+            headers={**SECURITY_HEADERS, **(headers or {})},
+            background=background,
+        )
+
+    def _error(
+        self, message: str, status: int, headers: Mapping[str, str] | None = None
+    ) -> HTMLResponse:
+        return HTMLResponse(
+            self.pages.error_page(message),
+            status_code=status,
+            headers={**SECURITY_HEADERS, **(headers or {})},
+        )
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404:
+            return self._error("There is no page at this address.", 404)
+        if status == 405:
+            return self._error("This address does not answer that kind of request.", 405)
+        if status == 413:
+            return self._error("That request was too large.", 413)
+        return self._error("The request could not be handled.", status)
+
+    async def _server_error(self, request: Request, exc: Exception) -> Response:
+        log.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
+        return self._error("Something broke on our side. Please try again in a few minutes.", 500)
+
+    def _too_many(self, client: str) -> HTMLResponse:
+        return self._error(
+            "Too many requests from your address. Please wait a minute and try again.",
+            429,
+            {"Retry-After": str(self.invalid_tokens.retry_after(client) or 60)},
+        )
+
+    def _invalid(self, client: str) -> HTMLResponse:
+        self.invalid_tokens.hit(client)
+        log.info("invalid link from %s", client)
+        return self._page(p.INVALID_LINK, 404)
+
+    # -- resolving tokens (run in worker threads: they read the database) -------------------
+
+    def _member(self, subscriber_id: int, list_id: int) -> _Member | None:
+        subscriber = self.store.get(subscriber_id)
+        if subscriber is None:
+            return None
+        for membership in subscriber.memberships:
+            if membership.list_id == list_id:
+                return _Member(subscriber, membership)
+        return None
+
+    def _unsubscribe_target(self, token: str) -> tuple[_Member, int | None] | None:
+        if len(token) > MAX_TOKEN_LENGTH:
+            return None
+        try:
+            claim = self.unsubscribe_tokens.read(token)
+        except TokenError:
+            return None
+        member = self._member(claim.subscriber_id, claim.list_id)
+        return None if member is None else (member, claim.campaign_id)
+
+    def _confirm_target(self, token: str) -> _Member | str | None:
+        """The member a confirm token names; None if invalid; "expired" if too old."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            return None
+        try:
+            claim = self.confirm_tokens.read(token, max_age_seconds=self.pending_max_age)
+        except ExpiredTokenError:
+            return "expired"
+        except TokenError:
+            return None
+        return self._member(claim.subscriber_id, claim.list_id)
+
+    # -- unsubscribe ---------------------------------------------------------------------------
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        """GET/HEAD: the confirmation page; never changes anything."""
+        client = _client(request)
+        if self.invalid_tokens.blocked(client):
+            return self._too_many(client)
+        target = await run_in_threadpool(self._unsubscribe_target, request.path_params["token"])
+        if target is None:
+            return self._invalid(client)
+        member, _ = target
+        already_left = (
+            member.membership.status == UNSUBSCRIBED or member.subscriber.status != ACTIVE
+        )
+        return self._page(
+            p.CONFIRM_UNSUBSCRIBE,
+            email=member.subscriber.email,
+            list_name=member.membership.list_name,
+            already_left=already_left,
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """POST: unsubscribe from the token's list, committed before answering 200."""
+        client = _client(request)
+        if self.invalid_tokens.blocked(client):
+            return self._too_many(client)
+        target = await run_in_threadpool(self._unsubscribe_target, request.path_params["token"])
+        if target is None:
+            return self._invalid(client)
+        member, campaign_id = target
+        form = await _read_form(request)
+        one_click = _field(form, ONE_CLICK_FIELD) == ONE_CLICK_VALUE
+        via = "page" if _field(form, "via") == "page" else ("one-click" if one_click else "post")
+        detail: dict[str, Any] = {"via": via}
+        if campaign_id is not None:
+            detail["campaign_id"] = campaign_id
+        changed = await run_in_threadpool(
+            self.store.unsubscribe,
+            member.subscriber.id,
+            consent=_consent(request, detail=detail),
+            list_name=member.membership.list_name,
+        )
+        if changed:
+            log.info(
+                "unsubscribed subscriber %d from %s (%s)",
+                member.subscriber.id,
+                member.membership.list_name,
+                via,
+            )
+        return self._page(
+            p.UNSUBSCRIBED,
+            email=member.subscriber.email,
+            list_name=member.membership.list_name,
+        )
+
+    # -- subscribe -----------------------------------------------------------------------------
+
+    async def subscribe_form(self, request: Request) -> Response:
+        """GET /subscribe: the hosted sign-up form."""
+        wanted = request.query_params.get("list", "")
+        list_name = wanted if wanted in self.public_lists else self.default_list
+        return self._page(p.SUBSCRIBE_FORM, list_name=list_name, lists=list(self.public_lists))
+
+    async def subscribe(self, request: Request) -> Response:
+        """POST /subscribe: record a pending subscription and mail a confirm link."""
+        client = _client(request)
+        if self.subscribe_requests.blocked(client):
+            return self._error(
+                "Too many sign-ups from your address. Please wait a minute and try again.",
+                429,
+                {"Retry-After": str(self.subscribe_requests.retry_after(client) or 60)},
+            )
+        self.subscribe_requests.hit(client)
+        form = await _read_form(request)
+        list_name = _field(form, "list") or self.default_list
+        if list_name not in self.public_lists:
+            return self._error("This sign-up form points at a list that does not exist.", 400)
+        raw_email = _field(form, "email")
+        try:
+            email = normalize_address(raw_email)
+        except AddressError:
+            return self._error(
+                "That does not look like an email address. Go back and check it.", 400
+            )
+        answer: dict[str, Any] = {"email": email, "list_name": list_name}
+        if _field(form, HONEYPOT_FIELD):
+            log.info("honeypot filled from %s: ignored", client)
+            return self._page(p.CHECK_INBOX, **answer)
+        consent = _consent(
+            request,
+            text=_field(form, "consent_text") or None,
+            version=_field(form, "consent_version")[:64] or None,
+            detail={
+                "step": "request",
+                "form": _field(form, "form") or None,
+                "page": request.headers.get("referer") or request.headers.get("origin"),
+            },
+        )
+        name = " ".join(_field(form, "name").split())[:200]
+        pending = await run_in_threadpool(
+            lambda: self.store.add_pending(email, list_name=list_name, consent=consent, name=name)
+        )
+        task = None
+        if pending.status == PENDING:
+            task = BackgroundTask(
+                self._send_confirmation, pending.subscriber_id, pending.list_id, list_name
+            )
+        else:
+            log.info("subscribe request for an active member of %s: nothing sent", list_name)
+        return self._page(p.CHECK_INBOX, background=task, **answer)
+
+    def _send_confirmation(self, subscriber_id: int, list_id: int, list_name: str) -> None:
+        """Build and send the confirm message (after the answer went out); log failures."""
+        self._mail(CONFIRM, subscriber_id, list_id, list_name)
+
+    def _mail(self, kind: str, subscriber_id: int, list_id: int, list_name: str) -> None:
+        try:
+            subscriber = self.store.get(subscriber_id)
+            if subscriber is None:
+                return
+            extra: dict[str, Any] = {}
+            if kind == CONFIRM:
+                token = self.confirm_tokens.make(subscriber_id, list_id)
+                extra = {
+                    "confirm_url": confirm_url(self.ws.base_url, token),
+                    "expiry_hours": f"{self.ws.config.serve.pending_expiry_hours:g}",
+                }
+            message = self.messages.build(
+                kind,
+                subscriber_id=subscriber_id,
+                email=subscriber.email,
+                name=subscriber.name,
+                list_id=list_id,
+                list_name=list_name,
+                extra=extra,
+            )
+            self.postman.send(message)
+            log.info("sent the %s message to subscriber %d", kind, subscriber_id)
+        except NewsletterError as exc:
+            log.error(
+                "could not send the %s message to subscriber %d: %s", kind, subscriber_id, exc
+            )
+        except Exception:
+            log.exception("could not send the %s message to subscriber %d", kind, subscriber_id)
+
+    # -- confirm ---------------------------------------------------------------------------
+
+    async def confirm_page(self, request: Request) -> Response:
+        """GET /c/{token}: the "confirm your subscription" page; changes nothing."""
+        client = _client(request)
+        if self.invalid_tokens.blocked(client):
+            return self._too_many(client)
+        target = await run_in_threadpool(self._confirm_target, request.path_params["token"])
+        if target == "expired":
+            return self._page(p.LINK_EXPIRED, 410)
+        if not isinstance(target, _Member) or target.membership.status == UNSUBSCRIBED:
+            return self._invalid(client)
+        answer: dict[str, Any] = {
+            "email": target.subscriber.email,
+            "list_name": target.membership.list_name,
+        }
+        if target.membership.status == ACTIVE and target.subscriber.status == ACTIVE:
+            return self._page(p.SUBSCRIBED, **answer)
+        consent = self.pages.consent(target.membership.list_name)
+        return self._page(
+            p.CONFIRM_SUBSCRIPTION,
+            consent_text=consent.text,
+            consent_version=consent.version,
+            **answer,
+        )
+
+    async def confirm(self, request: Request) -> Response:
+        """POST /c/{token}: activate the pending membership, record consent, send welcome."""
+        client = _client(request)
+        if self.invalid_tokens.blocked(client):
+            return self._too_many(client)
+        target = await run_in_threadpool(self._confirm_target, request.path_params["token"])
+        if target == "expired":
+            return self._page(p.LINK_EXPIRED, 410)
+        if not isinstance(target, _Member) or target.membership.status == UNSUBSCRIBED:
+            return self._invalid(client)
+        member = target
+        list_name = member.membership.list_name
+        answer: dict[str, Any] = {"email": member.subscriber.email, "list_name": list_name}
+        form = await _read_form(request)
+        consent_text = self.pages.consent(list_name)
+        detail: dict[str, Any] = {"step": "confirm"}
+        shown = _field(form, "consent_version")
+        if shown and shown != consent_text.version:
+            detail["shown_version"] = shown[:64]
+        consent = _consent(
+            request, text=consent_text.text, version=consent_text.version, detail=detail
+        )
+        changed = await run_in_threadpool(
+            lambda: self.store.confirm(member.subscriber.id, list_name, consent=consent)
+        )
+        task = None
+        if changed:
+            log.info("subscriber %d confirmed %s", member.subscriber.id, list_name)
+            task = BackgroundTask(
+                self._mail, WELCOME, member.subscriber.id, member.membership.list_id, list_name
+            )
+        else:
+            # nothing to confirm: fine if already active (a second click), else the
+            # request expired or was withdrawn meanwhile
+            now = await run_in_threadpool(
+                self._member, member.subscriber.id, member.membership.list_id
+            )
+            if now is None or not (
+                now.membership.status == ACTIVE and now.subscriber.status == ACTIVE
+            ):
+                return self._page(p.LINK_EXPIRED, 410)
+        return self._page(p.SUBSCRIBED, background=task, **answer)
+
+    # -- health ----------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        """``ok`` (200) when the database answers, else 503."""
+
+        def ping() -> None:
+            with self.store.read() as conn:
+                conn.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(ping)
+        except SQLAlchemyError as exc:
+            log.error("health check: database unavailable: %s", exc)
+            return PlainTextResponse("database unavailable", 503, headers=SECURITY_HEADERS)
+        return PlainTextResponse("ok", headers=SECURITY_HEADERS)
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def expire_pending(self) -> int:
+        """Forget double opt-in requests older than ``serve.pending_expiry_hours`` -> count."""
+        cutoff = utcnow() - timedelta(hours=self.ws.config.serve.pending_expiry_hours)
+        return self.store.expire_pending(cutoff)
+
+
+def create_app(
+    ws: Workspace,
+    store: Store | None = None,
+    *,
+    postman: Postman | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Starlette:
+    """The ASGI app for ``ws``; ``store`` defaults to the workspace's, opened here and
+    closed when the app shuts down (a store passed in stays the caller's to close).
+
+    Raises RenderError at once when a workspace page template is broken, StoreError
+    when the database cannot be opened.
+    """
+    own = store is None
+    store = store or open_store_for(ws)
+    try:
+        return WebApp(ws, store, postman=postman, clock=clock, close_store=own).starlette
+    except BaseException:
+        if own:
+            store.close()
+        raise

@@ -1,0 +1,241 @@
+"""The ``newsletter serve`` process: uvicorn serving the app, the scheduler beside it.
+
+``ServeServer(ws, host, port)`` opens the store, builds the app (failing at once on a
+broken page template), binds its socket (so ``url`` is known before serving) and, when
+run, starts a background thread that every ``serve.scheduler_interval_seconds`` starts
+the scheduled sends that are due (``schedule.run_due``) and forgets expired double
+opt-in requests. ``run()`` serves until Ctrl-C or ``stop()``.
+
+uvicorn trusts ``X-Forwarded-For`` only from ``serve.trusted_proxies``, so behind a
+reverse proxy on the same machine the rate limits see the real client address.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import uvicorn
+
+from newsletter.errors import NewsletterError
+from newsletter.schedule import RunReport, SendRunner, run_due
+from newsletter.store import Store, open_store_for
+from newsletter.web.app import WebApp
+from newsletter.web.mail import Postman
+from newsletter.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_SECONDS = 5
+# Expired pending subscriptions are looked for at most this often.
+EXPIRY_EVERY_SECONDS = 3600.0
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0 = a free port), or NewsletterError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise NewsletterError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="pick another --port, or stop the process using it",
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Housekeeper:
+    """The background loop of ``serve``: due sends and pending-request expiry.
+
+    ``tick()`` runs one round in the caller's thread (tests call it directly);
+    ``start()`` / ``stop()`` run rounds every ``interval`` seconds in a thread.
+    """
+
+    def __init__(
+        self,
+        web: WebApp,
+        *,
+        interval: float,
+        runner: SendRunner | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.web = web
+        self.interval = interval
+        self.runner = runner
+        self._clock = clock
+        self._last_expiry: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> RunReport:
+        """Start due sends (to the end), then expire old pending requests if it is time."""
+        report = run_due(self.web.ws, runner=self.runner, store=self.web.store)
+        now = self._clock()
+        if self._last_expiry is None or now - self._last_expiry >= EXPIRY_EVERY_SECONDS:
+            self._last_expiry = now
+            removed = self.web.expire_pending()
+            if removed:
+                log.info("forgot %d unconfirmed subscription requests", removed)
+        return report
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # keep answering links even if a round fails
+                log.exception("scheduler round failed; trying again in %g s", self.interval)
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        """Run rounds in a background thread; the first at once (catch up after downtime)."""
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop after the current round -> False if a send was still running at ``timeout``
+        (it resumes at the next start, the ledger sending nobody a second copy)."""
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        alive = self._thread.is_alive()
+        if not alive:
+            self._thread = None
+        return not alive
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling when it accepts connections (it has no event for that)."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started()
+
+
+class ServeServer:
+    """``newsletter serve`` for ``ws`` on ``host``:``port`` (0 = a free port).
+
+    ``url`` is the local address it listens on; ``public_url`` the base URL its links
+    use. ``scheduler=False`` serves pages only (benchmarks, tests). ``ready`` is set once
+    uvicorn accepts connections.
+    """
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        store: Store | None = None,
+        postman: Postman | None = None,
+        scheduler: bool = True,
+        runner: SendRunner | None = None,
+    ) -> None:
+        self.ws = ws
+        self._own_store = store is None
+        self.store = store or open_store_for(ws)
+        try:
+            self.web = WebApp(ws, self.store, postman=postman)
+            self._socket = bind_socket(host, port)
+        except BaseException:
+            if self._own_store:
+                self.store.close()
+            raise
+        shown_host = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown_host}:{self._socket.getsockname()[1]}"
+        self.public_url = ws.base_url
+        self.housekeeper = (
+            Housekeeper(
+                self.web, interval=ws.config.serve.scheduler_interval_seconds, runner=runner
+            )
+            if scheduler
+            else None
+        )
+        config = uvicorn.Config(
+            self.web.starlette,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            loop="asyncio",
+            proxy_headers=True,
+            forwarded_allow_ips=list(ws.config.serve.trusted_proxies),
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+        self.ready = threading.Event()
+        self._on_ready: Callable[[str], None] | None = None
+        self._server = _Server(config, self._announce)
+        self._thread: threading.Thread | None = None
+
+    def run(self, on_ready: Callable[[str], None] | None = None) -> None:
+        """Serve until Ctrl-C or ``stop()``; returns normally either way."""
+        self._on_ready = on_ready
+        if self.housekeeper is not None:
+            self.housekeeper.start()
+        try:
+            self._server.run(sockets=[self._socket])
+        except KeyboardInterrupt:
+            # uvicorn shuts down gracefully on SIGINT, then re-raises it: that is our exit
+            log.info("serve stopped")
+        finally:
+            self._socket.close()
+            if self.housekeeper is not None and not self.housekeeper.stop(
+                timeout=GRACEFUL_SHUTDOWN_SECONDS
+            ):
+                log.warning("a scheduled send is still running; it resumes at the next start")
+            if self._own_store:
+                self.store.close()
+
+    def _announce(self) -> None:
+        self.ready.set()
+        if self._on_ready is not None:
+            self._on_ready(self.url)
+
+    def start_in_thread(self, timeout: float = 30.0) -> None:
+        """Serve from a background thread; returns once accepting connections."""
+        self._thread = threading.Thread(target=self.run, name="serve", daemon=True)
+        self._thread.start()
+        if not self.ready.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"serve not ready after {timeout} s")
+
+    def stop(self) -> None:
+        """Ask the server to shut down (from any thread) and wait for a background thread."""
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def run_server(
+    ws: Workspace,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """``newsletter serve``: answer links and run scheduled sends until Ctrl-C.
+
+    ``host``/``port`` default to ``serve.host``/``serve.port``. ``on_ready(url)`` is
+    called once connections are accepted. Raises NewsletterError (port taken, broken
+    template, unusable database) before serving.
+    """
+    server = ServeServer(
+        ws,
+        host=host or ws.config.serve.host,
+        port=ws.config.serve.port if port is None else port,
+    )
+    server.run(on_ready=on_ready)
