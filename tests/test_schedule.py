@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -31,7 +30,7 @@ from newsletter.store.schedules import claim_schedule, get_schedule
 from newsletter.workspace import Workspace
 
 BERLIN = ZoneInfo("Europe/Berlin")
-Clock = Any  # what time_machine.travel(...).__enter__ returns (it has move_to)
+Clock = time_machine.Traveller
 # "now" for every test: a Friday morning, well before the scheduled times
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
