@@ -54,7 +54,7 @@ from newsletter.store import (
     Consent,
     ImportRow,
     Store,
-    Subscriber,
+    SubscriberSummary,
     normalize_address,
 )
 from newsletter.store.schema import ACTIVE, BOUNCED, COMPLAINED, PENDING, UNSUBSCRIBED
@@ -236,10 +236,14 @@ class _Header:
         self.names = [name.replace("\ufeff", "").strip() for name in names]
         self.keys = [column_key(name) for name in self.names]
         self.key_set = set(self.keys)
+        self._first: dict[tuple[str, ...], str | None] = {}
 
     def first(self, candidates: tuple[str, ...]) -> str | None:
-        """The first of ``candidates`` present as a column key, or None."""
-        return next((key for key in candidates if key in self.key_set), None)
+        """The first of ``candidates`` present as a column key, or None (memoised: per row)."""
+        if candidates not in self._first:
+            found = next((key for key in candidates if key in self.key_set), None)
+            self._first[candidates] = found
+        return self._first[candidates]
 
 
 def detect_format(header: _Header) -> str:
@@ -546,11 +550,11 @@ def _commit(
 # -- export -------------------------------------------------------------------------------------
 
 
-def export_row(sub: Subscriber) -> list[str]:
+def export_row(sub: SubscriberSummary) -> list[str]:
     """One subscriber -> the EXPORT_COLUMNS values."""
     by_status: dict[str, list[str]] = {ACTIVE: [], UNSUBSCRIBED: [], PENDING: []}
-    for membership in sub.memberships:
-        by_status[membership.status].append(membership.list_name)
+    for list_name, list_status in sub.lists.items():
+        by_status[list_status].append(list_name)
     attributes = (
         json.dumps(sub.attributes, ensure_ascii=False, sort_keys=True) if sub.attributes else ""
     )
@@ -574,7 +578,7 @@ def write_export(
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     written = 0
-    for sub in store.iter_subscribers(list_name=list_name, status=status):
+    for sub in store.iter_summaries(list_name=list_name, status=status):
         writer.writerow(export_row(sub))
         written += 1
     return written
@@ -680,11 +684,11 @@ def listing(
     store: Store, *, list_name: str | None, status: str | None, limit: int | None
 ) -> Iterator[str]:
     """``newsletter subscribers list``: one tab-separated line per subscriber."""
-    for shown, sub in enumerate(store.iter_subscribers(list_name=list_name, status=status)):
+    for shown, sub in enumerate(store.iter_summaries(list_name=list_name, status=status)):
         if limit is not None and shown >= limit:
             return
         lists = ",".join(
-            m.list_name if m.status == ACTIVE else f"{m.list_name}({m.status})"
-            for m in sub.memberships
+            name if list_status == ACTIVE else f"{name}({list_status})"
+            for name, list_status in sub.lists.items()
         )
         yield "\t".join((sub.email, sub.status, lists, sub.name))

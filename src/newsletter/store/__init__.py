@@ -32,6 +32,7 @@ from newsletter.store.records import (
     Membership,
     Recipient,
     Subscriber,
+    SubscriberSummary,
     utcnow,
 )
 from newsletter.store.subscribers import ERASE_HOOKS, PendingResult, Store
@@ -47,6 +48,7 @@ __all__ = [
     "Recipient",
     "Store",
     "Subscriber",
+    "SubscriberSummary",
     "address_hash",
     "normalize_address",
     "open_store",

@@ -26,6 +26,7 @@ from newsletter.store.addresses import address_hash
 from newsletter.store.ops import (
     STRENGTH,
     SUPPRESS_ACTION,
+    bulk_insert,
     consent_row,
     list_ids,
     record_consents,
@@ -326,7 +327,7 @@ def _execute(conn: Connection, plan: _Plan, now: datetime) -> None:
     """Run the planned statements, new subscribers first so their ids can be filled in."""
     new_ids: dict[str, int] = {}
     if plan.new_subscribers:
-        conn.execute(insert(subscribers), list(plan.new_subscribers.values()))
+        bulk_insert(conn, subscribers, list(plan.new_subscribers.values()))
         found = conn.execute(
             select(subscribers.c.email, subscribers.c.id).where(
                 subscribers.c.email.in_(list(plan.new_subscribers))
@@ -365,7 +366,7 @@ def _execute(conn: Connection, plan: _Plan, now: datetime) -> None:
             [{"b_sid": sid} for sid in plan.leave_all_lists],
         )
     if plan.membership_inserts:
-        conn.execute(insert(memberships), resolve(plan.membership_inserts))
+        bulk_insert(conn, memberships, resolve(plan.membership_inserts))
     if plan.membership_updates:
         conn.execute(
             update(memberships)

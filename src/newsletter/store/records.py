@@ -80,6 +80,20 @@ class Subscriber:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriberSummary:
+    """A subscriber as export and listing need them: ``lists`` maps list name -> status."""
+
+    id: int
+    email: str
+    name: str
+    attributes: dict[str, Any]
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    lists: dict[str, str]
+
+
 @dataclass(frozen=True)
 class Recipient:
     """An active, confirmed, unsuppressed member of a list, as the sender needs it."""

@@ -22,6 +22,7 @@ Tables (every time is a timezone-aware UTC ``datetime`` in Python):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,12 +74,45 @@ class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every database.
 
     PostgreSQL stores ``timestamptz``; SQLite stores the naive UTC text
-    (fixed width, so comparisons in SQL sort correctly). Naive datetimes are
-    refused on the way in rather than guessed at.
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` (SQLAlchemy's own format, fixed width, so
+    comparisons in SQL sort correctly). Naive datetimes are refused on the way
+    in rather than guessed at.
     """
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite one direct step to the stored text (bulk imports bind millions of these)."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        # A batch binds the same "now" thousands of times; one (value, text) tuple is
+        # read and replaced atomically, so threads sharing this processor stay correct.
+        last: list[tuple[Any, str | None]] = [(None, None)]
+
+        def to_text(value: Any) -> str | None:
+            seen, text = last[0]
+            if value is seen and value is not None:
+                return text
+            utc = self.process_bind_param(value, dialect)
+            text = None if utc is None else utc.isoformat(" ", "microseconds")
+            last[0] = (value, text)
+            return text
+
+        return to_text
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        """On SQLite parse the stored text straight into an aware datetime."""
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def from_text(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+        return from_text
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
         """Aware datetime -> UTC (naive for SQLite); naive input is a programming error."""

@@ -1,0 +1,204 @@
+"""Subscriber store figures: CSV import, then count and export of a big list.
+
+Usage: python bench/bench_subscribers.py [--rows 100000] [--population 1000000] [--dir DIR]
+
+Each measured step runs in its own child process, which reports its wall
+time and its own peak RSS (``ru_maxrss``), so one step's memory never hides
+another's. Steps, all through the same core functions the CLI calls:
+
+1. import a generated N-row CSV into a fresh SQLite database (also at N/10,
+   to show memory stays flat as the file grows: the import streams);
+2. import the same file again (every row unchanged);
+3. fill a second database with M subscribers (bulk inserts, setup only);
+4. ``Store.count()`` and ``count(list, status)`` over M;
+5. ``people.export_file`` of all M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+CITIES = ("Lisbon", "Tromsø", "Kraków", "Nairobi", "Osaka", "Quito", "Perth", "Ghent")
+
+
+def _peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_csv(path: Path, rows: int) -> None:
+    """Write a generic CSV of ``rows`` invented subscribers (some mixed case, some names empty)."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "city", "plan", "signed_up"])
+        for i in range(rows):
+            email = f"Reader.{i:07d}@Example{i % 97}.com" if i % 5 == 0 else f"r{i:07d}@ex.org"
+            name = "" if i % 11 == 0 else f"Reader {i}"
+            writer.writerow([email, name, CITIES[i % len(CITIES)], ("free", "paid")[i % 2], "2024"])
+
+
+def child_import(db: str, csv_path: str) -> dict[str, Any]:
+    """Import ``csv_path`` into ``db`` -> wall seconds, counts."""
+    from newsletter.people import import_file
+    from newsletter.store import open_store
+
+    started = time.perf_counter()
+    with open_store(f"sqlite:///{db}") as store:
+        report = import_file(store, Path(csv_path), list_name=None, default_list="main")
+    return {"wall_s": time.perf_counter() - started, "summary": report.summary()}
+
+
+def child_populate(db: str, population: int) -> dict[str, Any]:
+    """Fast setup: ``population`` active subscribers on list main, bulk-inserted."""
+    from sqlalchemy import insert
+
+    from newsletter.store import open_store
+    from newsletter.store.schema import lists, memberships, subscribers
+
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    with open_store(f"sqlite:///{db}") as store, store.write() as conn:
+        list_id = conn.execute(
+            insert(lists).values(name="main", created_at=now).returning(lists.c.id)
+        ).scalar_one()
+        chunk = 20_000
+        for start in range(0, population, chunk):
+            ids = range(start + 1, min(start + chunk, population) + 1)
+            conn.execute(
+                insert(subscribers),
+                [
+                    {
+                        "id": i,
+                        "email": f"member{i:08d}@example.org",
+                        "name": f"Member {i}",
+                        "attributes": {"city": CITIES[i % len(CITIES)], "plan": "free"},
+                        "status": "active",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in ids
+                ],
+            )
+            conn.execute(
+                insert(memberships),
+                [
+                    {
+                        "subscriber_id": i,
+                        "list_id": list_id,
+                        "status": "active",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in ids
+                ],
+            )
+    return {"wall_s": time.perf_counter() - started}
+
+
+def child_count(db: str) -> dict[str, Any]:
+    """``count()`` and ``count(list_name='main', status='active')``, timed separately."""
+    from newsletter.store import open_store
+
+    with open_store(f"sqlite:///{db}") as store:
+        started = time.perf_counter()
+        total = store.count()
+        middle = time.perf_counter()
+        active = store.count(list_name="main", status="active")
+        ended = time.perf_counter()
+    return {
+        "wall_s": ended - started,
+        "count_all_s": middle - started,
+        "count_list_active_s": ended - middle,
+        "total": total,
+        "active": active,
+    }
+
+
+def child_export(db: str, out: str) -> dict[str, Any]:
+    """``export_file`` of everything -> rows written, file size."""
+    from newsletter.people import export_file
+    from newsletter.store import open_store
+
+    with open_store(f"sqlite:///{db}") as store:
+        started = time.perf_counter()
+        rows = export_file(store, Path(out))
+        wall = time.perf_counter() - started
+    return {"wall_s": wall, "rows": rows, "mb": Path(out).stat().st_size / 1e6}
+
+
+CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
+    "import": child_import,
+    "populate": child_populate,
+    "count": child_count,
+    "export": child_export,
+}
+
+
+def run_child(step: str, *args: Any) -> dict[str, Any]:
+    """Run one step in a fresh interpreter -> its figures, including its own peak RSS."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", step, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    """Parse options, run every step, print one line of figures per step."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--population", type=int, default=1_000_000)
+    parser.add_argument("--dir", type=Path, help="work folder (default: a temporary one)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        step, *args = options.child
+        numbers = [int(a) if a.isdigit() else a for a in args]
+        result = CHILDREN[step](*numbers)
+        result["peak_rss_mb"] = _peak_rss_mb()
+        print(json.dumps(result))
+        return
+    with tempfile.TemporaryDirectory(dir=options.dir) as tmp:
+        work = Path(tmp)
+        small, big = work / "small.csv", work / "big.csv"
+        make_csv(small, options.rows // 10)
+        make_csv(big, options.rows)
+        report("import", options.rows // 10, run_child("import", work / "s.db", small))
+        report("import", options.rows, run_child("import", work / "b.db", big))
+        report("re-import", options.rows, run_child("import", work / "b.db", big))
+        population = work / "population.db"
+        report(
+            "populate", options.population, run_child("populate", population, options.population)
+        )
+        report("count", options.population, run_child("count", population))
+        report("export", options.population, run_child("export", population, work / "export.csv"))
+
+
+def report(step: str, n: int, figures: dict[str, Any]) -> None:
+    """Print one step's figures on one line."""
+    extra = {k: v for k, v in figures.items() if k not in ("wall_s", "peak_rss_mb")}
+    shown = ", ".join(
+        f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()
+    )
+    print(
+        f"{step:>9} {n:>9,} rows: {figures['wall_s']:7.2f} s wall, "
+        f"peak RSS {figures['peak_rss_mb']:6.1f} MB  {shown}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
