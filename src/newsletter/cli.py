@@ -380,6 +380,86 @@ def unsubscribe(ctx: click.Context, address: str, list_name: str | None) -> None
 # --- end subscribers ------------------------------------------------------------------------
 
 
+# --- serve, schedule, run-due ---------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default: serve.host).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (default: serve.port; 0 picks a free one).",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Answer unsubscribe, subscribe and confirm links and run scheduled sends (Ctrl-C stops)."""
+    from newsletter.web.server import run_server
+
+    workspace = _workspace(ctx)
+    run_server(
+        workspace,
+        host=host,
+        port=port,
+        on_ready=lambda url: click.echo(
+            f"serving the links of {workspace.base_url} on {url} (Ctrl-C to stop)"
+        ),
+    )
+    click.echo("serve stopped")
+
+
+@cli.group()
+def schedule() -> None:
+    """List and cancel scheduled sends (schedule one with: send ISSUE_DIR --at WHEN)."""
+
+
+@schedule.command("list")
+@click.option("--waiting", is_flag=True, help="Only sends that have not finished.")
+@click.pass_context
+def schedule_list(ctx: click.Context, waiting: bool) -> None:
+    """Show scheduled sends: id, state, time, issue, list, outcome (tab-separated)."""
+    from newsletter.schedule import describe, list_scheduled
+
+    workspace = _workspace(ctx)
+    found = list_scheduled(workspace, include_finished=not waiting)
+    for item in found:
+        click.echo(describe(item, workspace.config.publication.timezone))
+    if not found:
+        click.echo("nothing scheduled", err=True)
+
+
+@schedule.command("cancel")
+@click.argument("schedule_id", type=int, metavar="ID")
+@click.pass_context
+def schedule_cancel(ctx: click.Context, schedule_id: int) -> None:
+    """Cancel scheduled send ID before it starts."""
+    from newsletter.schedule import cancel_scheduled, describe
+
+    workspace = _workspace(ctx)
+    cancelled = cancel_scheduled(workspace, schedule_id)
+    click.echo(describe(cancelled, workspace.config.publication.timezone))
+
+
+@cli.command("run-due")
+@click.pass_context
+def run_due_command(ctx: click.Context) -> None:
+    """Start the scheduled sends that are due, once, and exit (for cron instead of serve).
+
+    Exits 1 when a send failed or was missed, so cron reports it.
+    """
+    from newsletter.schedule import run_due
+
+    report = run_due(_workspace(ctx))
+    for line in report.lines():
+        click.echo(line)
+    if not report.acted:
+        click.echo("nothing due", err=True)
+    if report.failed or report.missed:
+        ctx.exit(1)
+
+
+# --- end serve ------------------------------------------------------------------------------
+
+
 def main() -> None:
     """Entry point: run the CLI; a NewsletterError becomes one line and exit 1."""
     try:

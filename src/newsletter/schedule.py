@@ -268,12 +268,14 @@ def deliver_runner(ws: Workspace, scheduled: ScheduledSend) -> str:
     import importlib
 
     # deliver sits above schedule in the module order; imported late, only when sending
-    deliver = importlib.import_module("newsletter.deliver")
+    try:
+        deliver = importlib.import_module("newsletter.deliver")
+    except ImportError:
+        deliver = None
     run = getattr(deliver, "run_scheduled_send", None)
     if run is None:
         raise ScheduleError(
-            "this version cannot run scheduled sends yet (newsletter.deliver has no "
-            "run_scheduled_send)",
+            "this version of newsletter cannot run scheduled sends (no delivery engine)",
             hint="send the issue with `newsletter send` instead",
         )
     return str(run(ws, issue_folder(ws, scheduled), list_name=scheduled.list_name))

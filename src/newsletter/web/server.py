@@ -191,13 +191,16 @@ class ServeServer:
             # uvicorn shuts down gracefully on SIGINT, then re-raises it: that is our exit
             log.info("serve stopped")
         finally:
-            self._socket.close()
             if self.housekeeper is not None and not self.housekeeper.stop(
                 timeout=GRACEFUL_SHUTDOWN_SECONDS
             ):
                 log.warning("a scheduled send is still running; it resumes at the next start")
-            if self._own_store:
-                self.store.close()
+            self._release()
+
+    def _release(self) -> None:
+        self._socket.close()
+        if self._own_store:
+            self.store.close()
 
     def _announce(self) -> None:
         self.ready.set()
@@ -218,6 +221,8 @@ class ServeServer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        else:  # never served: give back the socket (and the store if it is ours)
+            self._release()
 
 
 def run_server(
