@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import ipaddress
 import logging
 import re
@@ -213,6 +214,19 @@ def smtp_settings(workspace: Workspace, url: str | None = None) -> SmtpSettings 
 # --- the connection ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _tls_context(cafile: str | None) -> ssl.SSLContext:
+    """A verifying client context, made once per CA file: loading the system CA store
+    costs tens of milliseconds, too much to repeat on every reconnect."""
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise DeliveryError(
+            f"{SMTP_URL_ENV}: cannot read cafile {cafile} ({exc})",
+            hint="give the path of a PEM CA certificate",
+        ) from None
+
+
 class _Lost(Exception):
     """A reused connection died or said 421 before answering anything of a transaction."""
 
@@ -296,13 +310,9 @@ class SmtpConnection:
         """Connect, EHLO, STARTTLS/TLS and AUTH as configured; DeliveryError if impossible."""
         self.close()
         settings = self.settings
-        try:
-            context = ssl.create_default_context(cafile=settings.cafile)
-        except (OSError, ssl.SSLError) as exc:
-            raise DeliveryError(
-                f"{SMTP_URL_ENV}: cannot read cafile {settings.cafile} ({exc})",
-                hint="give the path of a PEM CA certificate",
-            ) from None
+        context = None
+        if settings.security != TLS_NONE:
+            context = _tls_context(settings.cafile)
         smtp: smtplib.SMTP | None = None
         try:
             # host given to the constructor: smtplib checks the certificate against it
@@ -376,10 +386,10 @@ class SmtpConnection:
             )
         return None
 
-    def _handshake(self, smtp: smtplib.SMTP, context: ssl.SSLContext) -> None:
+    def _handshake(self, smtp: smtplib.SMTP, context: ssl.SSLContext | None) -> None:
         settings = self.settings
         self._ehlo(smtp)
-        if settings.security == TLS_STARTTLS:
+        if settings.security == TLS_STARTTLS and context is not None:
             if smtp.has_extn("starttls"):
                 smtp.starttls(context=context)
                 self._ehlo(smtp)
