@@ -208,6 +208,8 @@ def test_long_subjects_fold_within_limits() -> None:
 
 
 def test_personalised_subject_is_filled_per_recipient() -> None:
+    with_attr = template(subject="News for %%attr.city%%")
+    assert parse(with_attr.personalise(Recipient(1, "a@example.net")))["Subject"] == "News for"
     tmpl = template(subject="%%first_name%%, your harbour news")
     assert parse(tmpl.personalise(Recipient(1, "a@example.net", "Inés Núñez")))["Subject"] == (
         "Inés, your harbour news"
@@ -496,6 +498,42 @@ def _with_dkim_section(workspace_dir: Path, domain: str = "example.org") -> None
     original = config.read_text(encoding="utf-8").split("\n[dkim]\n")[0]
     section = f'\n[dkim]\ndomain = "{domain}"\nselector = "news2026"\n'
     config.write_text(original + section, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("base_url", "https://hafen.bücher.example"),
+        ("from_address", "zoë@harbour.example.org"),
+        ("unsubscribe_mailbox", "leave me@harbour.example.org"),
+        ("reply_to", "desk@harbour.example.org\r\nBcc: x@example.net"),
+    ],
+)
+def test_settings_unfit_for_headers_are_config_errors(field: str, value: str) -> None:
+    with pytest.raises(ConfigError, match="cannot be used in a mail header"):
+        template(**{field: value})
+
+
+def test_links_use_the_base_url_from_the_environment(
+    workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://letters.example.net/harbour")
+    loaded = MessageSettings.from_workspace(load_workspace(workspace_dir))
+    tmpl = build_template(
+        loaded,
+        subject="s",
+        html_body=HTML,
+        text_body=TEXT,
+        campaign="c",
+        list_id=1,
+        list_name="main",
+    )
+    message = parse(tmpl.personalise(Recipient(3, "a@example.net")))
+    assert re.search(
+        r"<https://letters\.example\.net/harbour/u/[\w.-]+>", str(message["List-Unsubscribe"])
+    )
+    assert "https://letters.example.net/harbour/u/" in parts(message)[1]
 
 
 def test_settings_from_the_sample_workspace(workspace: Workspace) -> None:

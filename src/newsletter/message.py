@@ -497,16 +497,16 @@ class _DateCache:
     """RFC 5322 date of the current second, formatted at most once a second."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
+        # one tuple, replaced whole, so threads never see a second with another's text
+        self._current: tuple[int, bytes] = (-1, b"")
 
     def now(self) -> bytes:
         second = int(time.time())
-        if second != self._second:
-            stamp = datetime.fromtimestamp(second, UTC)
-            self._value = format_datetime(stamp).encode("ascii")
-            self._second = second
-        return self._value
+        cached_second, value = self._current
+        if second != cached_second:
+            value = format_datetime(datetime.fromtimestamp(second, UTC)).encode("ascii")
+            self._current = (second, value)
+        return value
 
 
 def _label(text: str, fallback: str) -> str:
@@ -595,8 +595,9 @@ class MessageTemplate:
             _UNSUB_HEADER: values[UNSUBSCRIBE_SLOT].encode("ascii"),
         }
         if self._subject_slots:
-            filled = SLOT_RE.sub(lambda m: values.get(m.group(1), m.group(0)), self.subject)
-            header_values[_SUBJECT] = unstructured_header(filled).encode("ascii")
+            header_values[_SUBJECT] = unstructured_header(_fill(self.subject, values)).encode(
+                "ascii"
+            )
         headers = _join(self._headers, lambda _ctx, name: header_values[name])
         cache: dict[tuple[str, str], bytes] = {}
 
@@ -639,6 +640,33 @@ class MessageTemplate:
         return f"<{self.campaign}.{key}@{self.settings.domain}>".encode("ascii")
 
 
+def _fill(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with its slots filled as render does (a missing attr.* becomes "")."""
+    return "".join(
+        values.get(piece[2:-2], "") if is_slot else piece for is_slot, piece in _slot_pieces(text)
+    )
+
+
+def _check_ascii_settings(settings: MessageSettings) -> None:
+    """ConfigError for addresses or a base URL that cannot go into 7-bit headers."""
+    for field_name, value in (
+        ("publication.base_url", settings.base_url),
+        ("sender.address", settings.from_address),
+        ("sender.reply_to", settings.reply_to),
+        ("sender.unsubscribe_mailbox", settings.unsubscribe_mailbox),
+        ("sender.bounce_address", settings.bounce_address),
+    ):
+        if (
+            not value.isascii()
+            or _CONTROL.search(value)
+            or (field_name != "publication.base_url" and _ADDRESS_UNSAFE.search(value))
+        ):
+            raise ConfigError(
+                f"newsletter.toml {field_name}: {value!r} cannot be used in a mail header",
+                hint="use a plain ASCII address (punycode for international domains)",
+            )
+
+
 def _part(boundary: str, subtype: str, content: str) -> str:
     return (
         f"--{boundary}\r\n"
@@ -679,8 +707,10 @@ def build_template(
     short name for the send (the issue slug) used in Message-ID and Feedback-ID;
     ``list_id``/``list_name`` the list sent to (token payload, List-Id). ``test`` marks a
     test send: "[TEST] " subject prefix and an ``X-Newsletter-Test: yes`` header.
-    Raises RenderError when either part lacks the %%unsubscribe_url%% slot.
+    Raises RenderError when either part lacks the %%unsubscribe_url%% slot, ConfigError
+    for settings that cannot go into headers or a DKIM domain not aligned with From.
     """
+    _check_ascii_settings(settings)
     for part, content in (("HTML", html_body), ("text", text_body)):
         if f"%%{UNSUBSCRIBE_SLOT}%%" not in content:
             raise RenderError(
