@@ -227,6 +227,12 @@ def _tls_context(cafile: str | None) -> ssl.SSLContext:
         ) from None
 
 
+@functools.lru_cache(maxsize=1)
+def _ehlo_name() -> str:
+    """This host's name for EHLO, looked up once (smtplib would ask DNS per connection)."""
+    return socket.getfqdn()
+
+
 class _Lost(Exception):
     """A reused connection died or said 421 before answering anything of a transaction."""
 
@@ -314,6 +320,7 @@ class SmtpConnection:
         if settings.security != TLS_NONE:
             context = _tls_context(settings.cafile)
         smtp: smtplib.SMTP | None = None
+        local_hostname = settings.local_hostname or _ehlo_name()
         try:
             # host given to the constructor: smtplib checks the certificate against it
             if settings.security == TLS_IMPLICIT:
@@ -322,14 +329,14 @@ class SmtpConnection:
                     settings.port,
                     timeout=settings.timeout,
                     context=context,
-                    local_hostname=settings.local_hostname,
+                    local_hostname=local_hostname,
                 )
             else:
                 smtp = smtplib.SMTP(
                     settings.host,
                     settings.port,
                     timeout=settings.timeout,
-                    local_hostname=settings.local_hostname,
+                    local_hostname=local_hostname,
                 )
             self._handshake(smtp, context)
         except BaseException as exc:
