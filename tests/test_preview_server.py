@@ -4,23 +4,27 @@ Server-Sent Events stream, a clean stop with a stream still open, and Ctrl-C on 
 from __future__ import annotations
 
 import json
-import selectors
+import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
 
 from newsletter.preview import PreviewServer, open_preview
+from newsletter.preview.server import KEEPALIVE_SECONDS
 from newsletter.workspace import Workspace
 
 FIXTURE_ISSUE = Path(__file__).resolve().parent / "fixtures" / "preview_issue.json"
-TIMEOUT = httpx.Timeout(15.0)
+# Shorter than the server's keepalive, so a missing event fails the test instead of hanging it.
+TIMEOUT = httpx.Timeout(KEEPALIVE_SECONDS - 5)
 
 
 @pytest.fixture
@@ -136,20 +140,43 @@ def test_stop_ends_open_event_streams(workspace: Workspace, issue_dir: Path) -> 
     assert preview.ready.is_set()
 
 
-def _read_line(proc: subprocess.Popen[str], deadline: float) -> str:
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-            proc.kill()
-            pytest.fail("the preview printed no URL in time")
-    return proc.stdout.readline()
+class _Lines:
+    """The stdout lines of a process, read by a thread so a wait can have a timeout."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def next(self, timeout: float = 60) -> str:
+        try:
+            line = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no output line within {timeout} s")
+        assert line is not None, "the process ended early"
+        return line
+
+    def rest(self) -> str:
+        """Every remaining line, once the process has ended."""
+        self._thread.join(timeout=30)
+        lines = []
+        while (line := self._queue.get_nowait()) is not None:
+            lines.append(line)
+        return "".join(lines)
 
 
 @pytest.mark.e2e
-def test_cli_prints_the_url_serves_and_stops_cleanly_on_ctrl_c(
+def test_cli_prints_the_url_opens_the_browser_and_stops_cleanly_on_ctrl_c(
     workspace_dir: Path, issue_dir: Path
 ) -> None:
+    # webbrowser honours $BROWSER: this "browser" writes the URL it got to our stdout
+    fake_browser = f"{sys.executable} -c \"import sys; print('browser got', sys.argv[1])\" %s"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -161,16 +188,18 @@ def test_cli_prints_the_url_serves_and_stops_cleanly_on_ctrl_c(
             str(issue_dir),
             "--port",
             "0",
-            "--no-open",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "BROWSER": fake_browser},
     )
     try:
-        line = _read_line(proc, time.monotonic() + 60)
+        lines = _Lines(proc)
+        line = lines.next()
         assert line.startswith(f"previewing {issue_dir} at http://127.0.0.1:")
         url = line.split(" at ", 1)[1].split()[0]
+        assert lines.next() == f"browser got {url}\n"
         with (
             httpx.Client(base_url=url, timeout=TIMEOUT) as client,
             client.stream("GET", "/events") as stream,
@@ -178,10 +207,43 @@ def test_cli_prints_the_url_serves_and_stops_cleanly_on_ctrl_c(
             assert client.get("/api/state").json()["version"] == 1
             assert next(sse_versions(stream.iter_lines())) == 1
             proc.send_signal(signal.SIGINT)  # with an event stream still open
-            out, err = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
     assert proc.returncode == 0, err
-    assert "preview stopped (1 render)" in out
+    assert lines.rest() == "preview stopped (1 render)\n"
     assert "Traceback" not in err
+
+
+def test_a_templates_folder_created_later_is_watched(workspace: Workspace, issue_dir: Path) -> None:
+    shutil.rmtree(workspace.templates_dir)
+    state = open_preview(workspace, issue_dir)
+    preview = PreviewServer(state, port=0)
+    preview.start_in_thread()
+    try:
+        with (
+            httpx.Client(base_url=preview.url, timeout=TIMEOUT) as client,
+            client.stream("GET", "/events") as stream,
+        ):
+            versions = sse_versions(stream.iter_lines())
+            assert next(versions) == 1
+            workspace.templates_dir.mkdir()
+            template = workspace.templates_dir / "issue.txt.j2"
+            template.write_text("First edition of the text part\n", encoding="utf-8")
+            for _ in versions:  # the folder and the file may come as one change or two
+                text = client.get("/api/state").json()["good"]["text"]
+                if text.startswith("First edition"):
+                    break
+            # now an edit inside the new folder is seen by the watcher
+            template.write_text("Second edition of the text part\n", encoding="utf-8")
+            for _ in versions:
+                text = client.get("/api/state").json()["good"]["text"]
+                if text.startswith("Second edition"):
+                    break
+    finally:
+        preview.stop()
+        state.close()
+    assert text.startswith("Second edition")

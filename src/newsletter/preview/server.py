@@ -105,7 +105,12 @@ class VersionHub:
 
 
 class _Watcher:
-    """Watches the files a render reads and sets ``dirty`` when one of them changes."""
+    """Watches the files a render reads and sets ``dirty`` when one of them changes.
+
+    The workspace folder and the issue folder are watched flat (their subfolders
+    hold databases and virtualenvs); templates/ is watched with its subfolders,
+    from the moment it exists.
+    """
 
     def __init__(self, state: PreviewState, dirty: asyncio.Event) -> None:
         root = state.workspace.root.resolve()
@@ -115,6 +120,8 @@ class _Watcher:
         self.dirty = dirty
         self.stop_event = asyncio.Event()
         self._default_filter = DefaultFilter()
+        self._flat: asyncio.Task[None] | None = None
+        self._templates: asyncio.Task[None] | None = None
 
     def relevant(self, change: Change, path: str) -> bool:
         """True for newsletter.toml, issue.json and any template file (not editor droppings)."""
@@ -133,18 +140,34 @@ class _Watcher:
             recursive=recursive,
         ):
             log.info("changed: %s", ", ".join(sorted(path for _, path in changes)))
+            if await self._watch_templates():
+                log.info("watching %s", self.templates_dir)
             self.dirty.set()
 
-    async def start(self) -> list[asyncio.Task[None]]:
-        """Start watching; returns the watcher tasks once their watches are in place."""
-        folders = [self.config_file.parent, self.issue_file.parent]
-        tasks = [asyncio.create_task(self._watch(list(dict.fromkeys(folders)), recursive=False))]
-        if self.templates_dir.is_dir():
-            tasks.append(asyncio.create_task(self._watch([self.templates_dir], recursive=True)))
-        # awatch sets up its inotify watches in the first step of each task, before its
-        # first real await; one turn of the loop runs those steps, so no save is missed.
+    async def _watch_templates(self) -> bool:
+        """Start watching templates/ if it exists and is not watched yet; True if started."""
+        if self._templates is not None and not self._templates.done():
+            return False
+        if not self.templates_dir.is_dir():
+            return False
+        self._templates = asyncio.create_task(self._watch([self.templates_dir], recursive=True))
+        # awatch sets up its inotify watches in the first step of its task, before its
+        # first real await; one turn of the loop runs that step, so no save is missed.
         await asyncio.sleep(0)
-        return tasks
+        return True
+
+    async def start(self) -> None:
+        """Start watching; returns once the watches are in place."""
+        folders = list(dict.fromkeys([self.config_file.parent, self.issue_file.parent]))
+        self._flat = asyncio.create_task(self._watch(folders, recursive=False))
+        await asyncio.sleep(0)  # as in _watch_templates
+        await self._watch_templates()
+
+    async def stop(self) -> None:
+        """Stop every watch and wait for the watcher tasks to end."""
+        self.stop_event.set()
+        tasks = [task for task in (self._flat, self._templates) if task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class PreviewApp:
@@ -175,7 +198,7 @@ class PreviewApp:
         self._dirty = asyncio.Event()
         await self._render()
         watcher = _Watcher(self.state, self._dirty)
-        watchers = await watcher.start()
+        await watcher.start()
         render_loop = asyncio.create_task(self._render_loop(self._dirty))
         if self._on_ready is not None:
             self._on_ready()
@@ -183,9 +206,9 @@ class PreviewApp:
             yield
         finally:
             self.hub.close()
-            watcher.stop_event.set()
             render_loop.cancel()
-            await asyncio.gather(render_loop, *watchers, return_exceptions=True)
+            await watcher.stop()
+            await asyncio.gather(render_loop, return_exceptions=True)
 
     async def _render(self) -> None:
         snapshot = await asyncio.to_thread(self.state.refresh)
