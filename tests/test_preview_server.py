@@ -72,6 +72,7 @@ def test_routes_serve_page_state_frames_and_assets(server: PreviewServer) -> Non
         dark = client.get("/frame", params={"dark": "1"})
         script = client.get("/assets/preview.js")
         missing = client.get("/assets/secrets.txt")
+        rebound = client.get("/api/state", headers={"Host": "attacker.example"})
 
     assert page.status_code == 200 and 'id="frame-desktop"' in page.text
     assert "2026-03-03-tuesday-tide" in page.text
@@ -81,6 +82,7 @@ def test_routes_serve_page_state_frames_and_assets(server: PreviewServer) -> Non
     assert 'data-preview="dark-mode"' in dark.text and 'data-preview="dark-mode"' not in frame.text
     assert script.headers["content-type"].startswith("text/javascript")
     assert missing.status_code == 404
+    assert rebound.status_code == 400
 
 
 def test_saving_issue_json_announces_a_new_version(server: PreviewServer, issue_dir: Path) -> None:

@@ -27,6 +27,8 @@ from typing import Any
 import jinja2
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -48,6 +50,7 @@ KEEPALIVE_SECONDS = 15.0
 # After Ctrl-C, give open requests this long before cutting them off.
 GRACEFUL_SHUTDOWN_SECONDS = 3
 
+LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 ASSET_TYPES = {"preview.js": "text/javascript", "preview.css": "text/css"}
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -190,6 +193,8 @@ class PreviewApp:
                 Route("/events", self.events),
             ],
             lifespan=self.lifespan,
+            # only loopback names: a web page cannot read the preview through DNS rebinding
+            middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)],
         )
 
     @contextlib.asynccontextmanager
