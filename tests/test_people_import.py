@@ -327,6 +327,30 @@ def test_a_database_failure_mid_import_leaves_no_half_batch(store: Store, tmp_pa
     assert counts(report) == (1000, 0, 2000, 0, 0)
 
 
+def test_a_list_created_by_a_failed_batch_is_not_remembered(store: Store, tmp_path: Path) -> None:
+    path = _big_file(tmp_path, 3)
+    with store.write() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON subscribers "
+                "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+            )
+        )
+    with pytest.raises(StoreError, match="refused by test trigger"):
+        run(store, path, list_name="fresh")
+    assert store.list_id("fresh") is None
+    with store.write() as conn:
+        conn.execute(text("DROP TRIGGER refuse"))
+    assert counts(run(store, path, list_name="fresh")) == (3, 0, 0, 0, 0)
+    assert store.count(list_name="fresh", status="active") == 3
+
+
+def test_a_bad_list_name_is_refused_before_reading(store: Store) -> None:
+    with pytest.raises(StoreError, match="list name 'a;b' is not usable"):
+        run(store, CSV_DIR / "generic.csv", list_name="a;b")
+    assert store.count() == 0
+
+
 def test_an_interrupted_batch_is_rolled_back(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,6 +57,7 @@ from newsletter.store import (
     SubscriberSummary,
     normalize_address,
 )
+from newsletter.store.ops import validate_list_name
 from newsletter.store.schema import ACTIVE, BOUNCED, COMPLAINED, PENDING, UNSUBSCRIBED
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,16 @@ _MAILCHIMP_SKIP = {
     "last_changed",
     "leid",
     "euid",
+}
+
+
+_PERSON_KEYS = (NAME_KEYS, FIRST_NAME_KEYS, LAST_NAME_KEYS)
+# Per format, the columns read into the row itself rather than kept as attributes.
+_NOT_ATTRIBUTES = {
+    "generic": frozenset({"attributes", "created_at", "updated_at", "status", *LIST_KEYS}),
+    "mailchimp": frozenset(_MAILCHIMP_SKIP),
+    "listmonk": frozenset({"attributes", "status", "uuid", "created_at", "updated_at"}),
+    "substack": frozenset({"email_disabled", "created_at", "subscription_date"}),
 }
 
 
@@ -237,6 +248,17 @@ class _Header:
         self.keys = [column_key(name) for name in self.names]
         self.key_set = set(self.keys)
         self._first: dict[tuple[str, ...], str | None] = {}
+        self._skips: dict[str, frozenset[str]] = {}
+
+    def skip_for(self, fmt: str) -> frozenset[str]:
+        """Columns that are not attributes in format ``fmt`` (memoised: asked once per row)."""
+        if fmt not in self._skips:
+            found = (self.first(keys) for keys in (EMAIL_KEYS, *_PERSON_KEYS))
+            skip = {key for key in found if key} | _NOT_ATTRIBUTES[fmt]
+            if fmt == "mailchimp":
+                skip |= {key for key in self.key_set if key.startswith(("unsub_", "clean_"))}
+            self._skips[fmt] = frozenset(skip)
+        return self._skips[fmt]
 
     def first(self, candidates: tuple[str, ...]) -> str | None:
         """The first of ``candidates`` present as a column key, or None (memoised: per row)."""
@@ -306,11 +328,6 @@ def _name(record: dict[str, str], header: _Header) -> str:
     return " ".join(" ".join(parts).split())
 
 
-def _name_keys(header: _Header) -> set[str]:
-    found = (header.first(keys) for keys in (NAME_KEYS, FIRST_NAME_KEYS, LAST_NAME_KEYS))
-    return {key for key in found if key}
-
-
 def _json_attributes(raw: str) -> dict[str, Any]:
     if not raw.strip():
         return {}
@@ -323,7 +340,7 @@ def _json_attributes(raw: str) -> dict[str, Any]:
     return value
 
 
-def _plain_attributes(record: dict[str, str], skip: set[str]) -> dict[str, Any]:
+def _plain_attributes(record: dict[str, str], skip: frozenset[str]) -> dict[str, Any]:
     return {k: v.strip() for k, v in record.items() if k not in skip and k and v.strip()}
 
 
@@ -340,9 +357,7 @@ def _parse_time(raw: str) -> datetime | None:
 
 def _generic(record: dict[str, str], header: _Header) -> ImportRow:
     email = _email(record, header)
-    skip = {header.first(EMAIL_KEYS) or "", *_name_keys(header), "attributes", "created_at"}
-    skip |= {"updated_at", *LIST_KEYS}
-    attributes = _plain_attributes(record, skip | {"status"})
+    attributes = _plain_attributes(record, header.skip_for("generic"))
     status = ACTIVE
     if "status" in header.key_set:
         word = column_key(record.get("status", ""))
@@ -371,8 +386,7 @@ def _generic(record: dict[str, str], header: _Header) -> ImportRow:
 
 def _mailchimp(record: dict[str, str], header: _Header) -> ImportRow:
     email = _email(record, header)
-    skip = {header.first(EMAIL_KEYS) or "", *_name_keys(header), *_MAILCHIMP_SKIP}
-    skip |= {k for k in header.key_set if k.startswith(("unsub_", "clean_"))}
+    skip = header.skip_for("mailchimp")
     status = ACTIVE
     if "clean_time" in header.key_set:
         status = BOUNCED
@@ -397,9 +411,7 @@ def _mailchimp(record: dict[str, str], header: _Header) -> ImportRow:
 
 def _listmonk(record: dict[str, str], header: _Header) -> ImportRow:
     email = _email(record, header)
-    skip = {header.first(EMAIL_KEYS) or "", *_name_keys(header), "attributes", "status", "uuid"}
-    skip |= {"created_at", "updated_at"}
-    attributes = _plain_attributes(record, skip)
+    attributes = _plain_attributes(record, header.skip_for("listmonk"))
     attributes.update(_json_attributes(record.get("attributes", "")))
     state = column_key(record.get("status", ""))
     status = UNSUBSCRIBED if state in ("blocklisted", "disabled") else ACTIVE
@@ -411,8 +423,7 @@ def _listmonk(record: dict[str, str], header: _Header) -> ImportRow:
 
 def _substack(record: dict[str, str], header: _Header) -> ImportRow:
     email = _email(record, header)
-    skip = {header.first(EMAIL_KEYS) or "", *_name_keys(header), "email_disabled"}
-    skip |= {"created_at", "subscription_date"}
+    skip = header.skip_for("substack")
     disabled = record.get("email_disabled", "").strip().lower() in _TRUE
     since = record.get("created_at") or record.get("subscription_date") or ""
     return ImportRow(
@@ -502,6 +513,7 @@ def import_file(
             "--resubscribe needs a description of the new consent",
             hint="e.g. --resubscribe 'asked by email on 2026-03-02'",
         )
+    validate_list_name(list_name or default_list)
     shape = inspect_file(path, encoding)
     with _open_rows(path, shape) as (header, reader):
         chosen = detect_format(header) if fmt == "auto" else fmt

@@ -110,7 +110,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         def from_text(value: Any) -> datetime | None:
             if value is None:
                 return None
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+            return datetime.fromisoformat(value + "+00:00")
 
         return from_text
 

@@ -120,6 +120,18 @@ class Store:
             yield conn
 
     @contextmanager
+    def _write_with_lists(self) -> Iterator[tuple[Connection, dict[str, int]]]:
+        """A write transaction plus a copy of the list-id cache, kept only if it commits.
+
+        A list created in a transaction that rolls back must not stay cached:
+        its id would point at nothing (or at a later, different list).
+        """
+        cache = dict(self._list_cache)
+        with self.write() as conn:
+            yield conn, cache
+        self._list_cache.update(cache)
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only connection; its snapshot ends when the block ends."""
         with self.engine.connect() as conn:
@@ -129,8 +141,9 @@ class Store:
 
     def ensure_list(self, name: str) -> int:
         """Id of list ``name``, created if needed."""
-        with self.write() as conn:
-            return list_ids(conn, [name], utcnow(), self._list_cache)[name.strip()]
+        with self._write_with_lists() as (conn, cache):
+            list_id = list_ids(conn, [name], utcnow(), cache)[name.strip()]
+        return list_id
 
     def list_id(self, name: str) -> int | None:
         """Id of list ``name``, or None if there is no such list."""
@@ -213,8 +226,8 @@ class Store:
         resubscribe: str | None = None,
     ) -> BatchResult:
         """Apply ``rows`` in ONE transaction -> counts; nothing of it is kept if it fails."""
-        with self.write() as conn:
-            return apply_batch(
+        with self._write_with_lists() as (conn, cache):
+            result = apply_batch(
                 conn,
                 rows,
                 default_list=list_name,
@@ -222,8 +235,9 @@ class Store:
                 action=action,
                 resubscribe=resubscribe,
                 now=utcnow(),
-                list_cache=self._list_cache,
+                list_cache=cache,
             )
+        return result
 
     def add_pending(
         self,
@@ -243,8 +257,8 @@ class Store:
         """
         normalized = normalize_address(email)
         now = utcnow()
-        with self.write() as conn:
-            list_id = list_ids(conn, [list_name], now, self._list_cache)[list_name.strip()]
+        with self._write_with_lists() as (conn, cache):
+            list_id = list_ids(conn, [list_name], now, cache)[list_name.strip()]
             subscriber_id = conn.scalar(
                 select(subscribers.c.id).where(subscribers.c.email == normalized)
             )
@@ -586,30 +600,32 @@ class Store:
                 rows = conn.execute(query).all()
                 member_of: dict[int, dict[str, str]] = {}
                 if rows:
+                    # an id range, not IN (thousands of ids): the primary key answers it
                     found = conn.execute(
                         select(
                             memberships.c.subscriber_id, memberships.c.list_id, memberships.c.status
-                        ).where(memberships.c.subscriber_id.in_([row.id for row in rows]))
+                        ).where(memberships.c.subscriber_id.between(rows[0][0], rows[-1][0]))
                     )
                     for subscriber_id, list_id, list_status in found.all():
                         if list_id not in names:  # a list created since the first batch
                             names = self._list_names(conn)
                         member_of.setdefault(subscriber_id, {})[names[list_id]] = list_status
-            for row in rows:
-                on = member_of.get(row.id, {})
+            # positional unpacking: select(subscribers) yields the columns in table order
+            for sid, email, name, attributes, state, created, updated in rows:
+                on = member_of.get(sid, {})
                 yield SubscriberSummary(
-                    row.id,
-                    row.email,
-                    row.name,
-                    row.attributes or {},
-                    row.status,
-                    row.created_at,
-                    row.updated_at,
+                    sid,
+                    email,
+                    name,
+                    attributes or {},
+                    state,
+                    created,
+                    updated,
                     dict(sorted(on.items())) if len(on) > 1 else on,
                 )
             if len(rows) < batch_size:
                 return
-            last = rows[-1].id
+            last = rows[-1][0]
 
     def _filtered(self, conn: Connection, list_name: str | None, status: str | None) -> Select[Any]:
         query = select(subscribers).where(subscribers.c.status != ERASED)
