@@ -510,8 +510,17 @@ def _with_dkim_section(workspace_dir: Path, domain: str = "example.org") -> None
     ],
 )
 def test_settings_unfit_for_headers_are_config_errors(field: str, value: str) -> None:
+    unfit = settings(**{field: value})
     with pytest.raises(ConfigError, match="cannot be used in a mail header"):
-        template(**{field: value})
+        build_template(
+            unfit,
+            subject="s",
+            html_body=HTML,
+            text_body=TEXT,
+            campaign="c",
+            list_id=1,
+            list_name="main",
+        )
 
 
 def test_links_use_the_base_url_from_the_environment(
