@@ -1,0 +1,359 @@
+"""Benchmark: one-click unsubscribe POSTs from many concurrent clients while a send runs.
+
+    python bench/bench_unsubscribe.py [--recipients 20000] [--posts 2000] [--clients 64]
+
+Builds a throwaway workspace with RECIPIENTS active subscribers, starts ``newsletter
+serve`` (uvicorn, its own process) on loopback and a recording SMTP sink (aiosmtpd, its
+own process, noting the time of every RCPT TO). When this version has a ``send``
+command, it starts ``newsletter send`` of a sample issue to all of them against the
+sink and, once the send is under way, fires POSTS one-click unsubscribes
+(``List-Unsubscribe=One-Click``) for distinct subscribers from CLIENTS concurrent
+connections (httpx, bounded in count and time). It prints requests/s, p50/p99 latency
+and errors, then checks in the sink's log that no unsubscribed address was given to the
+mail server after its POST was answered.
+
+Everything listens on 127.0.0.1 only and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_ISSUE = REPO / "tests" / "golden" / "sample_issue.json"
+SECRET = "bench-not-secret"
+ONE_CLICK = b"List-Unsubscribe=One-Click"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+PROGRESS_EVERY = 500
+
+
+# --- the workspace ---------------------------------------------------------------------------
+
+
+def make_workspace(folder: Path, recipients: int) -> tuple[Path, list[int], int]:
+    """A workspace in ``folder`` with ``recipients`` active members of "main".
+
+    Returns (workspace root, subscriber ids in send order, list id).
+    """
+    from newsletter.store import Consent, ImportRow, open_store_for
+    from newsletter.workspace import load_workspace
+
+    root = folder / "ws"
+    root.mkdir()
+    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
+    ws = load_workspace(root, environ={"NEWSLETTER_SECRET_KEY": SECRET})
+    rows = [
+        ImportRow(email=f"reader{n:06d}@bench.example.org", name=f"Reader {n}")
+        for n in range(recipients)
+    ]
+    with open_store_for(ws) as store:
+        store.import_batch(rows, list_name="main", consent=Consent(source="import"))
+        ids = [r.id for r in store.iter_recipients("main")]
+        list_id = store.list_id("main")
+    assert list_id is not None
+    return root, ids, list_id
+
+
+def make_issue(root: Path) -> Path:
+    """The golden sample issue, rendered into ``root``/issues/."""
+    from newsletter.issue import parse_issue, write_issue_folder
+    from newsletter.render import render_issue
+    from newsletter.workspace import load_workspace
+
+    ws = load_workspace(root, environ={"NEWSLETTER_SECRET_KEY": SECRET})
+    issue = parse_issue(SAMPLE_ISSUE.read_text(encoding="utf-8"), SAMPLE_ISSUE)
+    folder = ws.issues_dir / "bench-issue"
+    write_issue_folder(folder, issue, render_issue(ws, issue))
+    return folder
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """This environment without the developer's NEWSLETTER_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    return {**env, "NEWSLETTER_SECRET_KEY": SECRET, **extra}
+
+
+def start_serve(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``newsletter serve --port 0`` in ``root`` -> (process, its local URL)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "-w", str(root), "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if " on http://" not in line:
+        proc.kill()
+        raise SystemExit(f"serve did not start: {line!r}")
+    return proc, line.split(" on ", 1)[1].split(" ", 1)[0]
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Interrupt ``proc`` like Ctrl-C and wait for it."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_sink(log_path: Path) -> tuple[subprocess.Popen[str], int]:
+    """The recording SMTP sink in its own process -> (process, port)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--sink", str(log_path), "--sink-port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise SystemExit("the SMTP sink did not start")
+    return proc, port
+
+
+def stop_sink(proc: subprocess.Popen[str]) -> None:
+    """Close the sink's stdin (its signal to write the log and exit) and wait."""
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=60)
+
+
+def run_sink(log_path: Path, port: int) -> None:
+    """Sink mode: accept every message, note ``time rcpt`` per RCPT TO; stop on stdin EOF."""
+    from aiosmtpd.controller import Controller
+
+    records: list[tuple[float, str]] = []
+
+    class Recorder:
+        async def handle_RCPT(
+            self, server: object, session: object, envelope: object, address: str, options: object
+        ) -> str:
+            records.append((time.time(), address.lower()))
+            envelope.rcpt_tos.append(address)  # type: ignore[attr-defined]
+            if len(records) % PROGRESS_EVERY == 0:
+                print(f"count {len(records)}", flush=True)
+            return "250 OK"
+
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 2.0.0 taken"
+
+    controller = Controller(Recorder(), hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    sys.stdin.read()
+    controller.stop()
+    with open(log_path, "w", encoding="ascii") as handle:
+        for stamp, address in records:
+            handle.write(f"{stamp:.6f} {address}\n")
+
+
+def has_send_command() -> bool:
+    """Whether this version of newsletter has a ``send`` command yet."""
+    probe = subprocess.run(
+        [sys.executable, "-m", "newsletter", "send", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def start_send(root: Path, issue: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``newsletter send ISSUE`` to every member of "main", in its own process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "-w", str(root), "send", str(issue), "--yes"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_sink(proc: subprocess.Popen[str], count: int, timeout: float = 120.0) -> bool:
+    """Wait until the sink reports ``count`` recipients (it prints every 500) -> reached?"""
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and selector.select(timeout=end - time.monotonic()):
+        line = proc.stdout.readline()
+        if not line:
+            return False
+        if line.startswith("count ") and int(line.split()[1]) >= count:
+            return True
+    return False
+
+
+# --- the load --------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One POST: which subscriber, status (0 = transport error), when sent and answered."""
+
+    subscriber_id: int
+    status: int
+    started: float
+    answered: float
+
+
+async def fire(
+    base: str, tokens: Sequence[tuple[int, str]], clients: int, deadline: float
+) -> list[Result]:
+    """POST one-click to every token from ``clients`` concurrent connections."""
+    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    for item in tokens:
+        queue.put_nowait(item)
+    results: list[Result] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as client:
+
+        async def worker() -> None:
+            while not queue.empty() and time.time() < deadline:
+                subscriber_id, token = queue.get_nowait()
+                started = time.time()
+                try:
+                    answer = await client.post(f"/u/{token}", content=ONE_CLICK, headers=FORM)
+                    status = answer.status_code
+                except httpx.HTTPError:
+                    status = 0
+                results.append(Result(subscriber_id, status, started, time.time()))
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return results
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def report_load(results: Sequence[Result], label: str) -> None:
+    """Print requests/s, p50/p99 latency and errors of ``results``."""
+    ok = [r for r in results if r.status == 200]
+    span = max(r.answered for r in results) - min(r.started for r in results)
+    latencies = [(r.answered - r.started) * 1000 for r in results]
+    print(f"{label}: {len(results)} requests in {span:.2f} s = {len(results) / span:.0f} req/s")
+    print(
+        f"  latency p50 {statistics.median(latencies):.1f} ms, "
+        f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms"
+    )
+    print(f"  errors (not 200): {len(results) - len(ok)}")
+
+
+def check_nothing_after_answer(
+    results: Sequence[Result], sink_log: Path, address_of: dict[int, str]
+) -> int:
+    """Count unsubscribed addresses the mail server was given after their POST's answer."""
+    answered = {address_of[r.subscriber_id]: r.answered for r in results if r.status == 200}
+    late = 0
+    given = 0
+    for line in sink_log.read_text(encoding="ascii").splitlines():
+        stamp, address = line.split(" ", 1)
+        given += 1
+        if address in answered and float(stamp) > answered[address]:
+            late += 1
+            print(f"  LATE: {address} got RCPT at {stamp}, unsubscribed at {answered[address]:.6f}")
+    print(f"  sink saw {given} recipients; sent after the unsubscribe was answered: {late}")
+    return late
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=20_000)
+    parser.add_argument("--posts", type=int, default=2_000, help="unsubscribes to send")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent connections")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="stop firing after")
+    parser.add_argument("--no-send", action="store_true", help="unsubscribes only, no send")
+    parser.add_argument("--sink", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        run_sink(args.sink, args.sink_port)
+        return
+
+    from newsletter.tokens import UnsubscribeTokens
+
+    with tempfile.TemporaryDirectory(prefix="bench-unsubscribe-") as temp:
+        folder = Path(temp)
+        started = time.perf_counter()
+        root, ids, list_id = make_workspace(folder, args.recipients)
+        print(f"workspace with {len(ids)} subscribers in {time.perf_counter() - started:.1f} s")
+        address_of = {sid: f"reader{n:06d}@bench.example.org" for n, sid in enumerate(ids)}
+        sink_log = folder / "sink.log"
+        sink, sink_port = start_sink(sink_log)
+        env = child_env({"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{sink_port}"})
+        serve, base = start_serve(root, env)
+        send = None
+        try:
+            with_send = not args.no_send and has_send_command()
+            if with_send:
+                send = start_send(root, make_issue(root), env)
+                # fire once the send is under way (the sink has seen its first recipients)
+                if not wait_for_sink(sink, PROGRESS_EVERY):
+                    print("the send did not get under way; firing anyway")
+            else:
+                print("no `send` command in this version: unsubscribes without a running send")
+            # distinct subscribers from the later part of the send order, so most are
+            # still waiting for their message when they leave
+            chosen = random.Random(5).sample(ids[len(ids) // 4 :], min(args.posts, len(ids)))
+            tokens = UnsubscribeTokens((SECRET,))
+            work = [(sid, tokens.make(sid, list_id, 1)) for sid in chosen]
+            deadline = time.time() + args.max_seconds
+            results = asyncio.run(fire(base, work, args.clients, deadline))
+            report_load(results, f"one-click POST x{args.clients} clients")
+            if send is not None:
+                out, err = send.communicate(timeout=1800)
+                print(f"send finished (exit {send.returncode}): {out.strip().splitlines()[-1:]}")
+                if send.returncode:
+                    print(err.strip()[-2000:])
+        finally:
+            if send is not None and send.poll() is None:
+                send.kill()
+            stop(serve)
+            stop_sink(sink)
+        if with_send:
+            late = check_nothing_after_answer(results, sink_log, address_of)
+            print("PASS" if late == 0 else "FAIL", "- nothing sent after an answered unsubscribe")
+        from newsletter.store import open_store
+
+        with open_store(f"sqlite:///{root / 'subscribers' / 'newsletter.db'}") as store:
+            left = sum(1 for r in results if r.status == 200)
+            still = store.sendable_ids([r.subscriber_id for r in results], "main")
+            print(f"  unsubscribed per the database: {left - len(still)} of {left} answered 200")
+
+
+if __name__ == "__main__":
+    main()
