@@ -1,0 +1,73 @@
+"""Delivery: the ledger loop that sends an issue to a list once, resumably.
+
+Public API (the CLI, ``schedule`` and ``serve`` call these):
+
+``plan_send(ws, issue_dir, list_name)``  -> SendPlan: recipients, subject, new/resume/finished
+``send_issue(ws, issue_dir, *, list_name, connections, rate, retry_failed, smtp_url,
+progress)``                              -> SendReport (see ``campaign``)
+``send_test(ws, issue_dir, addresses)``  -> SendReport: a marked test, nothing recorded
+``dry_run(ws, issue_dir, outdir, list_name)`` -> DryRunReport: the exact .eml files
+``run_scheduled_send(ws, issue_dir, list_name=)`` -> summary line, for ``run_due``
+``retry_due_deferrals(ws)``              -> reports of campaigns whose deferrals came due
+``latest_issue(ws)``                     -> the issue folder composed or edited last
+``parse_rate("10/s")``                   -> messages per second
+
+Modules: ``content`` (render once, sender-rule checks, the template), ``engine`` (the
+dispatcher, workers, outcome rules, group commits and the in-flight bound),
+``campaign`` (runs of a campaign: start, resume, finish), ``offline`` (test and dry
+run), ``reports`` (the values handed back). The tables live in ``store.deliveries``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from newsletter.errors import NewsletterError
+
+from .campaign import (
+    AlreadySentError,
+    plan_send,
+    retry_due_deferrals,
+    run_scheduled_send,
+    send_issue,
+)
+from .content import latest_issue
+from .engine import SendTuning, backoff, is_hard_bounce
+from .offline import dry_run, send_test
+from .reports import DryRunReport, SendPlan, SendProgress, SendReport
+
+__all__ = [
+    "AlreadySentError",
+    "DryRunReport",
+    "SendPlan",
+    "SendProgress",
+    "SendReport",
+    "SendTuning",
+    "backoff",
+    "dry_run",
+    "is_hard_bounce",
+    "latest_issue",
+    "parse_rate",
+    "plan_send",
+    "retry_due_deferrals",
+    "run_scheduled_send",
+    "send_issue",
+    "send_test",
+]
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|m|min|h|hour))?\s*$", re.IGNORECASE)
+_PER = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}
+
+
+def parse_rate(text: str) -> float:
+    """``"20"``, ``"20/s"``, ``"600/m"``, ``"5000/h"`` -> messages per second (0 = no limit).
+
+    Raises NewsletterError for anything else.
+    """
+    match = _RATE.match(text)
+    if match is None:
+        raise NewsletterError(
+            f"--rate {text!r}: not a rate", hint="write e.g. 20/s, 600/m or 5000/h (0: no limit)"
+        )
+    unit = (match.group(2) or "s").lower()
+    return float(match.group(1)) / _PER[unit]

@@ -1,0 +1,411 @@
+"""Sending an issue to a list: plan it, run it through the ledger, resume it, retry it.
+
+``send_issue`` is the one entry point for real sends (the CLI, the scheduler and
+``retry_due_deferrals`` all call it). One call is one *run* of a *campaign* (the issue
+folder sent to one list, see ``store.deliveries``):
+
+1. The first run renders the issue once, checks it (HTML size, postal address,
+   unsubscribe link) and stores it with the campaign; later runs send that stored
+   copy, so a resumed send delivers what the first run started with, edits or not.
+2. The run takes the campaign (one process at a time; a dead or silent one is taken
+   over), puts back rows a crashed run left in flight, gives every list member of the
+   start a queued row (streamed, in batches), and lets ``engine.LedgerRun`` send.
+3. It ends ``finished`` (nobody left), ``waiting`` (deferred rows due later: run it
+   again, or let ``serve`` call ``retry_due_deferrals``) or ``stopped`` (Ctrl-C, an
+   error: run it again to resume). A finished campaign is never sent again;
+   ``retry_failed`` puts its failed rows (only those) back in the queue.
+
+Without ``NEWSLETTER_SMTP_URL`` the run starts the embedded local server
+(``newsletter.outbox``) for its duration and the messages land in ``outbox/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+from newsletter.errors import NewsletterError, StoreError
+from newsletter.issue import read_issue
+from newsletter.outbox import EmbeddedServer, outbox_dir
+from newsletter.store import Store, open_store_for, utcnow
+from newsletter.store.deliveries import (
+    DEFERRED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    SENDING,
+    SENT,
+    STOPPED,
+    WAITING,
+    Campaign,
+    acquire,
+    campaigns_due,
+    count_sendable,
+    counts,
+    create_campaign,
+    enqueue,
+    expire_deferred,
+    failures,
+    find_campaign,
+    next_attempt,
+    pending_now,
+    recover_in_flight,
+    release_campaign,
+    requeue_failed,
+    runner_name,
+)
+from newsletter.transport import SmtpSettings, smtp_settings
+from newsletter.workspace import Workspace
+
+from .content import check_sender, issue_key, issue_label, make_template, render_for_send
+from .engine import LedgerRun, RunCounts, SendTuning
+from .reports import NEW, RESUME, SendPlan, SendProgress, SendReport
+
+log = logging.getLogger(__name__)
+
+
+class AlreadySentError(NewsletterError):
+    """The campaign finished before; sending it again needs ``--retry-failed``."""
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _list_id(store: Store, list_name: str) -> int:
+    list_id = store.list_id(list_name)
+    if list_id is None:
+        raise StoreError(
+            f"no list named {list_name!r}",
+            hint="import subscribers into it first (newsletter subscribers import FILE), "
+            "or pass --list with an existing list",
+        )
+    return list_id
+
+
+def smtp_target(ws: Workspace, smtp: SmtpSettings | None) -> str:
+    """Where messages go, for people: ``smtp://host:port`` or the embedded server's folder."""
+    if smtp is not None:
+        return smtp.display
+    return f"the embedded local SMTP server (messages stored in {outbox_dir(ws)})"
+
+
+@contextlib.contextmanager
+def open_transport(
+    ws: Workspace, smtp: SmtpSettings | None
+) -> Iterator[tuple[SmtpSettings, Path | None]]:
+    """``smtp`` as it is, or the embedded server started for the block -> (settings, outbox)."""
+    if smtp is not None:
+        yield smtp, None
+        return
+    send = ws.config.send
+    folder = outbox_dir(ws)
+    with EmbeddedServer(folder) as server:
+        yield (
+            server.settings(
+                messages_per_connection=send.messages_per_connection, timeout=send.timeout_seconds
+            ),
+            folder,
+        )
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(stop: threading.Event, enabled: bool) -> Iterator[None]:
+    """While the block runs, a first Ctrl-C sets ``stop`` (finish what is in flight, then
+    end); a second one interrupts at once. Only in the main thread, only if ``enabled``."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("stopping after the messages in flight (Ctrl-C again to abort at once)")
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _already_sent(issue_dir: Path, campaign: Campaign, found: dict[str, int]) -> AlreadySentError:
+    when = f" on {campaign.finished_at:%Y-%m-%d %H:%M} UTC" if campaign.finished_at else ""
+    hint = (
+        "pass --retry-failed to try the failed recipients again"
+        if found[FAILED]
+        else "compose a new issue to send again"
+    )
+    return AlreadySentError(
+        f"{issue_dir} was already sent to list {campaign.list_name!r}{when} "
+        f"({found[SENT]} sent, {found[FAILED]} failed)",
+        hint=hint,
+    )
+
+
+def _final_state(run: RunCounts, found: dict[str, int]) -> str:
+    if run.fatal is not None or run.stopped or found[QUEUED] or found[SENDING]:
+        return STOPPED
+    return WAITING if found[DEFERRED] else FINISHED
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def plan_send(
+    ws: Workspace,
+    issue_dir: Path,
+    list_name: str | None = None,
+    *,
+    retry_failed: bool = False,
+    smtp_url: str | None = None,
+) -> SendPlan:
+    """What ``send_issue`` would do now -> SendPlan (for the confirmation prompt).
+
+    Reads the issue (or the started campaign), counts recipients; changes nothing.
+    Raises RenderError for an unreadable issue, StoreError for an unknown list,
+    ConfigError for a bad SMTP URL or a commercial sender without postal address.
+    """
+    list_name = (list_name or ws.config.send.list).strip()
+    check_sender(ws)
+    target = smtp_target(ws, smtp_settings(ws, smtp_url))
+    key = issue_key(ws, issue_dir)
+    with open_store_for(ws) as store:
+        list_id = _list_id(store, list_name)
+        with store.read() as conn:
+            campaign = find_campaign(conn, key, list_id)
+            if campaign is None:
+                subject = read_issue(issue_dir).subject
+                return SendPlan(
+                    issue_dir, list_name, subject, NEW, count_sendable(conn, list_id), target
+                )
+            now = utcnow()
+            found = counts(conn, campaign.id)
+            pending = pending_now(conn, campaign.id, now)
+            if campaign.enqueued_at is None:
+                pending += max(count_sendable(conn, list_id) - sum(found.values()), 0)
+            if retry_failed:
+                pending += found[FAILED]
+            due_later = next_attempt(conn, campaign.id)
+    if pending:
+        state = RESUME
+    elif found[DEFERRED]:
+        state = WAITING
+    else:
+        state = FINISHED
+    return SendPlan(
+        issue_dir,
+        list_name,
+        campaign.subject,
+        state,
+        pending,
+        target,
+        sent=found[SENT],
+        failed=found[FAILED],
+        deferred=found[DEFERRED],
+        next_attempt_at=due_later,
+    )
+
+
+# --- sending --------------------------------------------------------------------------------
+
+
+def send_issue(
+    ws: Workspace,
+    issue_dir: Path,
+    *,
+    list_name: str | None = None,
+    connections: int | None = None,
+    rate: float | None = None,
+    retry_failed: bool = False,
+    smtp_url: str | None = None,
+    progress: Callable[[SendProgress], None] | None = None,
+    stop: threading.Event | None = None,
+    handle_sigint: bool = False,
+    tuning: SendTuning | None = None,
+) -> SendReport:
+    """Send ``issue_dir`` to ``list_name`` (default ``send.list``) -> SendReport.
+
+    ``connections`` (default ``send.connections``) SMTP connections at once, ``rate``
+    messages per second at most (default ``send.rate``, 0 = no limit), ``smtp_url``
+    instead of NEWSLETTER_SMTP_URL (neither: the embedded server). ``progress`` is
+    called after each committed group of outcomes. Setting ``stop`` (or Ctrl-C with
+    ``handle_sigint``) ends the run after the messages in flight (report.interrupted).
+
+    Raises AlreadySentError for a finished campaign (unless ``retry_failed``),
+    DeliveryError when the server cannot be used at all (the run stops, nothing in
+    flight is marked sent, a rerun resumes), NewsletterError when another process is
+    sending the same campaign, RenderError/ConfigError/StoreError for bad input.
+    """
+    tuning = tuning or SendTuning()
+    stop = stop or threading.Event()
+    send_config = ws.config.send
+    list_name = (list_name or send_config.list).strip()
+    check_sender(ws)
+    smtp = smtp_settings(ws, smtp_url)
+    key = issue_key(ws, issue_dir)
+    runner = runner_name()
+    started = time.monotonic()
+    with open_store_for(ws) as store:
+        list_id = _list_id(store, list_name)
+        with store.read() as conn:
+            campaign = find_campaign(conn, key, list_id)
+            found = counts(conn, campaign.id) if campaign is not None else {}
+        warnings: list[str] = []
+        resumed = campaign is not None
+        if campaign is None:
+            rendered, warnings = render_for_send(ws, issue_dir)
+            campaign = create_campaign(
+                store,
+                issue_path=key,
+                list_id=list_id,
+                label=issue_label(issue_dir),
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                now=tuning.clock(),
+            )
+        elif campaign.state == FINISHED and not retry_failed:
+            raise _already_sent(issue_dir, campaign, found)
+        template = make_template(
+            ws,
+            subject=campaign.subject,
+            html=campaign.html,
+            text=campaign.text,
+            label=campaign.label,
+            list_id=campaign.list_id,
+            list_name=list_name,
+            campaign_id=campaign.id,
+        )
+        now = tuning.clock()
+        if not acquire(
+            store, campaign, runner, now, now - timedelta(seconds=tuning.stale_after_seconds)
+        ):
+            raise NewsletterError(
+                f"{issue_dir} is being sent to list {list_name!r} by another process "
+                f"({campaign.runner})",
+                hint="let it finish; a send silent for "
+                f"{tuning.stale_after_seconds:g} s can be taken over by running send again",
+            )
+        report = SendReport(
+            issue_dir=issue_dir,
+            list_name=list_name,
+            subject=campaign.subject,
+            target=smtp_target(ws, smtp),
+            campaign_id=campaign.id,
+            resumed=resumed,
+            warnings=warnings,
+        )
+        run = RunCounts()
+        state = STOPPED
+        try:
+            lifetime = timedelta(hours=send_config.retry_lifetime_hours)
+            with store.write() as conn:
+                report.recovered = recover_in_flight(conn, campaign.id, now)
+                report.requeued = requeue_failed(conn, campaign.id, now) if retry_failed else 0
+                expire_deferred(conn, campaign.id, now - lifetime, now)
+            if report.recovered:
+                log.warning(
+                    "%d messages were in flight when an earlier run stopped; sending them "
+                    "again (a recipient whose server had taken one gets it twice)",
+                    report.recovered,
+                )
+            if campaign.enqueued_at is None:
+                added = enqueue(store, campaign.id, list_id, now)
+                log.info("queued %d recipients for %s", added, key)
+            with store.read() as conn:
+                total = pending_now(conn, campaign.id, tuning.clock())
+            if total:
+                with (
+                    open_transport(ws, smtp) as (settings, outbox),
+                    _stop_on_sigint(stop, handle_sigint),
+                ):
+                    report.outbox = outbox
+                    run = LedgerRun(
+                        store=store,
+                        campaign_id=campaign.id,
+                        list_id=list_id,
+                        runner=runner,
+                        template=template,
+                        smtp=settings,
+                        send_config=send_config,
+                        connections=max(1, min(connections or send_config.connections, total)),
+                        total=total,
+                        rate=send_config.rate if rate is None else rate,
+                        tuning=tuning,
+                        progress=progress,
+                        stop=stop,
+                    ).run()
+            with store.read() as conn:
+                found = counts(conn, campaign.id)
+                report.next_attempt_at = next_attempt(conn, campaign.id)
+                report.failures = failures(conn, campaign.id)
+            state = _final_state(run, found)
+        finally:
+            release_campaign(store, campaign.id, runner, state, tuning.clock())
+    report = replace(
+        report,
+        sent=run.sent,
+        failed=run.failed,
+        deferred=run.deferred,
+        skipped=run.skipped,
+        unknown=run.unknown,
+        campaign_sent=found[SENT],
+        campaign_total=sum(found.values()),
+        state=state,
+        interrupted=run.stopped,
+        connections_opened=run.connections_opened,
+        elapsed=time.monotonic() - started,
+    )
+    if run.fatal is not None:
+        error = run.fatal
+        raise type(error)(
+            f"{error.message}; stopped after sending {run.sent} in this run",
+            hint=(error.hint + "; " if error.hint else "")
+            + "run the same send again to resume where it stopped",
+        )
+    log.info("%s: %s", issue_dir, report.summary())
+    return report
+
+
+# --- for the scheduler ------------------------------------------------------------------------
+
+
+def run_scheduled_send(ws: Workspace, issue_dir: Path, *, list_name: str) -> str:
+    """A scheduled send (``schedule.run_due``): send, or resume, -> its summary line.
+
+    A campaign found finished (a crashed run that had completed) is reported, not
+    refused, so the schedule ends as done.
+    """
+    try:
+        return send_issue(ws, issue_dir, list_name=list_name).summary()
+    except AlreadySentError as exc:
+        return f"nothing to do: {exc.message}"
+
+
+def retry_due_deferrals(ws: Workspace, *, tuning: SendTuning | None = None) -> list[SendReport]:
+    """Run every campaign whose deferred rows are due again -> one report per campaign.
+
+    For ``serve``'s scheduler tick (or cron). A campaign that cannot run now (its
+    server down, another process on it) is logged and left for the next tick.
+    """
+    tuning = tuning or SendTuning()
+    with open_store_for(ws) as store, store.read() as conn:
+        due = campaigns_due(conn, tuning.clock())
+    reports = []
+    for campaign in due:
+        folder = Path(campaign.issue_path)
+        folder = folder if folder.is_absolute() else ws.root / folder
+        try:
+            reports.append(send_issue(ws, folder, list_name=campaign.list_name, tuning=tuning))
+        except NewsletterError as exc:
+            log.warning("retrying deferred deliveries of %s failed: %s", folder, exc)
+    return reports

@@ -1,0 +1,157 @@
+"""What is sent: the issue rendered once, checked against the sender rules, as a template.
+
+- ``render_for_send`` reads issue.json and renders it once (never per recipient), then
+  refuses an HTML part over 100 KB (Gmail clips the footer with the unsubscribe link
+  and address) and warns from ``compose.max_html_kb`` (90 by default).
+- ``check_sender`` refuses a commercial send (``sender.commercial``) without a postal
+  address; the sender identity (publication and sender name, From address) cannot be
+  missing, the config schema requires it. For a commercial send the postal address
+  must also appear in both parts of the body, and the unsubscribe slot must be in both
+  (``message.build_template`` checks that one).
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import logging
+from pathlib import Path
+
+from newsletter.errors import ConfigError, NewsletterError, RenderError
+from newsletter.issue import ISSUE_JSON, read_issue
+from newsletter.message import (
+    MessageSettings,
+    MessageTemplate,
+    build_template,
+    load_dkim_signer,
+)
+from newsletter.render import Rendered, render_issue
+from newsletter.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+HTML_LIMIT_KB = 100
+
+
+def issue_key(ws: Workspace, issue_dir: Path) -> str:
+    """The issue folder as the ledger names it: relative to the workspace when inside it
+    (so ``issues/x`` and ``/abs/ws/issues/x`` are the same campaign), else absolute."""
+    folder = issue_dir if issue_dir.is_absolute() else Path.cwd() / issue_dir
+    folder = folder.resolve()
+    try:
+        return folder.relative_to(ws.root.resolve()).as_posix()
+    except ValueError:
+        return str(folder)
+
+
+def issue_label(issue_dir: Path) -> str:
+    """A short name for the send (Message-ID, Feedback-ID): the issue folder's name."""
+    return (issue_dir.resolve().name or "issue")[:100]
+
+
+def check_sender(ws: Workspace) -> None:
+    """ConfigError when a commercial send lacks a postal address (CAN-SPAM)."""
+    config = ws.config
+    if config.sender.commercial and not config.publication.postal_address.strip():
+        raise ConfigError(
+            "newsletter.toml: a commercial send (sender.commercial = true) needs "
+            "publication.postal_address",
+            hint="add the publisher's postal address, or set sender.commercial = false "
+            "for a non-commercial newsletter",
+        )
+
+
+def html_size_warnings(html: str, warn_kb: int, where: str) -> list[str]:
+    """Refuse (RenderError) an HTML part over 100 KB; a warning past ``warn_kb``."""
+    size = len(html.encode("utf-8"))
+    if size > HTML_LIMIT_KB * 1024:
+        raise RenderError(
+            f"{where}: the HTML part is {size / 1024:.0f} KB, over the {HTML_LIMIT_KB} KB "
+            "limit: Gmail would clip the footer with the unsubscribe link and address",
+            hint="drop a teaser or shorten the summaries in issue.json, then send again",
+        )
+    if size > min(warn_kb, HTML_LIMIT_KB) * 1024:
+        return [
+            f"{where}: the HTML part is {size / 1024:.0f} KB, close to Gmail's clipping "
+            f"(~102 KB); keep it under {warn_kb} KB"
+        ]
+    return []
+
+
+def _normalised(text: str) -> str:
+    return " ".join(html_lib.unescape(text).split())
+
+
+def check_body(ws: Workspace, rendered: Rendered, where: str) -> None:
+    """RenderError when a commercial message's body lacks the postal address."""
+    address = " ".join(ws.config.publication.postal_address.split())
+    if not ws.config.sender.commercial or not address:
+        return
+    for part, content in (("HTML", rendered.html), ("text", rendered.text)):
+        if address not in _normalised(content):
+            raise RenderError(
+                f"{where}: the {part} part does not show the postal address "
+                f"{address!r}; a commercial message must carry it",
+                hint="keep the address in the template footer (publication.postal_address)",
+            )
+
+
+def render_for_send(ws: Workspace, issue_dir: Path) -> tuple[Rendered, list[str]]:
+    """Read and render ``issue_dir`` once -> (rendered parts, warnings); checks as above."""
+    check_sender(ws)
+    rendered = render_issue(ws, read_issue(issue_dir))
+    where = str(issue_dir)
+    warnings = [w for w in rendered.warnings if "over compose.max_html_kb" not in w]
+    warnings += html_size_warnings(rendered.html, ws.config.compose.max_html_kb, where)
+    check_body(ws, rendered, where)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return rendered, warnings
+
+
+def make_template(
+    ws: Workspace,
+    *,
+    subject: str,
+    html: str,
+    text: str,
+    label: str,
+    list_id: int,
+    list_name: str,
+    campaign_id: int | None,
+    test: bool = False,
+) -> MessageTemplate:
+    """The per-send MessageTemplate (headers, MIME, DKIM signer) for these parts."""
+    return build_template(
+        MessageSettings.from_workspace(ws),
+        subject=subject,
+        html_body=html,
+        text_body=text,
+        campaign=label,
+        list_id=list_id,
+        list_name=list_name,
+        campaign_id=campaign_id,
+        dkim_signer=load_dkim_signer(ws),
+        test=test,
+    )
+
+
+def latest_issue(ws: Workspace) -> Path:
+    """The issue folder under ``issues/`` whose issue.json changed last (the one just
+    composed or edited); NewsletterError when there is none."""
+    best: tuple[float, str] | None = None
+    found: Path | None = None
+    folder = ws.issues_dir
+    if folder.is_dir():
+        for candidate in folder.iterdir():
+            source = candidate / ISSUE_JSON
+            if candidate.name.startswith(".") or not source.is_file():
+                continue
+            key = (source.stat().st_mtime, candidate.name)
+            if best is None or key > best:
+                best, found = key, candidate
+    if found is None:
+        raise NewsletterError(
+            f"no issue folder with an {ISSUE_JSON} in {folder}",
+            hint="compose one first: newsletter compose SOURCES",
+        )
+    return found

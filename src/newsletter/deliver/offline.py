@@ -1,0 +1,191 @@
+"""Sends that leave the ledger alone: ``--test`` to a few addresses, ``--dry-run`` to files.
+
+``send_test`` renders the issue now and mails it to the given addresses (subscribers
+or not) through the configured server or the embedded one, marked as a test
+("[TEST] " subject, ``X-Newsletter-Test: yes``). Nothing is recorded: no campaign, no
+delivery row. Its unsubscribe links carry subscriber and list id 0, which name nobody:
+following one shows the "invalid link" page and changes nothing. A test address that
+is a subscriber gets their name and attributes filled in, so the test looks real.
+
+``dry_run`` writes the messages a send to the list would hand to SMTP, byte for byte,
+as ``OUTDIR/NNNNNNN-<subscriber id>.eml`` (one per sendable member, streamed: memory
+stays flat for any list size), plus ``manifest.csv`` (file, subscriber id, envelope
+sender, recipient). It connects to no server and writes no delivery row. What differs
+from the real send: Date (the moment of sending), Message-ID (made from the delivery
+row id, which does not exist yet; here ``dry-<subscriber id>``) and, before the
+campaign's first run, the campaign number inside the unsubscribe tokens.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from newsletter.errors import NewsletterError
+from newsletter.message import Recipient
+from newsletter.store import AddressError, normalize_address, open_store_for
+from newsletter.store.deliveries import find_campaign
+from newsletter.transport import SmtpConnection, Status, smtp_settings
+from newsletter.workspace import Workspace
+
+from .campaign import _list_id, open_transport, smtp_target
+from .content import issue_key, issue_label, make_template, render_for_send
+from .reports import DryRunReport, SendReport
+
+log = logging.getLogger(__name__)
+
+TEST_ID = 0  # subscriber and list id in test messages: nobody
+
+
+def _addresses(addresses: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for given in addresses:
+        for part in given.split(","):
+            if not part.strip():
+                continue
+            try:
+                address = normalize_address(part)
+            except AddressError as exc:
+                raise NewsletterError(
+                    f"--test {part.strip()!r}: {exc}",
+                    hint="give plain addresses like me@example.org",
+                ) from None
+            if address not in found:
+                found.append(address)
+    if not found:
+        raise NewsletterError("no test address given", hint="pass --test me@example.org")
+    return found
+
+
+def send_test(
+    ws: Workspace,
+    issue_dir: Path,
+    addresses: Sequence[str],
+    *,
+    list_name: str | None = None,
+    smtp_url: str | None = None,
+) -> SendReport:
+    """Mail ``issue_dir`` as a test to ``addresses`` -> SendReport (``test=True``).
+
+    Raises NewsletterError for a malformed address, DeliveryError when the server
+    cannot be used, RenderError/ConfigError as a real send would.
+    """
+    started = time.monotonic()
+    list_name = (list_name or ws.config.send.list).strip()
+    wanted = _addresses(addresses)
+    smtp = smtp_settings(ws, smtp_url)
+    rendered, warnings = render_for_send(ws, issue_dir)
+    template = make_template(
+        ws,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        label=issue_label(issue_dir),
+        list_id=TEST_ID,
+        list_name=list_name,
+        campaign_id=None,
+        test=True,
+    )
+    recipients = []
+    with open_store_for(ws) as store:
+        for address in wanted:
+            known = store.get_by_email(address)
+            name, attributes = (known.name, known.attributes) if known else ("", {})
+            recipients.append(Recipient(TEST_ID, address, name, attributes))
+    report = SendReport(
+        issue_dir=issue_dir,
+        list_name=list_name,
+        subject=template.subject,
+        target=smtp_target(ws, smtp),
+        test=True,
+        warnings=warnings,
+    )
+    with open_transport(ws, smtp) as (settings, outbox), SmtpConnection(settings) as connection:
+        report.outbox = outbox
+        for recipient in recipients:
+            data = template.personalise(recipient, message_key=f"test-{int(time.time())}")
+            sender = template.envelope_sender(recipient)
+            outcome = connection.send(sender, [recipient.email], data)[0]
+            if outcome.status is Status.ACCEPTED:
+                report.sent += 1
+            elif outcome.status is Status.UNKNOWN:
+                report.unknown += 1
+            else:
+                report.failed += 1
+                report.failures.append((recipient.email, f"{outcome.code or ''} {outcome.reply}"))
+        report.connections_opened = connection.connections_opened
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def _prepare_outdir(outdir: Path) -> None:
+    if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
+        raise NewsletterError(
+            f"{outdir}: exists and is not an empty folder",
+            hint="name a new or empty folder for --dry-run",
+        )
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NewsletterError(f"{outdir}: cannot create ({exc.strerror})") from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temp = path.with_name("." + path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+
+
+def dry_run(
+    ws: Workspace, issue_dir: Path, outdir: Path, list_name: str | None = None
+) -> DryRunReport:
+    """Write what a send of ``issue_dir`` to ``list_name`` would send -> DryRunReport.
+
+    ``outdir`` must be new or empty. Raises NewsletterError for a used folder,
+    StoreError for an unknown list, RenderError/ConfigError as a real send would.
+    """
+    started = time.monotonic()
+    list_name = (list_name or ws.config.send.list).strip()
+    rendered, warnings = render_for_send(ws, issue_dir)
+    count = total_bytes = 0
+    with open_store_for(ws) as store:
+        list_id = _list_id(store, list_name)
+        with store.read() as conn:
+            campaign = find_campaign(conn, issue_key(ws, issue_dir), list_id)
+        template = make_template(
+            ws,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            label=issue_label(issue_dir),
+            list_id=list_id,
+            list_name=list_name,
+            campaign_id=campaign.id if campaign else None,
+        )
+        _prepare_outdir(outdir)
+        manifest_path = outdir / "manifest.csv"
+        with manifest_path.open("w", newline="", encoding="utf-8") as handle:
+            manifest = csv.writer(handle)
+            manifest.writerow(["file", "subscriber_id", "mail_from", "rcpt_to"])
+            for member in store.iter_recipients(list_name):
+                count += 1
+                recipient = Recipient(member.id, member.email, member.name, member.attributes)
+                data = template.personalise(recipient, message_key=f"dry-{member.id}")
+                name = f"{count:07d}-{member.id}.eml"
+                _write_atomic(outdir / name, data)
+                manifest.writerow(
+                    [name, member.id, template.envelope_sender(recipient), member.email]
+                )
+                total_bytes += len(data)
+    log.info("dry run: %d messages, %d bytes in %s", count, total_bytes, outdir)
+    return DryRunReport(outdir, count, total_bytes, time.monotonic() - started, warnings)

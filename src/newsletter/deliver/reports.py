@@ -1,0 +1,132 @@
+"""What the send functions hand back: plans, progress, reports (plain values, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+NEW, RESUME, WAITING, FINISHED = "new", "resume", "waiting", "finished"
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """What ``send_issue`` would do now, for the confirmation prompt.
+
+    ``state``: ``new`` (never started), ``resume`` (started, rows left to try now),
+    ``waiting`` (only deferred rows left, none due yet) or ``finished``.
+    ``recipients`` is how many this run would try; ``sent``/``failed``/``deferred``
+    what earlier runs recorded; ``target`` where the messages go.
+    """
+
+    issue_dir: Path
+    list_name: str
+    subject: str
+    state: str
+    recipients: int
+    target: str
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SendProgress:
+    """Counts so far in one run, reported after each group of outcomes is committed."""
+
+    total: int
+    sent: int
+    failed: int
+    deferred: int
+    skipped: int
+    unknown: int
+    elapsed: float
+
+    @property
+    def done(self) -> int:
+        """Rows finished in this run (any outcome)."""
+        return self.sent + self.failed + self.deferred + self.skipped + self.unknown
+
+    @property
+    def rate(self) -> float:
+        """Rows per second so far."""
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate, or None before the first outcome."""
+        if not self.rate:
+            return None
+        return max(self.total - self.done, 0) / self.rate
+
+
+@dataclass
+class SendReport:
+    """What one send run did (counts are this run's; ``campaign_*`` all runs').
+
+    ``state`` is the campaign's state afterwards (``finished``, ``waiting`` for
+    deferred rows, ``stopped`` when interrupted); ``outbox`` is set when the embedded
+    local server stored the messages; ``failures`` lists (address, reply) of up to 20
+    failed rows; ``recovered`` counts rows a crashed run left in flight, sent again.
+    """
+
+    issue_dir: Path
+    list_name: str
+    subject: str
+    target: str
+    campaign_id: int | None = None
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    unknown: int = 0
+    campaign_sent: int = 0
+    campaign_total: int = 0
+    state: str = ""
+    resumed: bool = False
+    recovered: int = 0
+    requeued: int = 0
+    interrupted: bool = False
+    test: bool = False
+    next_attempt_at: datetime | None = None
+    outbox: Path | None = None
+    connections_opened: int = 0
+    elapsed: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def counts(self) -> str:
+        """``sent N, failed N, deferred N, skipped N, unknown N``."""
+        return (
+            f"sent {self.sent}, failed {self.failed}, deferred {self.deferred}, "
+            f"skipped {self.skipped}, unknown {self.unknown}"
+        )
+
+    def summary(self) -> str:
+        """One line: the counts, and where the campaign stands."""
+        line = self.counts()
+        if self.test:
+            return f"test send: {line}"
+        if self.resumed or self.campaign_sent != self.sent:
+            line += f" (campaign: {self.campaign_sent} of {self.campaign_total} sent)"
+        if self.deferred_left and self.next_attempt_at is not None:
+            line += f"; deferred rows are due again from {self.next_attempt_at:%Y-%m-%d %H:%M} UTC"
+        return line
+
+    @property
+    def deferred_left(self) -> bool:
+        """Whether deferred rows wait for a later run."""
+        return self.state == WAITING
+
+
+@dataclass(frozen=True)
+class DryRunReport:
+    """What ``dry_run`` wrote: ``count`` .eml files (``bytes`` in all) into ``outdir``,
+    with ``manifest.csv`` naming each file's envelope sender and recipient."""
+
+    outdir: Path
+    count: int
+    bytes: int
+    elapsed: float
+    warnings: list[str] = field(default_factory=list)

@@ -1,0 +1,794 @@
+"""The delivery ledger: ``campaigns`` (one per issue and list) and ``deliveries`` (one row
+per campaign and subscriber), and the few SQL steps the sender composes.
+
+A campaign is the send of one issue folder to one list. It keeps a snapshot of what
+is sent (subject, rendered HTML and text, slots unfilled), taken when the send first
+starts, so a send resumed after a crash or an edit delivers the same message to the
+rest of the list. Its ``state`` is:
+
+``running``   a process is sending it (``runner`` = host:pid, ``heartbeat_at`` fresh)
+``stopped``   interrupted (Ctrl-C, a stop on error, a crash noticed on resume): resumable
+``waiting``   one pass done, deferred recipients left for a later attempt
+``finished``  nobody left to try: every row is sent, failed, skipped or unknown
+
+A delivery row moves ``queued`` -> ``sending`` (committed just before its bytes go
+out) -> ``sent`` | ``failed`` | ``deferred`` | ``unknown`` (committed right after the
+server answered), or ``queued`` -> ``skipped`` (no longer sendable when its turn
+came). ``deferred`` rows go back to ``sending`` when ``next_attempt_at`` has passed;
+``failed`` rows only through ``requeue_failed`` (``send --retry-failed``). ``sent`` and
+``unknown`` rows are never sent again.
+
+Every function takes an open ``Connection`` inside the caller's write transaction
+(or a ``Store`` when it runs its own) and uses portable SQL only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.store.addresses import address_hash
+from newsletter.store.ops import consent_row, record_consents, suppress_subscriber
+from newsletter.store.records import Consent
+from newsletter.store.schema import (
+    ACTIVE,
+    BOUNCED,
+    UtcDateTime,
+    lists,
+    memberships,
+    metadata,
+    subscribers,
+    suppressions,
+)
+from newsletter.store.subscribers import ERASE_HOOKS, Store
+
+# campaign states
+RUNNING = "running"
+STOPPED = "stopped"
+WAITING = "waiting"
+FINISHED = "finished"
+CAMPAIGN_STATES = (RUNNING, STOPPED, WAITING, FINISHED)
+
+# delivery statuses
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+DEFERRED = "deferred"
+FAILED = "failed"
+SKIPPED = "skipped"
+UNKNOWN = "unknown"
+DELIVERY_STATUSES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, SKIPPED, UNKNOWN)
+# rows nobody will try again
+FINAL_STATUSES = (SENT, FAILED, SKIPPED, UNKNOWN)
+
+ENQUEUE_BATCH = 5000
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # the issue folder, relative to the workspace when inside it
+    Column("issue_path", String(1000), nullable=False),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    # short name for Message-ID and Feedback-ID (the issue folder's name)
+    Column("label", String(100), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("runner", String(200), nullable=True),
+    Column("heartbeat_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    # set once every list member of the start has a delivery row
+    Column("enqueued_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint(_in("state", CAMPAIGN_STATES), name="state"),
+    UniqueConstraint("issue_path", "list_id", name="uq_campaigns_issue_path_list_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # the address the message went to (NULL once the subscriber is erased)
+    Column("email", String(320), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("first_attempt_at", UtcDateTime, nullable=True),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("code", Integer, nullable=True),
+    Column("enhanced", String(16), nullable=False, default=""),
+    Column("reply", Text, nullable=False, default=""),
+    CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+    UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_id"),
+    # claiming (the next queued rows in id order), counting per status
+    Index("ix_deliveries_campaign_status_id", "campaign_id", "status", "id"),
+    Index("ix_deliveries_subscriber_id", "subscriber_id"),
+)
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One campaign row (see the module docstring for ``state``)."""
+
+    id: int
+    issue_path: str
+    list_id: int
+    list_name: str
+    label: str
+    subject: str
+    html: str
+    text: str
+    state: str
+    runner: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    enqueued_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery row handed to a worker: who to write to, and how often we tried."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    name: str
+    attributes: dict[str, Any]
+    attempts: int
+    first_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What to record for one row after the server answered (or we gave up).
+
+    ``status`` is one of sent, failed, deferred, unknown, or queued (handed back
+    untried: its claim is undone); ``bounce`` asks to suppress the subscriber as
+    hard-bounced.
+    """
+
+    id: int
+    status: str
+    code: int | None = None
+    enhanced: str = ""
+    reply: str = ""
+    next_attempt_at: datetime | None = None
+    subscriber_id: int = 0
+    email: str = ""
+    bounce: bool = False
+
+
+def runner_name() -> str:
+    """``host:pid`` of this process, as stored in ``campaigns.runner``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def runner_is_dead(runner: str | None) -> bool:
+    """True when ``runner`` names a process on this host that no longer exists."""
+    if not runner:
+        return True
+    host, _, pid_text = runner.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+# --- campaigns ------------------------------------------------------------------------------
+
+
+def _campaign_query() -> Any:
+    return select(campaigns, lists.c.name.label("list_name")).join(
+        lists, lists.c.id == campaigns.c.list_id
+    )
+
+
+def _campaign(row: Any) -> Campaign:
+    return Campaign(
+        id=row.id,
+        issue_path=row.issue_path,
+        list_id=row.list_id,
+        list_name=row.list_name,
+        label=row.label,
+        subject=row.subject,
+        html=row.html,
+        text=row.text,
+        state=row.state,
+        runner=row.runner,
+        heartbeat_at=row.heartbeat_at,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        enqueued_at=row.enqueued_at,
+        finished_at=row.finished_at,
+    )
+
+
+def find_campaign(conn: Connection, issue_path: str, list_id: int) -> Campaign | None:
+    """The campaign of ``issue_path`` to ``list_id``, or None."""
+    row = conn.execute(
+        _campaign_query().where(
+            campaigns.c.issue_path == issue_path, campaigns.c.list_id == list_id
+        )
+    ).first()
+    return None if row is None else _campaign(row)
+
+
+def get_campaign(conn: Connection, campaign_id: int) -> Campaign | None:
+    """The campaign with ``campaign_id``, or None."""
+    row = conn.execute(_campaign_query().where(campaigns.c.id == campaign_id)).first()
+    return None if row is None else _campaign(row)
+
+
+def create_campaign(
+    store: Store,
+    *,
+    issue_path: str,
+    list_id: int,
+    label: str,
+    subject: str,
+    html: str,
+    text: str,
+    now: datetime,
+) -> Campaign:
+    """Insert a new campaign (state ``stopped``: nothing running yet) -> it.
+
+    When another process created the same campaign a moment earlier, returns theirs.
+    """
+    try:
+        with store.write() as conn:
+            conn.execute(
+                insert(campaigns).values(
+                    issue_path=issue_path,
+                    list_id=list_id,
+                    label=label,
+                    subject=subject,
+                    html=html,
+                    text=text,
+                    state=STOPPED,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError:
+        pass  # created by someone else between our look and our insert
+    with store.read() as conn:
+        found = find_campaign(conn, issue_path, list_id)
+    assert found is not None
+    return found
+
+
+def acquire(store: Store, campaign: Campaign, runner: str, now: datetime, stale: datetime) -> bool:
+    """Make ``runner`` the one process sending ``campaign`` -> True if it now is.
+
+    Succeeds when the campaign is not running, or its runner stopped beating before
+    ``stale``, or its runner is a process of this host that no longer exists (a
+    ``kill -9``). One conditional UPDATE on what was read, so two processes racing
+    for it cannot both win.
+    """
+    with store.write() as conn:
+        row = conn.execute(
+            select(campaigns.c.state, campaigns.c.runner, campaigns.c.heartbeat_at).where(
+                campaigns.c.id == campaign.id
+            )
+        ).first()
+        if row is None:
+            return False
+        state, current, beat = row
+        if state == RUNNING and current != runner:
+            fresh = beat is not None and beat >= stale
+            if fresh and not runner_is_dead(current):
+                return False
+        result = conn.execute(
+            update(campaigns)
+            .where(
+                campaigns.c.id == campaign.id,
+                campaigns.c.state == state,
+                campaigns.c.runner.is_(None) if current is None else campaigns.c.runner == current,
+            )
+            .values(
+                state=RUNNING,
+                runner=runner,
+                heartbeat_at=now,
+                started_at=func.coalesce(campaigns.c.started_at, now),
+                updated_at=now,
+            )
+        )
+        return result.rowcount == 1
+
+
+def heartbeat(conn: Connection, campaign_id: int, runner: str, now: datetime) -> None:
+    """Tell other processes ``runner`` is still sending ``campaign_id``."""
+    conn.execute(
+        update(campaigns)
+        .where(campaigns.c.id == campaign_id, campaigns.c.runner == runner)
+        .values(heartbeat_at=now)
+    )
+
+
+def release_campaign(
+    store: Store, campaign_id: int, runner: str, state: str, now: datetime
+) -> None:
+    """End ``runner``'s run: in-flight rows back to queued, campaign to ``state``."""
+    with store.write() as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == SENDING)
+            .values(status=QUEUED, updated_at=now)
+        )
+        values: dict[str, Any] = {"state": state, "runner": None, "updated_at": now}
+        if state == FINISHED:
+            values["finished_at"] = now
+        conn.execute(
+            update(campaigns)
+            .where(campaigns.c.id == campaign_id, campaigns.c.runner == runner)
+            .values(**values)
+        )
+
+
+def set_state(conn: Connection, campaign_id: int, state: str, now: datetime) -> None:
+    """Set a campaign's state (no runner involved: e.g. finished before anything ran)."""
+    values: dict[str, Any] = {"state": state, "updated_at": now}
+    if state == FINISHED:
+        values["finished_at"] = now
+    conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
+
+
+def campaigns_due(conn: Connection, now: datetime) -> list[Campaign]:
+    """Campaigns not running that have deferred rows whose next attempt has come."""
+    due = exists().where(
+        deliveries.c.campaign_id == campaigns.c.id,
+        deliveries.c.status == DEFERRED,
+        deliveries.c.next_attempt_at <= now,
+    )
+    rows = conn.execute(
+        _campaign_query().where(campaigns.c.state != RUNNING, due).order_by(campaigns.c.id)
+    )
+    return [_campaign(row) for row in rows]
+
+
+# --- filling the ledger -----------------------------------------------------------------------
+
+
+def _sendable_members(list_id: int) -> Any:
+    return and_(
+        memberships.c.list_id == list_id,
+        memberships.c.status == ACTIVE,
+        subscribers.c.status == ACTIVE,
+        subscribers.c.email.is_not(None),
+    )
+
+
+def count_sendable(conn: Connection, list_id: int) -> int:
+    """How many members of ``list_id`` may receive a campaign now (before hash checks)."""
+    query = (
+        select(func.count())
+        .select_from(memberships)
+        .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
+        .where(_sendable_members(list_id))
+    )
+    return int(conn.scalar(query) or 0)
+
+
+def enqueue(store: Store, campaign_id: int, list_id: int, now: datetime) -> int:
+    """Give every sendable member of ``list_id`` a queued row -> how many rows were added.
+
+    Runs as ``INSERT ... SELECT ... WHERE NOT EXISTS`` in batches of ``ENQUEUE_BATCH``
+    members, each its own short write transaction (the web process can record an
+    unsubscribe in between), and nothing is loaded into memory. Idempotent: a rerun
+    after a crash halfway adds only the missing rows. Marks the campaign enqueued.
+    """
+    added = 0
+    last = 0
+    member = memberships.c.subscriber_id
+    while True:
+        with store.write() as conn:
+            upper = conn.scalar(
+                select(member)
+                .where(memberships.c.list_id == list_id, memberships.c.status == ACTIVE)
+                .where(member > last)
+                .order_by(member)
+                .offset(ENQUEUE_BATCH - 1)
+                .limit(1)
+            )
+            already = exists().where(
+                deliveries.c.campaign_id == campaign_id, deliveries.c.subscriber_id == member
+            )
+            source = (
+                select(
+                    literal(campaign_id, Integer),
+                    member,
+                    subscribers.c.email,
+                    literal(QUEUED, String),
+                    literal(0, Integer),
+                    literal(now, UtcDateTime()),
+                    literal("", String),
+                    literal("", Text),
+                )
+                .select_from(memberships)
+                .join(subscribers, subscribers.c.id == member)
+                .where(_sendable_members(list_id), member > last, ~already)
+            )
+            if upper is not None:
+                source = source.where(member <= upper)
+            result = conn.execute(
+                insert(deliveries).from_select(
+                    [
+                        "campaign_id",
+                        "subscriber_id",
+                        "email",
+                        "status",
+                        "attempts",
+                        "updated_at",
+                        "enhanced",
+                        "reply",
+                    ],
+                    source,
+                )
+            )
+            added += max(result.rowcount or 0, 0)
+            if upper is None:
+                conn.execute(
+                    update(campaigns)
+                    .where(campaigns.c.id == campaign_id)
+                    .values(enqueued_at=now, updated_at=now)
+                )
+                return added
+        last = upper
+
+
+def recover_in_flight(conn: Connection, campaign_id: int, now: datetime) -> int:
+    """Rows a crashed run left in ``sending`` -> queued again (they will be resent)."""
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == SENDING)
+        .values(status=QUEUED, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def requeue_failed(conn: Connection, campaign_id: int, now: datetime) -> int:
+    """``--retry-failed``: failed rows back to queued with a fresh retry lifetime."""
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == FAILED)
+        .values(status=QUEUED, first_attempt_at=None, next_attempt_at=None, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def expire_deferred(
+    conn: Connection, campaign_id: int, first_before: datetime, now: datetime
+) -> int:
+    """Deferred rows first tried before ``first_before`` -> failed for good."""
+    result = conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.campaign_id == campaign_id,
+            deliveries.c.status == DEFERRED,
+            deliveries.c.first_attempt_at < first_before,
+        )
+        .values(
+            status=FAILED,
+            next_attempt_at=None,
+            updated_at=now,
+            reply="gave up: still deferred at the end of send.retry_lifetime_hours; "
+            + deliveries.c.reply,
+        )
+    )
+    return int(result.rowcount or 0)
+
+
+# --- claiming and recording -----------------------------------------------------------------
+
+
+_MARK_SENDING = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("row_id"))
+    .values(
+        status=SENDING,
+        email=bindparam("row_email"),
+        attempts=deliveries.c.attempts + 1,
+        first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, bindparam("row_now")),
+        updated_at=bindparam("row_now"),
+    )
+)
+
+_SKIP = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("row_id"))
+    .values(status=SKIPPED, reply=bindparam("row_reply"), updated_at=bindparam("row_now"))
+)
+
+
+def _skip_reason(member_status: str | None, subscriber_status: str, email: str | None) -> str:
+    if email is None or subscriber_status != ACTIVE:
+        return f"not sent: subscriber is {subscriber_status}"
+    if member_status != ACTIVE:
+        return f"not sent: {member_status or 'no longer on the list'}"
+    return ""
+
+
+def claim(
+    conn: Connection, campaign_id: int, list_id: int, want: int, now: datetime
+) -> tuple[list[Claimed], int]:
+    """Take up to ``want`` rows to send now -> (rows marked ``sending``, rows skipped).
+
+    Candidates are queued rows, then deferred rows whose time has come, in id order.
+    Each is checked against the subscriber as it is at this moment (membership and
+    global status active, address not on the suppression list): who left meanwhile
+    is marked ``skipped`` and never written to. Runs inside the caller's write
+    transaction, so an unsubscribe committed before it is always seen.
+    """
+    taken: list[Claimed] = []
+    skipped = 0
+    queued_done = False
+    while len(taken) < want:
+        limit = want - len(taken)
+        if queued_done:
+            status_clause = and_(
+                deliveries.c.status == DEFERRED, deliveries.c.next_attempt_at <= now
+            )
+        else:
+            status_clause = deliveries.c.status == QUEUED
+        rows = conn.execute(
+            select(
+                deliveries.c.id,
+                deliveries.c.subscriber_id,
+                deliveries.c.attempts,
+                deliveries.c.first_attempt_at,
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.attributes,
+                subscribers.c.status,
+                memberships.c.status.label("member_status"),
+            )
+            .select_from(deliveries)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .outerjoin(
+                memberships,
+                and_(
+                    memberships.c.subscriber_id == deliveries.c.subscriber_id,
+                    memberships.c.list_id == list_id,
+                ),
+            )
+            .where(deliveries.c.campaign_id == campaign_id, status_clause)
+            .order_by(deliveries.c.id)
+            .limit(limit)
+        ).all()
+        if not rows:
+            if queued_done:
+                break
+            queued_done = True
+            continue
+        hashes = {row.id: address_hash(row.email) for row in rows if row.email is not None}
+        blocked = set(
+            conn.scalars(
+                select(suppressions.c.email_hash).where(
+                    suppressions.c.email_hash.in_(list(hashes.values()))
+                )
+            )
+        )
+        marks: list[dict[str, Any]] = []
+        skips: list[dict[str, Any]] = []
+        for row in rows:
+            reason = _skip_reason(row.member_status, row.status, row.email)
+            if not reason and hashes.get(row.id) in blocked:
+                reason = "not sent: address is on the suppression list"
+            if reason:
+                skips.append({"row_id": row.id, "row_reply": reason, "row_now": now})
+                continue
+            marks.append({"row_id": row.id, "row_email": row.email, "row_now": now})
+            taken.append(
+                Claimed(
+                    id=row.id,
+                    subscriber_id=row.subscriber_id,
+                    email=row.email,
+                    name=row.name,
+                    attributes=row.attributes or {},
+                    attempts=row.attempts + 1,
+                    first_attempt_at=row.first_attempt_at or now,
+                )
+            )
+        if marks:
+            conn.execute(_MARK_SENDING, marks)
+        if skips:
+            conn.execute(_SKIP, skips)
+            skipped += len(skips)
+    return taken, skipped
+
+
+_RECORD = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("row_status"),
+        code=bindparam("row_code"),
+        enhanced=bindparam("row_enhanced"),
+        reply=bindparam("row_reply"),
+        next_attempt_at=bindparam("row_next", type_=UtcDateTime()),
+        sent_at=bindparam("row_sent", type_=UtcDateTime()),
+        updated_at=bindparam("row_now", type_=UtcDateTime()),
+    )
+)
+
+
+_HAND_BACK = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("row_id"), deliveries.c.status == SENDING)
+    .values(status=QUEUED, attempts=deliveries.c.attempts - 1, updated_at=bindparam("row_now"))
+)
+
+
+def record(conn: Connection, results: Sequence[Result], now: datetime) -> None:
+    """Write the outcome of each row; hard bounces suppress their subscriber too.
+
+    One executemany for the rows, inside the caller's transaction, so a group of
+    outcomes is committed at once.
+    """
+    untried = [{"row_id": r.id, "row_now": now} for r in results if r.status == QUEUED]
+    if untried:
+        conn.execute(_HAND_BACK, untried)
+    results = [result for result in results if result.status != QUEUED]
+    if not results:
+        return
+    conn.execute(
+        _RECORD,
+        [
+            {
+                "row_id": result.id,
+                "row_status": result.status,
+                "row_code": result.code,
+                "row_enhanced": result.enhanced[:16],
+                "row_reply": result.reply,
+                "row_next": result.next_attempt_at,
+                "row_sent": now if result.status in (SENT, UNKNOWN) else None,
+                "row_now": now,
+            }
+            for result in results
+        ],
+    )
+    for result in results:
+        if (
+            result.bounce
+            and result.email
+            and suppress_subscriber(conn, result.subscriber_id, result.email, BOUNCED, now)
+        ):
+            consent = Consent(
+                source="mail",
+                detail={"delivery_id": result.id, "reply": f"{result.code} {result.reply}"},
+            )
+            record_consents(conn, [consent_row(result.subscriber_id, None, "bounce", consent, now)])
+
+
+def counts(conn: Connection, campaign_id: int) -> dict[str, int]:
+    """Rows per status for ``campaign_id`` (every status present, 0 when none)."""
+    found: dict[str, int] = dict(
+        conn.execute(
+            select(deliveries.c.status, func.count())
+            .where(deliveries.c.campaign_id == campaign_id)
+            .group_by(deliveries.c.status)
+        ).all()
+    )
+    return {status: int(found.get(status, 0)) for status in DELIVERY_STATUSES}
+
+
+def next_attempt(conn: Connection, campaign_id: int) -> datetime | None:
+    """When the earliest deferred row of ``campaign_id`` may be tried again, or None."""
+    value: datetime | None = conn.scalar(
+        select(func.min(deliveries.c.next_attempt_at)).where(
+            deliveries.c.campaign_id == campaign_id, deliveries.c.status == DEFERRED
+        )
+    )
+    if value is not None and value.tzinfo is None:  # func.min loses the column type
+        value = UtcDateTime().process_result_value(value, conn.dialect)
+    return value
+
+
+def pending_now(conn: Connection, campaign_id: int, now: datetime) -> int:
+    """Rows a run started at ``now`` would try: queued, in flight, or deferred and due."""
+    return int(
+        conn.scalar(
+            select(func.count())
+            .select_from(deliveries)
+            .where(
+                deliveries.c.campaign_id == campaign_id,
+                or_(
+                    deliveries.c.status.in_((QUEUED, SENDING)),
+                    and_(deliveries.c.status == DEFERRED, deliveries.c.next_attempt_at <= now),
+                ),
+            )
+        )
+        or 0
+    )
+
+
+def failures(conn: Connection, campaign_id: int, limit: int = 20) -> list[tuple[str, str]]:
+    """Up to ``limit`` failed rows as (address, server reply), for the summary."""
+    rows = conn.execute(
+        select(deliveries.c.email, deliveries.c.code, deliveries.c.reply)
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == FAILED)
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    return [(email or "(erased)", f"{code or ''} {reply}".strip()) for email, code, reply in rows]
+
+
+# --- erasure --------------------------------------------------------------------------------
+
+
+def _scrub_deliveries(conn: Connection, subscriber_id: int) -> None:
+    """Erase hook: the ledger keeps the row (it was sent) but not the address or reply."""
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.subscriber_id == subscriber_id)
+        .values(email=None, reply="")
+    )
+
+
+def ids_with_status(conn: Connection, campaign_id: int, statuses: Iterable[str]) -> list[int]:
+    """Delivery ids of ``campaign_id`` in ``statuses`` (tests and tools; small campaigns)."""
+    return list(
+        conn.scalars(
+            select(deliveries.c.id)
+            .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status.in_(list(statuses)))
+            .order_by(deliveries.c.id)
+        )
+    )
+
+
+if _scrub_deliveries not in ERASE_HOOKS:
+    ERASE_HOOKS.append(_scrub_deliveries)
