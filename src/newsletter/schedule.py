@@ -243,11 +243,12 @@ class RunReport:
     done: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
     missed: list[tuple[int, str]] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
 
     @property
     def acted(self) -> bool:
         """Whether the tick did anything at all."""
-        return bool(self.done or self.failed or self.missed)
+        return bool(self.done or self.failed or self.missed or self.retried)
 
     def lines(self) -> list[str]:
         """Human-readable lines, one per send touched."""
@@ -255,6 +256,7 @@ class RunReport:
             [f"#{i} sent: {note}" for i, note in self.done]
             + [f"#{i} failed: {note}" for i, note in self.failed]
             + [f"#{i} missed: {note}" for i, note in self.missed]
+            + [f"deferred deliveries retried: {note}" for note in self.retried]
         )
 
 
@@ -265,20 +267,16 @@ def worker_name() -> str:
 
 def deliver_runner(ws: Workspace, scheduled: ScheduledSend) -> str:
     """The real send: the ledger loop of ``newsletter.deliver`` -> its summary line."""
-    import importlib
+    from newsletter.deliver import run_scheduled_send
 
-    # deliver sits above schedule in the module order; imported late, only when sending
-    try:
-        deliver = importlib.import_module("newsletter.deliver")
-    except ImportError:
-        deliver = None
-    run = getattr(deliver, "run_scheduled_send", None)
-    if run is None:
-        raise ScheduleError(
-            "this version of newsletter cannot run scheduled sends (no delivery engine)",
-            hint="send the issue with `newsletter send` instead",
-        )
-    return str(run(ws, issue_folder(ws, scheduled), list_name=scheduled.list_name))
+    return run_scheduled_send(ws, issue_folder(ws, scheduled), list_name=scheduled.list_name)
+
+
+def retry_deferred(ws: Workspace) -> list[str]:
+    """Resume campaigns whose deferred (4xx) deliveries are due again -> their summaries."""
+    from newsletter.deliver import retry_due_deferrals
+
+    return [report.summary() for report in retry_due_deferrals(ws)]
 
 
 class _Heartbeat:
@@ -355,12 +353,15 @@ def run_due(
     worker: str | None = None,
     stale_after: timedelta = STALE_AFTER,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    retry: Callable[[Workspace], list[str]] | None = retry_deferred,
 ) -> RunReport:
-    """One scheduler tick: mark sends past the window missed, run those due -> RunReport.
+    """One scheduler tick: mark sends past the window missed, run those due, then retry
+    deferred deliveries whose time has come -> RunReport.
 
     Each due send is claimed first (only the winner runs it) and run to the end before
     the next one, in this thread. ``runner`` defaults to ``deliver_runner``; ``store``
-    to the workspace's (opened and closed here).
+    to the workspace's (opened and closed here); ``retry`` (None: skip) resumes
+    campaigns with due deferrals, which the ledger keeps to one process at a time.
     """
     runner = runner or deliver_runner
     worker = worker or worker_name()
@@ -391,4 +392,9 @@ def run_due(
     finally:
         if own_store:
             store.close()
+    if retry is not None:
+        try:
+            report.retried.extend(retry(ws))
+        except NewsletterError as exc:
+            log.warning("retrying deferred deliveries failed: %s", exc)
     return report

@@ -1,0 +1,109 @@
+"""Scheduled sends through the real ledger (``newsletter.deliver``) to the embedded SMTP
+server: a due send reaches every active member once and nobody else, and a send whose
+process died part-way is taken over and finished without a second copy to anyone
+(sender rules 26 and 28, schedule side)."""
+
+from __future__ import annotations
+
+import email
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from email.policy import default as default_policy
+from pathlib import Path
+
+import time_machine
+
+from newsletter.deliver import send_issue
+from newsletter.issue import parse_issue, write_issue_folder
+from newsletter.outbox import outbox_dir
+from newsletter.render import render_issue
+from newsletter.schedule import run_due, schedule_send
+from newsletter.store import Consent, ImportRow, open_store_for
+from newsletter.store.schedules import claim_schedule, get_schedule
+from newsletter.workspace import Workspace
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_issue.json"
+BEFORE = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+DUE = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
+
+
+def _issue(workspace: Workspace) -> Path:
+    issue = parse_issue(GOLDEN.read_text(encoding="utf-8"), GOLDEN)
+    folder = workspace.issues_dir / "2026-12-01-weekly-brief"
+    write_issue_folder(folder, issue, render_issue(workspace, issue))
+    return folder
+
+
+def _recipients_in_outbox(workspace: Workspace) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for path in outbox_dir(workspace).glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=default_policy)
+        seen[message["To"].addresses[0].addr_spec] += 1
+    return seen
+
+
+def _readers(workspace: Workspace, count: int) -> set[str]:
+    addresses = {f"reader{n:03d}@example.org" for n in range(count)}
+    with open_store_for(workspace) as store:
+        store.import_batch(
+            [ImportRow(email=a) for a in sorted(addresses)],
+            list_name="main",
+            consent=Consent(source="import"),
+        )
+        store.add_pending(
+            "unconfirmed@example.org", list_name="main", consent=Consent(source="web")
+        )
+        store.add("gone@example.org", list_name="main", consent=Consent(source="cli"))
+        store.unsubscribe("gone@example.org", list_name="main", consent=Consent(source="web"))
+    return addresses
+
+
+def test_a_due_send_reaches_every_active_member_once_and_nobody_else(
+    workspace: Workspace,
+) -> None:
+    readers = _readers(workspace, 12)
+    folder = _issue(workspace)
+    with time_machine.travel(BEFORE, tick=False):
+        scheduled = schedule_send(workspace, folder, "2026-12-01 08:00")
+    with time_machine.travel(DUE, tick=True):
+        report = run_due(workspace)
+        again = run_due(workspace)
+    assert [sid for sid, _ in report.done] == [scheduled.id], report.lines()
+    assert not again.done and not again.failed
+    assert _recipients_in_outbox(workspace) == Counter(dict.fromkeys(readers, 1))
+    with open_store_for(workspace) as store:
+        stored = get_schedule(store, scheduled.id)
+    assert stored is not None and stored.state == "done" and "12" in stored.note
+
+
+def test_a_send_whose_process_died_part_way_is_finished_without_duplicates(
+    workspace: Workspace,
+) -> None:
+    readers = _readers(workspace, 60)
+    folder = _issue(workspace)
+    with time_machine.travel(BEFORE, tick=False):
+        scheduled = schedule_send(workspace, folder, "2026-12-01 08:00")
+    with time_machine.travel(DUE, tick=True) as clock:
+        # the first serve process claims the send, sends part of it, and dies
+        with open_store_for(workspace) as store:
+            assert claim_schedule(store, scheduled, "dead-host:1:1", datetime.now(UTC))
+        stop = threading.Event()
+        first = send_issue(
+            workspace,
+            folder,
+            list_name="main",
+            connections=1,
+            progress=lambda progress: stop.set() if progress.sent >= 10 else None,
+            stop=stop,
+        )
+        sent_before = sum(_recipients_in_outbox(workspace).values())
+        assert first.interrupted and 10 <= sent_before < len(readers)
+        # another process finds it silent past the stale limit and takes it over
+        clock.shift(600)
+        report = run_due(workspace, worker="rescuer:2:2")
+    assert [sid for sid, _ in report.done] == [scheduled.id], report.lines()
+    assert _recipients_in_outbox(workspace) == Counter(dict.fromkeys(readers, 1))
+    with open_store_for(workspace) as store:
+        stored = get_schedule(store, scheduled.id)
+    assert stored is not None and stored.state == "done" and stored.attempts == 2
