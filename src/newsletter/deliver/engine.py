@@ -66,10 +66,8 @@ from newsletter.store.deliveries import (
     SENT,
     UNKNOWN,
     Claimed,
+    LedgerSession,
     Result,
-    claim,
-    heartbeat,
-    record,
 )
 from newsletter.transport import Outcome, RateLimiter, SmtpConnection, SmtpSettings, Status
 
@@ -282,7 +280,9 @@ class LedgerRun:
         for worker in workers:
             worker.start()
         try:
-            self._dispatch()
+            with LedgerSession(self.store, self.campaign_id, self.list_id) as session:
+                self._session = session
+                self._dispatch()
         finally:
             self._halt.set()  # workers in a backoff give their row back at once
             for _ in workers:
@@ -318,13 +318,11 @@ class LedgerRun:
             claimed: list[Claimed] = []
             skipped = 0
             if results or want or beat:
-                with self.store.write() as conn:
-                    record(conn, results, now)
-                    if want:
-                        claimed, skipped = claim(conn, self.campaign_id, self.list_id, want, now)
-                    if beat:
-                        heartbeat(conn, self.campaign_id, self.runner, now)
-                        last_beat = time.monotonic()
+                claimed, skipped = self._session.step(
+                    results, want, now, self.runner if beat else None
+                )
+                if beat:
+                    last_beat = time.monotonic()
                 # committed: now it may be reported, and the claimed rows may go out
                 self._count(results, skipped)
                 if want and len(claimed) < want:
