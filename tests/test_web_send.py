@@ -1,0 +1,97 @@
+"""An unsubscribe answered while a send is running excludes the address from the rest of
+that run (sender rule 12, endpoint and ledger together): the real app, the real ledger
+(``deliver.send_issue``) and a real SMTP server on loopback that holds the first message
+until the unsubscribe has been answered."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from starlette.testclient import TestClient
+
+from newsletter.deliver import send_issue
+from newsletter.issue import parse_issue, write_issue_folder
+from newsletter.render import render_issue
+from newsletter.store import Consent, ImportRow, open_store_for
+from newsletter.tokens import make_unsubscribe_token
+from newsletter.web import create_app
+from newsletter.workspace import Workspace, load_workspace
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_issue.json"
+
+
+class HoldingServer:
+    """aiosmtpd handler: records recipients; holds the first DATA until ``release``."""
+
+    def __init__(self) -> None:
+        self.recipients: list[str] = []
+        self.first_arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.recipients.extend(envelope.rcpt_tos)
+        if not self.first_arrived.is_set():
+            self.first_arrived.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        return "250 2.0.0 taken"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[HoldingServer, int]]:
+    handler = HoldingServer()
+    with socket.socket() as probe:  # aiosmtpd's Controller cannot listen on port 0 itself
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        handler.release.set()
+        controller.stop()
+
+
+def test_an_unsubscribe_answered_mid_send_excludes_the_address_from_the_rest_of_the_run(
+    workspace_dir: Path, monkeypatch: pytest.MonkeyPatch, smtp: tuple[HoldingServer, int]
+) -> None:
+    handler, port = smtp
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k")
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://127.0.0.1:{port}")
+    ws: Workspace = load_workspace(workspace_dir)
+    issue = parse_issue(GOLDEN.read_text(encoding="utf-8"), GOLDEN)
+    folder = ws.issues_dir / "2026-12-01-brief"
+    write_issue_folder(folder, issue, render_issue(ws, issue))
+    addresses = [f"reader{n}@example.org" for n in range(8)]
+    with open_store_for(ws) as store:
+        store.import_batch(
+            [ImportRow(email=a) for a in addresses], list_name="main", consent=Consent(source="cli")
+        )
+        leaving = store.get_by_email(addresses[-1])
+        list_id = store.list_id("main")
+        assert leaving is not None and list_id is not None
+        token = make_unsubscribe_token(ws.secret_keys(), leaving.id, list_id)
+
+        reports: list[Any] = []
+        sender = threading.Thread(
+            target=lambda: reports.append(send_issue(ws, folder, list_name="main", connections=1))
+        )
+        sender.start()
+        try:
+            assert handler.first_arrived.wait(30), "the send never reached the server"
+            with TestClient(create_app(ws, store)) as client:
+                answer = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+            assert answer.status_code == 200
+        finally:
+            handler.release.set()
+            sender.join(60)
+    assert not sender.is_alive()
+    assert addresses[-1] not in handler.recipients
+    assert sorted(handler.recipients) == sorted(addresses[:-1])
+    assert "skipped 1" in reports[0].summary()
