@@ -7,6 +7,7 @@ the core; it prints what that function returns. ``main`` catches
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -172,6 +173,167 @@ def preview(
 
 
 # --- end preview ----------------------------------------------------------------------------
+
+
+# --- send -----------------------------------------------------------------------------------
+
+
+def _parse_rate(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from newsletter.deliver import parse_rate
+
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except NewsletterError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@click.argument("issue_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--latest", is_flag=True, help="Send the issue composed or edited last.")
+@click.option("--list", "list_name", help="List to send to (default: send.list).")
+@click.option(
+    "--test",
+    "test_addresses",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Send a marked test to ADDRESS (repeat, or separate with commas); records nothing.",
+)
+@click.option(
+    "--dry-run",
+    "dry_run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="OUTDIR",
+    help="Write the exact messages as .eml files into OUTDIR; no server is contacted.",
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 64),
+    help="SMTP connections at once (default: send.connections).",
+)
+@click.option(
+    "--rate",
+    callback=_parse_rate,
+    metavar="N/s",
+    help="At most N messages per second (or N/m, N/h).",
+)
+@click.option(
+    "--retry-failed", is_flag=True, help="Try the failed recipients of a finished send again."
+)
+@click.option(
+    "--at",
+    "at",
+    metavar="WHEN",
+    help='Schedule instead, e.g. --at "2026-12-01 08:00 Europe/Berlin".',
+)
+@click.option("--yes", is_flag=True, help="Do not ask before sending.")
+@click.pass_context
+def send(
+    ctx: click.Context,
+    issue_dir: Path | None,
+    latest: bool,
+    list_name: str | None,
+    test_addresses: tuple[str, ...],
+    dry_run_dir: Path | None,
+    connections: int | None,
+    rate: float | None,
+    retry_failed: bool,
+    at: str | None,
+    yes: bool,
+) -> None:
+    """Send ISSUE_DIR to a list, each subscriber once; a rerun resumes where it stopped."""
+    from newsletter import deliver
+
+    workspace = _workspace(ctx)
+    if sum(map(bool, (test_addresses, dry_run_dir, at))) > 1:
+        raise click.UsageError("use only one of --test, --dry-run and --at")
+    if latest == (issue_dir is not None):
+        raise click.UsageError("give ISSUE_DIR or --latest (one of them)")
+    if issue_dir is None:
+        issue_dir = deliver.latest_issue(workspace)
+        click.echo(f"issue: {issue_dir}")
+    if test_addresses:
+        report = deliver.send_test(workspace, issue_dir, test_addresses, list_name=list_name)
+        _echo_send_report(report)
+        return
+    if dry_run_dir is not None:
+        dry = deliver.dry_run(workspace, issue_dir, dry_run_dir, list_name)
+        for warning in dry.warnings:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
+        click.echo(f"wrote {dry.count} messages ({dry.bytes / 1e6:.1f} MB) to {dry.outdir}")
+        return
+    if at is not None:
+        from newsletter.schedule import describe, schedule_send
+
+        scheduled = schedule_send(workspace, issue_dir, at, list_name)
+        click.echo("scheduled " + describe(scheduled, workspace.config.publication.timezone))
+        return
+    plan = deliver.plan_send(workspace, issue_dir, list_name, retry_failed=retry_failed)
+    if not plan.recipients and plan.state != "finished":
+        when = f"{plan.next_attempt_at:%Y-%m-%d %H:%M} UTC" if plan.next_attempt_at else "later"
+        click.echo(f"nothing to send now: {plan.deferred} deferred, next attempt from {when}")
+        return
+    if plan.recipients:
+        verb = "Resume sending" if plan.state == "resume" else "Send"
+        question = (
+            f'{verb} "{plan.subject}" to {plan.recipients} recipients on list '
+            f"{plan.list_name!r} through {plan.target}?"
+        )
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.UsageError(f"{question} Pass --yes to send without asking.")
+            click.confirm(question, abort=True)
+    with contextlib.ExitStack() as stack:
+        on_progress = None
+        if sys.stderr.isatty() and plan.recipients:
+            bar: Any = stack.enter_context(
+                click.progressbar(
+                    length=plan.recipients,
+                    label="sending",
+                    file=sys.stderr,
+                    show_eta=True,
+                    item_show_func=lambda p: f"{p.rate:.0f} msg/s" if p else "",
+                )
+            )
+            seen = [0]
+
+            def on_progress(progress: Any) -> None:
+                bar.update(progress.done - seen[0], progress)
+                seen[0] = progress.done
+
+        report = deliver.send_issue(
+            workspace,
+            issue_dir,
+            list_name=list_name,
+            connections=connections,
+            rate=rate,
+            retry_failed=retry_failed,
+            progress=on_progress,
+            handle_sigint=True,
+        )
+    _echo_send_report(report)
+    if report.interrupted:
+        click.echo(
+            f"interrupted; run the same command again to resume: newsletter send {issue_dir}",
+            err=True,
+        )
+        ctx.exit(130)
+
+
+def _echo_send_report(report: Any) -> None:
+    for warning in report.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    for address, reply in report.failures[:10]:
+        click.echo(f"failed: {address}: {reply}", err=True)
+    click.echo(report.summary())
+    if report.outbox is not None:
+        click.echo(f"messages stored in {report.outbox} (the embedded local server)")
+    elif report.target:
+        click.echo(f"delivered through {report.target}")
+
+
+# --- end send -------------------------------------------------------------------------------
 
 
 # --- subscribers (import, export, add, remove, list, count, show, erase; unsubscribe) -------

@@ -67,7 +67,7 @@ def parse_rate(text: str) -> float:
     match = _RATE.match(text)
     if match is None:
         raise NewsletterError(
-            f"--rate {text!r}: not a rate", hint="write e.g. 20/s, 600/m or 5000/h (0: no limit)"
+            f"{text!r} is not a rate", hint="write e.g. 20/s, 600/m or 5000/h (0: no limit)"
         )
     unit = (match.group(2) or "s").lower()
     return float(match.group(1)) / _PER[unit]

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -167,10 +167,12 @@ def plan_send(
     *,
     retry_failed: bool = False,
     smtp_url: str | None = None,
+    now: datetime | None = None,
 ) -> SendPlan:
     """What ``send_issue`` would do now -> SendPlan (for the confirmation prompt).
 
     Reads the issue (or the started campaign), counts recipients; changes nothing.
+    ``now`` (default: the current time) decides which deferred rows are due.
     Raises RenderError for an unreadable issue, StoreError for an unknown list,
     ConfigError for a bad SMTP URL or a commercial sender without postal address.
     """
@@ -187,7 +189,7 @@ def plan_send(
                 return SendPlan(
                     issue_dir, list_name, subject, NEW, count_sendable(conn, list_id), target
                 )
-            now = utcnow()
+            now = now or utcnow()
             found = counts(conn, campaign.id)
             pending = pending_now(conn, campaign.id, now)
             if campaign.enqueued_at is None:
@@ -391,7 +393,9 @@ def run_scheduled_send(ws: Workspace, issue_dir: Path, *, list_name: str) -> str
         return f"nothing to do: {exc.message}"
 
 
-def retry_due_deferrals(ws: Workspace, *, tuning: SendTuning | None = None) -> list[SendReport]:
+def retry_due_deferrals(
+    ws: Workspace, *, smtp_url: str | None = None, tuning: SendTuning | None = None
+) -> list[SendReport]:
     """Run every campaign whose deferred rows are due again -> one report per campaign.
 
     For ``serve``'s scheduler tick (or cron). A campaign that cannot run now (its
@@ -405,7 +409,11 @@ def retry_due_deferrals(ws: Workspace, *, tuning: SendTuning | None = None) -> l
         folder = Path(campaign.issue_path)
         folder = folder if folder.is_absolute() else ws.root / folder
         try:
-            reports.append(send_issue(ws, folder, list_name=campaign.list_name, tuning=tuning))
+            reports.append(
+                send_issue(
+                    ws, folder, list_name=campaign.list_name, smtp_url=smtp_url, tuning=tuning
+                )
+            )
         except NewsletterError as exc:
             log.warning("retrying deferred deliveries of %s failed: %s", folder, exc)
     return reports

@@ -103,8 +103,8 @@ def render_for_send(ws: Workspace, issue_dir: Path) -> tuple[Rendered, list[str]
     warnings = [w for w in rendered.warnings if "over compose.max_html_kb" not in w]
     warnings += html_size_warnings(rendered.html, ws.config.compose.max_html_kb, where)
     check_body(ws, rendered, where)
-    for warning in warnings:
-        log.warning("%s", warning)
+    for warning in warnings:  # callers show them to the user; the log keeps them too
+        log.info("%s", warning)
     return rendered, warnings
 
 

@@ -1,0 +1,770 @@
+"""The delivery ledger against a real aiosmtpd server on loopback and a real SQLite file.
+
+The server (``LedgerServer``) stores what it accepts and can be told to answer a
+recipient with a 4xx/5xx, to answer 421 or drop the connection for the next messages
+(before or after taking the data), to refuse the sender, and to run a hook after each
+message it stored. Time for deferrals comes from an injected clock; nothing sleeps.
+
+Sender rules covered: 12 (send side), 16, 17, 19, 20, 21, 22, 26, 28.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import math
+import os
+import socket
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+from sqlalchemy import select, update
+
+from newsletter.deliver import (
+    AlreadySentError,
+    SendTuning,
+    dry_run,
+    plan_send,
+    retry_due_deferrals,
+    send_issue,
+    send_test,
+)
+from newsletter.errors import ConfigError, DeliveryError, NewsletterError, RenderError
+from newsletter.message import ONE_CLICK
+from newsletter.people import import_file
+from newsletter.store import Consent, ImportRow, open_store_for
+from newsletter.store.deliveries import campaigns, deliveries, runner_name
+from newsletter.tokens import UnsubscribeTokens
+from newsletter.workspace import Workspace
+
+SAMPLE = {
+    "ada.lovelace@example.com": "Ada Lovelace",
+    "grace.hopper@example.net": "Grace Hopper",
+    "linus.t@example.org": "Linus T.",
+    "ines.gomez@example.com": "Inés Gómez",
+    "kofi.mensah@example.net": "Kofi Mensah",
+}
+DROP_BEFORE, DROP_AFTER = "DROP-BEFORE", "DROP-AFTER"  # scripted actions, not replies
+FAST = SendTuning(reconnect_backoff=0.001, reconnect_backoff_cap=0.005)
+
+
+# --- the server -------------------------------------------------------------------------------
+
+
+class LedgerHandler:
+    """Stores accepted messages; answers as the test scripts it."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, bytes]] = []  # (mail from, rcpt, data)
+        self.rcpt_replies: dict[str, str] = {}
+        self.mail_reply: str | None = None
+        self.rcpt_script: deque[str] = deque()  # one action per RCPT, then normal
+        self.data_script: deque[str] = deque()  # one reply or action per message
+        self.after_store: Callable[[int, str], None] | None = None
+        self.lock = threading.Lock()
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.mail_reply is not None:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            action = self.rcpt_script.popleft() if self.rcpt_script else None
+        if action == DROP_BEFORE:  # the connection dies before any data was sent
+            transport = server.transport
+            assert transport is not None
+            transport.close()
+            return "250 never seen"
+        reply = self.rcpt_replies.get(address, "250 OK")
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        with self.lock:
+            action = self.data_script.popleft() if self.data_script else "250 OK"
+        transport = server.transport
+        assert transport is not None
+        if action.startswith("4"):  # refused: nothing stored
+            if action.startswith("421"):
+                asyncio.get_running_loop().call_soon(transport.close)
+            return action
+        rcpt = envelope.rcpt_tos[0]
+        with self.lock:
+            self.received.append((envelope.mail_from, rcpt, envelope.original_content))
+            count = len(self.received)
+        if self.after_store is not None:
+            self.after_store(count, rcpt)
+        if action == DROP_AFTER:  # taken, but the reply never leaves
+            transport.close()
+            return "250 never seen"
+        return action
+
+    def per_address(self) -> Counter[str]:
+        with self.lock:
+            return Counter(rcpt for _, rcpt, _ in self.received)
+
+
+class LedgerServer(Controller):
+    """aiosmtpd on a free loopback port, counting connections."""
+
+    def __init__(self, handler: LedgerHandler, **kwargs: Any) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=0, **kwargs)
+        self.connections = 0
+
+    def factory(self) -> SMTP:
+        self.connections += 1
+        return SMTP(self.handler, **self.SMTP_kwargs)
+
+    def _trigger_server(self) -> None:
+        server: Any = self.server
+        self.port = server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+    def start(self) -> None:
+        super().start()
+        self.connections = 0  # forget the Controller's own probe
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def server() -> Iterator[LedgerServer]:
+    controller = LedgerServer(LedgerHandler())
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+def handler_of(server: LedgerServer) -> LedgerHandler:
+    handler = server.handler
+    assert isinstance(handler, LedgerHandler)
+    return handler
+
+
+# --- the workspace ----------------------------------------------------------------------------
+
+
+def with_send(ws: Workspace, **send: Any) -> Workspace:
+    """``ws`` with [send] settings replaced."""
+    config = ws.config.model_copy(update={"send": ws.config.send.model_copy(update=send)})
+    return Workspace(ws.root, config, ws.env)
+
+
+def with_config(ws: Workspace, section: str, **values: Any) -> Workspace:
+    part = getattr(ws.config, section).model_copy(update=values)
+    return Workspace(ws.root, ws.config.model_copy(update={section: part}), ws.env)
+
+
+def write_issue(root: Path, name: str = "2026-11-27-harbour", intro: str = "") -> Path:
+    folder = root / "issues" / name
+    folder.mkdir(parents=True)
+    issue = {
+        "subject": "Harbour notes for %%first_name%%",
+        "date": "2026-11-27",
+        "preheader": "Tides, ferries and a new lighthouse keeper",
+        "intro": intro or "Three stories from the waterfront this week.",
+        "teasers": [
+            {
+                "title": f"Story {n}: the ferry timetable changes",
+                "summary": "The winter timetable starts on Monday with two fewer crossings "
+                "a day and a later first boat from the north pier.",
+                "url": f"https://news.example.org/story-{n}",
+            }
+            for n in range(1, 4)
+        ],
+    }
+    (folder / "issue.json").write_text(json.dumps(issue), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def ws(workspace: Workspace) -> Workspace:
+    """The sample workspace with its five subscribers imported."""
+    with open_store_for(workspace) as store:
+        import_file(
+            store,
+            workspace.root / "subscribers" / "subscribers.csv",
+            list_name=None,
+            default_list="main",
+        )
+    return workspace
+
+
+@pytest.fixture
+def issue(ws: Workspace) -> Path:
+    return write_issue(ws.root)
+
+
+def add_members(ws: Workspace, count: int) -> list[str]:
+    addresses = [f"reader{n:03d}@example.org" for n in range(count)]
+    rows = [ImportRow(email=a, line=n, name=f"Reader {n}") for n, a in enumerate(addresses)]
+    with open_store_for(ws) as store:
+        store.import_batch(rows, list_name="main", consent=Consent(source="import"))
+    return addresses
+
+
+def ledger(ws: Workspace) -> dict[str, tuple[str, int, int | None]]:
+    """address -> (status, attempts, code) of every delivery row."""
+    with open_store_for(ws) as store, store.read() as conn:
+        rows = conn.execute(
+            select(
+                deliveries.c.email, deliveries.c.status, deliveries.c.attempts, deliveries.c.code
+            )
+        )
+        return {row.email: (row.status, row.attempts, row.code) for row in rows}
+
+
+def campaign_state(ws: Workspace) -> str:
+    with open_store_for(ws) as store, store.read() as conn:
+        return str(conn.scalar(select(campaigns.c.state)))
+
+
+def parsed(data: bytes) -> email.message.EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def bodies(message: email.message.EmailMessage) -> tuple[str, str]:
+    text, html = (str(part.get_content()) for part in message.iter_parts())
+    return text, html
+
+
+@dataclass
+class FakeClock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+# --- a whole send -----------------------------------------------------------------------------
+
+
+def test_full_send_reaches_each_subscriber_once_personalised(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    report = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+
+    handler = handler_of(server)
+    assert handler.per_address() == Counter(dict.fromkeys(SAMPLE, 1))
+    assert (report.sent, report.failed, report.deferred, report.skipped) == (5, 0, 0, 0)
+    assert report.state == "finished" and report.campaign_id is not None
+    tokens = UnsubscribeTokens(ws.secret_keys())
+    with open_store_for(ws) as store:
+        list_id = store.list_id("main")
+        ids = {address: store.get_by_email(address).id for address in SAMPLE}  # type: ignore[union-attr]
+    message_ids = set()
+    for mail_from, rcpt, data in handler.received:
+        message = parsed(data)
+        text, _ = bodies(message)
+        assert SAMPLE[rcpt] in text and SAMPLE[rcpt] in message["To"]
+        assert message["Subject"] == f"Harbour notes for {SAMPLE[rcpt].split()[0]}"
+        # rule 1/2: one https List-Unsubscribe, the one-click header byte-exact
+        assert len(message.get_all("List-Unsubscribe") or []) == 1
+        assert data.count(f"List-Unsubscribe-Post: {ONE_CLICK}\r\n".encode()) == 1
+        url = message["List-Unsubscribe"].split(",")[0].strip("<> ")
+        assert url.startswith(ws.base_url + "/u/")
+        claim = tokens.read(url.rsplit("/", 1)[1])
+        assert (claim.subscriber_id, claim.list_id, claim.campaign_id) == (
+            ids[rcpt],
+            list_id,
+            report.campaign_id,
+        )
+        assert url in text  # the same link in the body (rule 16)
+        assert ws.config.publication.postal_address in text  # rule 17: the footer shows it
+        assert mail_from.startswith("bounces+") and "@example.org" in mail_from
+        message_ids.add(message["Message-ID"])
+    assert len(message_ids) == 5
+    assert set(ledger(ws).values()) == {("sent", 1, 250)}
+
+
+def test_rule28_a_finished_send_never_goes_out_again(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    with pytest.raises(AlreadySentError, match="already sent to list 'main'") as info:
+        send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert "compose a new issue" in str(info.value)
+    # the same folder named another way is the same campaign
+    with pytest.raises(AlreadySentError):
+        send_issue(ws, issue.resolve(), smtp_url=server.url, tuning=FAST)
+    assert sum(handler_of(server).per_address().values()) == 5
+    assert plan_send(ws, issue).state == "finished"
+
+
+def test_embedded_server_when_no_smtp_url(ws: Workspace, issue: Path) -> None:
+    assert plan_send(ws, issue).target.startswith("the embedded local SMTP server")
+    report = send_issue(ws, issue, tuning=FAST)
+    assert report.outbox == ws.root / "outbox"
+    stored = sorted(report.outbox.glob("*.eml"))
+    assert len(stored) == 5
+    assert {parsed(path.read_bytes())["To"].addresses[0].addr_spec for path in stored} == set(
+        SAMPLE
+    )
+
+
+# --- resuming -------------------------------------------------------------------------------
+
+
+def test_stop_mid_send_then_rerun_delivers_the_rest_once(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    add_members(ws, 15)
+    stop = threading.Event()
+
+    def progress(p: Any) -> None:
+        if p.sent >= 4:
+            stop.set()
+
+    first = send_issue(
+        ws, issue, smtp_url=server.url, connections=2, progress=progress, stop=stop, tuning=FAST
+    )
+    assert first.interrupted and first.state == "stopped"
+    assert 4 <= first.sent < 20
+    statuses = Counter(status for status, _, _ in ledger(ws).values())
+    assert statuses["sending"] == 0 and statuses["sent"] == first.sent
+    assert plan_send(ws, issue).state == "resume"
+
+    second = send_issue(ws, issue, smtp_url=server.url, connections=2, tuning=FAST)
+    assert second.resumed and second.sent == 20 - first.sent and second.state == "finished"
+    counts = handler_of(server).per_address()
+    assert len(counts) == 20 and set(counts.values()) == {1}
+
+
+def test_crash_leftovers_are_resent_and_nothing_else(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    """What a kill -9 leaves (rows in ``sending``, a dead runner) is resumed: the rows in
+    flight are sent again, rows recorded as sent never are."""
+    add_members(ws, 10)
+    stop = threading.Event()
+    first = send_issue(
+        ws,
+        issue,
+        smtp_url=server.url,
+        connections=1,
+        progress=lambda p: stop.set() if p.sent >= 6 else None,
+        stop=stop,
+        tuning=FAST,
+    )
+    in_flight = 3  # as if 3 connections had been mid-message at the kill
+    with open_store_for(ws) as store, store.write() as conn:
+        crashed = list(
+            conn.scalars(
+                select(deliveries.c.id).where(deliveries.c.status == "sent").limit(in_flight)
+            )
+        )
+        conn.execute(
+            update(deliveries).where(deliveries.c.id.in_(crashed)).values(status="sending")
+        )
+        dead = f"{socket.gethostname()}:{2**22 + 12345}"  # no such process
+        conn.execute(
+            update(campaigns).values(state="running", runner=dead, heartbeat_at=datetime.now(UTC))
+        )
+
+    second = send_issue(ws, issue, smtp_url=server.url, connections=3, tuning=FAST)
+    assert second.recovered == in_flight
+    assert second.sent == 15 - first.sent + in_flight and second.state == "finished"
+    counts = handler_of(server).per_address()
+    assert len(counts) == 15  # nobody missed
+    assert sum(n - 1 for n in counts.values()) == in_flight  # duplicates: only those in flight
+
+
+def test_a_live_run_is_not_taken_over(ws: Workspace, issue: Path, server: LedgerServer) -> None:
+    send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    with open_store_for(ws) as store, store.write() as conn:
+        conn.execute(
+            update(campaigns).values(
+                state="running",
+                runner=f"{socket.gethostname()}:{os.getppid()}",  # alive: our parent
+                heartbeat_at=datetime.now(UTC),
+            )
+        )
+    with pytest.raises(NewsletterError, match=r"being sent .* by another process"):
+        send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert runner_name().endswith(f":{os.getpid()}")
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+
+def test_rule19_5xx_fails_that_recipient_only_and_hard_bounces_suppress(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    handler = handler_of(server)
+    handler.rcpt_replies["grace.hopper@example.net"] = "550 5.1.1 no such user here"
+    handler.rcpt_replies["linus.t@example.org"] = "554 5.7.1 message refused by policy"
+    report = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+
+    assert (report.sent, report.failed) == (3, 2)
+    assert set(handler.per_address()) == set(SAMPLE) - {
+        "grace.hopper@example.net",
+        "linus.t@example.org",
+    }
+    rows = ledger(ws)
+    assert rows["grace.hopper@example.net"] == ("failed", 1, 550)
+    assert rows["linus.t@example.org"] == ("failed", 1, 554)
+    assert dict(report.failures)["grace.hopper@example.net"].startswith("550 5.1.1")
+    with open_store_for(ws) as store:
+        assert store.get_by_email("grace.hopper@example.net").status == "bounced"  # type: ignore[union-attr]
+        assert store.is_suppressed("grace.hopper@example.net")
+        # a policy block is the sender's problem, not a dead mailbox
+        assert store.get_by_email("linus.t@example.org").status == "active"  # type: ignore[union-attr]
+    assert report.state == "finished"
+
+
+def test_retry_failed_requeues_only_failed_rows(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    handler = handler_of(server)
+    handler.rcpt_replies["linus.t@example.org"] = "554 5.7.1 message refused by policy"
+    handler.rcpt_replies["grace.hopper@example.net"] = "550 5.1.1 no such user here"
+    send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    handler.rcpt_replies.clear()
+    with pytest.raises(AlreadySentError, match="2 failed") as info:
+        send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert "--retry-failed" in str(info.value)
+    assert plan_send(ws, issue, retry_failed=True).recipients == 2
+
+    again = send_issue(ws, issue, smtp_url=server.url, retry_failed=True, tuning=FAST)
+    # the policy-blocked one is delivered now; the bounced one stays suppressed
+    assert (again.sent, again.skipped, again.requeued) == (1, 1, 2)
+    counts = handler.per_address()
+    assert counts["linus.t@example.org"] == 1 and "grace.hopper@example.net" not in counts
+    assert set(counts.values()) == {1}
+
+
+def test_rule20_4xx_defers_with_backoff_then_gives_up(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    ws = with_send(ws, retry_floor_seconds=60, retry_cap_seconds=100, retry_lifetime_hours=1)
+    handler = handler_of(server)
+    busy = "kofi.mensah@example.net"
+    handler.rcpt_replies[busy] = "451 4.2.1 mailbox busy, try later"
+    t0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    clock = FakeClock(t0)
+    tuning = SendTuning(reconnect_backoff=0.001, clock=clock)
+
+    def next_attempt() -> datetime:
+        with open_store_for(ws) as store, store.read() as conn:
+            value = conn.scalar(
+                select(deliveries.c.next_attempt_at).where(deliveries.c.email == busy)
+            )
+        assert value is not None
+        return value
+
+    first = send_issue(ws, issue, smtp_url=server.url, tuning=tuning)
+    assert (first.sent, first.deferred, first.state) == (4, 1, "waiting")
+    assert ledger(ws)[busy] == ("deferred", 1, 451)
+    assert next_attempt() == t0 + timedelta(seconds=60)  # the floor
+    assert first.next_attempt_at == t0 + timedelta(seconds=60)
+
+    clock.now = t0 + timedelta(seconds=30)  # not due yet: nothing to do
+    assert plan_send(ws, issue, now=clock.now).state == "waiting"
+    assert send_issue(ws, issue, smtp_url=server.url, tuning=tuning).deferred == 0
+
+    clock.now = t0 + timedelta(seconds=61)
+    second = retry_due_deferrals(ws, smtp_url=server.url, tuning=tuning)
+    assert [r.deferred for r in second] == [1]
+    assert ledger(ws)[busy] == ("deferred", 2, 451)
+    assert next_attempt() == clock.now + timedelta(seconds=100)  # 120, capped at 100
+
+    clock.now = t0 + timedelta(hours=1, seconds=1)  # past the lifetime
+    last = send_issue(ws, issue, smtp_url=server.url, tuning=tuning)
+    assert last.state == "finished"
+    assert ledger(ws)[busy][0] == "failed"
+    assert busy not in handler.per_address()
+    assert retry_due_deferrals(ws, smtp_url=server.url, tuning=tuning) == []
+
+
+def test_rule21_421_for_a_while_fails_nobody_and_doubles_nobody(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    handler = handler_of(server)
+    handler.data_script.extend(["421 4.3.2 too busy, come back later"] * 5)
+    report = send_issue(ws, issue, smtp_url=server.url, connections=2, tuning=FAST)
+    assert (report.sent, report.failed, report.deferred) == (5, 0, 0)
+    assert handler.per_address() == Counter(dict.fromkeys(SAMPLE, 1))
+    assert server.connections > 2  # it reconnected
+
+
+def test_rule21_a_drop_before_the_data_is_retried_once_delivered(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    handler = handler_of(server)
+    handler.rcpt_script.extend([DROP_BEFORE, "", DROP_BEFORE])
+    report = send_issue(ws, issue, smtp_url=server.url, connections=1, tuning=FAST)
+    assert (report.sent, report.unknown, report.failed) == (5, 0, 0)
+    assert handler.per_address() == Counter(dict.fromkeys(SAMPLE, 1))
+
+
+def test_a_drop_after_the_data_is_unknown_and_never_resent(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    handler = handler_of(server)
+    handler.data_script.append(DROP_AFTER)
+    report = send_issue(ws, issue, smtp_url=server.url, connections=1, tuning=FAST)
+    assert (report.sent, report.unknown, report.failed) == (4, 1, 0)
+    assert report.state == "finished"
+    statuses = Counter(status for status, _, _ in ledger(ws).values())
+    assert statuses == Counter({"sent": 4, "unknown": 1})
+    with pytest.raises(AlreadySentError):
+        send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    # "maybe delivered" is not "failed": --retry-failed leaves it alone too
+    again = send_issue(ws, issue, smtp_url=server.url, retry_failed=True, tuning=FAST)
+    assert (again.sent, again.requeued) == (0, 0)
+    assert handler.per_address() == Counter(dict.fromkeys(SAMPLE, 1))
+
+
+def test_unreachable_server_stops_at_once_and_marks_nothing(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    with pytest.raises(DeliveryError, match=r"cannot connect to smtp://127\.0\.0\.1") as info:
+        send_issue(ws, issue, smtp_url=f"smtp://127.0.0.1:{free_port}", tuning=FAST)
+    assert "\n" not in str(info.value) and "resume" in str(info.value)
+    assert {status for status, _, _ in ledger(ws).values()} == {"queued"}
+    assert campaign_state(ws) == "stopped"
+    # the server is back: the rerun sends everyone, once
+    report = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert report.sent == 5 and handler_of(server).per_address() == Counter(
+        dict.fromkeys(SAMPLE, 1)
+    )
+
+
+def test_a_refused_sender_stops_the_run(ws: Workspace, issue: Path, server: LedgerServer) -> None:
+    handler_of(server).mail_reply = "550 5.7.1 sender not allowed"
+    with pytest.raises(DeliveryError, match="refused the sender"):
+        send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert {status for status, _, _ in ledger(ws).values()} == {"queued"}
+    assert handler_of(server).received == []
+
+
+def test_wrong_password_stops_the_run(ws: Workspace, issue: Path, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    handler = LedgerHandler()
+
+    def authenticator(*args: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        return AuthResult(success=False, handled=False)
+
+    controller = LedgerServer(
+        handler, tls_context=context, authenticator=authenticator, auth_require_tls=True
+    )
+    controller.start()
+    try:
+        url = f"smtp://news:wrong@127.0.0.1:{controller.port}?cafile={cafile}"
+        with pytest.raises(DeliveryError, match="login rejected") as info:
+            send_issue(ws, issue, smtp_url=url, tuning=FAST)
+    finally:
+        controller.stop()
+    assert "wrong" not in str(info.value).replace("wrong password", "")
+    assert {status for status, _, _ in ledger(ws).values()} == {"queued"}
+    assert handler.received == []
+
+
+# --- connections, limits ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_rule22_per_connection_cap(
+    ws: Workspace, issue: Path, server: LedgerServer, connections: int
+) -> None:
+    add_members(ws, 9)  # 14 in all
+    ws = with_send(ws, messages_per_connection=3)
+    report = send_issue(ws, issue, smtp_url=server.url, connections=connections, tuning=FAST)
+    assert report.sent == 14
+    # each worker's connection closes after 3 messages: ceil(14/3) sessions with one
+    # connection, at most one partly filled session more per extra worker
+    assert server.connections <= math.ceil(14 / 3) + connections - 1
+    assert report.connections_opened == server.connections
+    if connections == 1:
+        assert server.connections == math.ceil(14 / 3)
+
+
+# --- who receives -----------------------------------------------------------------------------
+
+
+def test_rule12_an_unsubscribe_during_the_run_excludes_every_later_message(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    add_members(ws, 5)
+    leaving = "reader003@example.org"  # far behind in id order
+    handler = handler_of(server)
+    with open_store_for(ws) as store:
+        leaver_id = store.get_by_email(leaving).id  # type: ignore[union-attr]
+
+    def unsubscribe_after_two(count: int, rcpt: str) -> None:
+        if count == 2:
+            with open_store_for(ws) as store:
+                store.unsubscribe(leaver_id, consent=Consent(source="web"), list_name="main")
+
+    handler.after_store = unsubscribe_after_two
+    report = send_issue(ws, issue, smtp_url=server.url, connections=1, tuning=FAST)
+    counts = handler.per_address()
+    assert leaving not in counts
+    assert report.skipped == 1 and report.sent == 9
+    assert ledger(ws)[leaving][0] == "skipped"
+
+
+def test_rule26_pending_members_never_receive(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    with open_store_for(ws) as store:
+        store.add_pending("waiting@example.org", list_name="main", consent=Consent(source="web"))
+    assert plan_send(ws, issue).recipients == 5
+    send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert "waiting@example.org" not in handler_of(server).per_address()
+    assert "waiting@example.org" not in ledger(ws)
+
+
+def test_erasing_a_subscriber_scrubs_the_ledger(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    with open_store_for(ws) as store:
+        store.erase("ada.lovelace@example.com", consent=Consent(source="cli"))
+    rows = ledger(ws)
+    assert "ada.lovelace@example.com" not in rows and rows[None][0] == "sent"  # type: ignore[index]
+
+
+# --- the sender rules checked before anything goes out -----------------------------------------
+
+
+def _html_size(ws: Workspace, issue: Path) -> int:
+    from newsletter.issue import read_issue
+    from newsletter.render import render_issue
+
+    return len(render_issue(ws, read_issue(issue)).html.encode())
+
+
+def test_rule16_html_over_100kb_is_refused_and_over_90kb_warned(
+    ws: Workspace, server: LedgerServer
+) -> None:
+    base = _html_size(ws, write_issue(ws.root, "probe"))
+    word = "harbour "
+    big = write_issue(ws.root, "big", intro=word * ((101 * 1024 - base) // len(word) + 10))
+    with pytest.raises(RenderError, match="over the 100 KB limit"):
+        send_issue(ws, big, smtp_url=server.url, tuning=FAST)
+    with open_store_for(ws) as store, store.read() as conn:
+        assert conn.scalar(select(campaigns.c.id)) is None
+    near = write_issue(ws.root, "near", intro=word * ((95 * 1024 - base) // len(word)))
+    assert 90 * 1024 < _html_size(ws, near) <= 100 * 1024
+    report = send_issue(ws, near, smtp_url=server.url, tuning=FAST)
+    assert report.sent == 5
+    assert any("close to Gmail's clipping" in w for w in report.warnings)
+
+
+def test_rule17_commercial_send_needs_a_postal_address(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    nowhere = with_config(ws, "publication", postal_address="")
+    with pytest.raises(ConfigError, match=r"needs publication\.postal_address"):
+        plan_send(nowhere, issue)
+    with pytest.raises(ConfigError, match=r"needs publication\.postal_address"):
+        send_issue(nowhere, issue, smtp_url=server.url, tuning=FAST)
+    assert handler_of(server).received == []
+    hobby = with_config(nowhere, "sender", commercial=False)
+    assert send_issue(hobby, issue, smtp_url=server.url, tuning=FAST).sent == 5
+
+
+# --- test sends and dry runs ----------------------------------------------------------------
+
+
+def test_test_send_reaches_anyone_and_records_nothing(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    report = send_test(
+        ws, issue, ["Ada.Lovelace@example.com, editor@example.org"], smtp_url=server.url
+    )
+    assert report.test and report.sent == 2
+    handler = handler_of(server)
+    assert set(handler.per_address()) == {"ada.lovelace@example.com", "editor@example.org"}
+    tokens = UnsubscribeTokens(ws.secret_keys())
+    for _, rcpt, data in handler.received:
+        message = parsed(data)
+        assert message["Subject"].startswith("[TEST] Harbour notes")
+        assert message["X-Newsletter-Test"] == "yes"
+        url = message["List-Unsubscribe"].split(",")[0].strip("<> ")
+        claim = tokens.read(url.rsplit("/", 1)[1])
+        assert (claim.subscriber_id, claim.list_id) == (0, 0)  # names nobody
+        if rcpt == "ada.lovelace@example.com":
+            assert "Ada Lovelace" in bodies(message)[0]
+    with open_store_for(ws) as store, store.read() as conn:
+        assert conn.scalar(select(campaigns.c.id)) is None
+        assert conn.scalar(select(deliveries.c.id)) is None
+    with pytest.raises(NewsletterError, match="not-an-address"):
+        send_test(ws, issue, ["not-an-address"], smtp_url=server.url)
+
+
+def test_dry_run_writes_the_exact_messages_and_touches_no_server(
+    ws: Workspace, issue: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nowhere = probe.getsockname()[1]
+    # a server URL nobody answers: the dry run must not need it
+    ws = Workspace(ws.root, ws.config, replace(ws.env, smtp_url=f"smtp://127.0.0.1:{nowhere}"))
+    out = tmp_path / "dry"
+    report = dry_run(ws, issue, out)
+    assert report.count == 5
+    files = sorted(out.glob("*.eml"))
+    assert [f.name.split("-")[0] for f in files] == [f"{n:07d}" for n in range(1, 6)]
+    recipients = {parsed(f.read_bytes())["To"].addresses[0].addr_spec for f in files}
+    assert recipients == set(SAMPLE)
+    assert sum(f.stat().st_size for f in files) == report.bytes
+    manifest = (out / "manifest.csv").read_text().splitlines()
+    assert manifest[0] == "file,subscriber_id,mail_from,rcpt_to" and len(manifest) == 6
+    with open_store_for(ws) as store, store.read() as conn:
+        assert conn.scalar(select(deliveries.c.id)) is None
+    with pytest.raises(NewsletterError, match="not an empty folder"):
+        dry_run(ws, issue, out)
+
+
+def test_plan_counts_the_list(ws: Workspace, issue: Path) -> None:
+    plan = plan_send(ws, issue)
+    assert (plan.state, plan.recipients, plan.subject) == (
+        "new",
+        5,
+        "Harbour notes for %%first_name%%",
+    )
+    with pytest.raises(NewsletterError, match="no list named 'weekly'"):
+        plan_send(ws, issue, "weekly")
