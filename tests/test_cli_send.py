@@ -1,0 +1,200 @@
+"""Wiring of `newsletter send` (behaviour is tested on the core in test_deliver.py), the
+README's main job run twice, and a real `kill -9` in the middle of a send."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from newsletter.cli import cli
+from newsletter.deliver import AlreadySentError, send_issue
+from newsletter.store import open_store_for
+from newsletter.store.deliveries import deliveries
+from newsletter.workspace import Workspace, load_workspace
+from test_deliver import LedgerHandler, LedgerServer, add_members, write_issue
+
+Invoke = Callable[..., Result]
+SAMPLE_COUNT = 5
+
+
+@pytest.fixture
+def server() -> Iterator[LedgerServer]:
+    controller = LedgerServer(LedgerHandler())
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+@pytest.fixture
+def invoke(workspace_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-not-secret")
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(cli, ["-w", str(workspace_dir), *args], input=input)
+
+    return run
+
+
+@pytest.fixture
+def issue(invoke: Invoke, workspace_dir: Path) -> Path:
+    assert invoke("subscribers", "import", "subscribers/subscribers.csv").exit_code == 0
+    return write_issue(workspace_dir)
+
+
+def received(server: LedgerServer) -> int:
+    handler = server.handler
+    assert isinstance(handler, LedgerHandler)
+    return sum(handler.per_address().values())
+
+
+def test_send_asks_first_and_refuses_without_a_terminal(
+    invoke: Invoke, issue: Path, server: LedgerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
+    refused = invoke("send", str(issue))
+    assert refused.exit_code == 2 and "Pass --yes" in refused.output
+    assert "to 5 recipients on list 'main'" in refused.output
+    assert received(server) == 0
+
+    sent = invoke("send", str(issue), "--yes", "--connections", "2", "--rate", "600/m")
+    assert sent.exit_code == 0, sent.output
+    assert "sent 5, failed 0, deferred 0, skipped 0, unknown 0" in sent.stdout
+    assert f"delivered through smtp://127.0.0.1:{server.port}" in sent.stdout
+    assert received(server) == 5
+
+    again = invoke("send", str(issue), "--yes")
+    assert again.exit_code == 1 and isinstance(again.exception, AlreadySentError)
+
+
+def test_send_option_errors(invoke: Invoke, issue: Path) -> None:
+    assert invoke("send").exit_code == 2
+    assert invoke("send", str(issue), "--latest").exit_code == 2
+    both = invoke("send", str(issue), "--test", "a@example.org", "--dry-run", "out")
+    assert both.exit_code == 2 and "only one of" in both.output
+    bad_rate = invoke("send", str(issue), "--rate", "fast", "--yes")
+    assert bad_rate.exit_code == 2 and "is not a rate" in bad_rate.output
+
+
+def test_send_test_dry_run_and_at(
+    invoke: Invoke,
+    issue: Path,
+    server: LedgerServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
+    test = invoke("send", str(issue), "--test", "me@example.org", "--test", "you@example.org")
+    assert test.exit_code == 0, test.output
+    assert "test send: sent 2" in test.stdout and received(server) == 2
+
+    dry = invoke("send", str(issue), "--dry-run", str(tmp_path / "out"))
+    assert dry.exit_code == 0, dry.output
+    assert "wrote 5 messages" in dry.stdout and len(list((tmp_path / "out").glob("*.eml"))) == 5
+    assert received(server) == 2
+
+    later = invoke("send", str(issue), "--at", "2099-12-01 08:00 Europe/Berlin")
+    assert later.exit_code == 0, later.output
+    assert later.stdout.startswith("scheduled #1\tscheduled\t2099-12-01 08:00")
+    assert received(server) == 2
+
+
+@pytest.mark.e2e
+def test_readme_main_job_works_twice_in_one_workspace(invoke: Invoke, workspace_dir: Path) -> None:
+    """compose makes a new folder each time; send --latest sends the newest, through the
+    embedded server (no NEWSLETTER_SMTP_URL)."""
+    for run in (1, 2):
+        assert invoke("subscribers", "import", "subscribers/subscribers.csv").exit_code == 0
+        composed = invoke("compose", "seeds/", "--subject", "The Weekly Brief")
+        assert composed.exit_code == 0, composed.output
+        sent = invoke("send", "--latest", "--yes")
+        assert sent.exit_code == 0, sent.output
+        assert "sent 5, failed 0" in sent.stdout
+        assert "messages stored in" in sent.stdout
+        assert len(list((workspace_dir / "outbox").glob("*.eml"))) == 5 * run
+    folders = sorted(p.name for p in (workspace_dir / "issues").iterdir())
+    assert len(folders) == 2 and folders[1] == folders[0] + "-2"
+
+
+@pytest.mark.e2e
+def test_kill_9_mid_send_then_rerun_misses_nobody(workspace: Workspace, tmp_path: Path) -> None:
+    """A real SIGKILL while three connections are mid-message: the rerun delivers to
+    everyone not yet sent; only messages in flight may arrive twice (<= connections)."""
+    connections, total, kill_after = 3, SAMPLE_COUNT + 25, 8
+    ws = workspace
+    with open_store_for(ws) as store:
+        from newsletter.people import import_file
+
+        import_file(
+            store, ws.root / "subscribers" / "subscribers.csv", list_name=None, default_list="main"
+        )
+    add_members(ws, 25)
+    issue = write_issue(ws.root)
+    handler = LedgerHandler()
+    reached, gate = threading.Event(), threading.Event()
+
+    def freeze_after(count: int, rcpt: str) -> None:
+        if count >= kill_after:
+            reached.set()
+            gate.wait(30)  # holds the server's loop: every connection stalls mid-message
+
+    handler.after_store = freeze_after
+    server = LedgerServer(handler)
+    server.start()
+    try:
+        env = {
+            **os.environ,
+            "NEWSLETTER_SMTP_URL": server.url,
+            "NEWSLETTER_SECRET_KEY": "test-key-not-secret",
+        }
+        sender = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "newsletter",
+                "-w",
+                str(ws.root),
+                "send",
+                str(issue),
+                "--yes",
+                "--connections",
+                str(connections),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert reached.wait(60), sender.stderr.read() if sender.stderr else ""
+        finally:
+            os.kill(sender.pid, signal.SIGKILL)
+            sender.wait()
+            gate.set()
+        assert sender.returncode == -signal.SIGKILL
+        with open_store_for(ws) as store, store.read() as conn:
+            in_flight = conn.scalar(
+                select(deliveries.c.id).where(deliveries.c.status == "sending").limit(1)
+            )
+        assert in_flight is not None  # killed mid-send, not after
+
+        ws = load_workspace(ws.root)
+        report = send_issue(ws, issue, smtp_url=server.url, connections=connections)
+        assert report.recovered <= connections
+        assert report.state == "finished"
+        counts = handler.per_address()
+        assert len(counts) == total  # nobody missed
+        duplicates = sum(n - 1 for n in counts.values())
+        assert duplicates <= connections
+        assert report.campaign_sent == total
+    finally:
+        gate.set()
+        server.stop()
