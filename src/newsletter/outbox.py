@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import re
+import secrets
 import tempfile
 import threading
 import time
@@ -57,6 +58,8 @@ class OutboxHandler:
         self.folder = folder
         self.messages: list[StoredMessage] = []
         self._counter = itertools.count(1)
+        # two servers in one second (a send, then a second one) must not reuse names
+        self._run = secrets.token_hex(3)
         self._lock = threading.Lock()
 
     async def handle_EHLO(
@@ -72,7 +75,7 @@ class OutboxHandler:
         recipients = tuple(envelope.rcpt_tos)
         first = _UNSAFE_NAME.sub("_", recipients[0] if recipients else "unknown")[:80]
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        name = f"{stamp}-{next(self._counter):06d}-{first}.eml"
+        name = f"{stamp}-{self._run}-{next(self._counter):06d}-{first}.eml"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".incoming-", suffix=".tmp")
