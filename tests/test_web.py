@@ -168,6 +168,18 @@ def test_a_malformed_body_still_unsubscribes_since_the_url_is_the_credential(
     assert not store.is_sendable(member[0], "main")
 
 
+def test_an_oversized_body_is_refused_before_anything_changes(
+    client: TestClient, store: Store, workspace: Workspace, member: tuple[int, int]
+) -> None:
+    answer = client.post(
+        f"/u/{_token(workspace, member)}",
+        content=b"List-Unsubscribe=One-Click&pad=" + b"x" * 200_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 413
+    assert store.is_sendable(member[0], "main")
+
+
 # --- rule 7: repeating is harmless ------------------------------------------------------
 
 

@@ -92,6 +92,7 @@ HONEYPOT_FIELD = "website"
 MAX_TOKEN_LENGTH = 256
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELD = 320
+MAX_CONSENT_TEXT = 4000
 # worker threads touching the database at once (SQLAlchemy's pool keeps 5 connections)
 DB_THREADS = 4
 
@@ -130,16 +131,21 @@ def _consent(request: Request, **extra: Any) -> Consent:
     )
 
 
-def _field(form: FormData | Mapping[str, Any], name: str) -> str:
+def _field(form: FormData | Mapping[str, Any], name: str, limit: int = MAX_FIELD) -> str:
     value = form.get(name)
-    return value.strip()[:MAX_FIELD] if isinstance(value, str) else ""
+    return value.strip()[:limit] if isinstance(value, str) else ""
 
 
 async def _read_form(request: Request) -> FormData:
     """The posted fields (urlencoded or multipart); an unreadable body counts as empty."""
     try:
         return await request.form(max_files=0, max_fields=50, max_part_size=MAX_BODY_BYTES)
-    except Exception as exc:  # malformed multipart, bad encoding, too large: no fields
+    except HTTPException as exc:
+        if exc.status_code == 413:  # body over MAX_BODY_BYTES: refuse before changing anything
+            raise
+        log.info("unreadable form body from %s: %s", _client(request), exc.detail)
+        return FormData()
+    except Exception as exc:  # anything else unreadable in the body: no fields
         log.info("unreadable form body from %s: %s", _client(request), exc)
         return FormData()
 
@@ -420,7 +426,7 @@ class WebApp:
             return self._page(p.CHECK_INBOX, **answer)
         consent = _consent(
             request,
-            text=_field(form, "consent_text") or None,
+            text=_field(form, "consent_text", MAX_CONSENT_TEXT) or None,
             version=_field(form, "consent_version")[:64] or None,
             detail={
                 "step": "request",

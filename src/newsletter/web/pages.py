@@ -13,7 +13,6 @@ version) are stored with the confirmation, so what was shown can be proven later
 from __future__ import annotations
 
 import hashlib
-import html
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -135,8 +134,3 @@ class Pages:
         }
         for name in PAGE_NAMES:
             self.render(name, **samples[name])
-
-
-def plain_text(message: str) -> str:
-    """``message`` HTML-escaped, for the few answers built without a template."""
-    return html.escape(message)
