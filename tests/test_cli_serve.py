@@ -179,6 +179,22 @@ def test_schedule_list_and_cancel_commands(workspace: Workspace, store: Store) -
     assert again.exit_code == 1 and "not waiting" in str(again.exception)
 
 
+def test_send_at_records_a_scheduled_send(workspace: Workspace, store: Store) -> None:
+    _members(store, 1)
+    folder = _issue(workspace)
+    result = CliRunner().invoke(
+        cli, ["-w", str(workspace.root), "send", str(folder), "--at", "2099-03-02 07:30 UTC"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("scheduled #1\tscheduled\t2099-03-02 07:30 UTC\t")
+    listed = CliRunner().invoke(cli, ["-w", str(workspace.root), "schedule", "list"])
+    assert "issues/2026-12-01-brief\tlist main" in listed.output
+    bad = CliRunner().invoke(
+        cli, ["-w", str(workspace.root), "send", str(folder), "--at", "tomorrow morning"]
+    )
+    assert bad.exit_code == 1 and "no time of day" in str(bad.exception)
+
+
 def test_run_due_reports_a_missed_send_and_exits_1(workspace: Workspace, store: Store) -> None:
     _members(store, 1)
     with time_machine.travel(datetime(2026, 11, 27, 9, 0, tzinfo=UTC), tick=False) as clock:
