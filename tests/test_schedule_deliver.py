@@ -5,23 +5,28 @@ process died part-way is taken over and finished without a second copy to anyone
 
 from __future__ import annotations
 
+import asyncio
 import email
+import socket
 import threading
 from collections import Counter
 from datetime import UTC, datetime
 from email.policy import default as default_policy
 from pathlib import Path
+from typing import Any
 
+import pytest
 import time_machine
+from aiosmtpd.controller import Controller
 
 from newsletter.deliver import send_issue
 from newsletter.issue import parse_issue, write_issue_folder
 from newsletter.outbox import outbox_dir
 from newsletter.render import render_issue
-from newsletter.schedule import run_due, schedule_send
+from newsletter.schedule import RunReport, run_due, schedule_send
 from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.store.schedules import claim_schedule, get_schedule
-from newsletter.workspace import Workspace
+from newsletter.workspace import Workspace, load_workspace
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_issue.json"
 BEFORE = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -107,3 +112,58 @@ def test_a_send_whose_process_died_part_way_is_finished_without_duplicates(
     with open_store_for(workspace) as store:
         stored = get_schedule(store, scheduled.id)
     assert stored is not None and stored.state == "done" and stored.attempts == 2
+
+
+class _HoldFirst:
+    """aiosmtpd handler: records recipients, holds the first message until ``release``."""
+
+    def __init__(self) -> None:
+        self.recipients: list[str] = []
+        self.first = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.recipients.extend(envelope.rcpt_tos)
+        if not self.first.is_set():
+            self.first.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        return "250 2.0.0 taken"
+
+
+def test_a_send_stopped_by_shutdown_goes_back_to_the_queue_and_resumes(
+    workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = _HoldFirst()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k")
+        monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://127.0.0.1:{port}")
+        ws = load_workspace(workspace_dir)
+        readers = _readers(ws, 20)
+        folder = _issue(ws)
+        with time_machine.travel(BEFORE, tick=False):
+            scheduled = schedule_send(ws, folder, "2026-12-01 08:00")
+        with time_machine.travel(DUE, tick=True):
+            stop = threading.Event()
+            reports: list[RunReport] = []
+            tick = threading.Thread(target=lambda: reports.append(run_due(ws, stop=stop)))
+            tick.start()
+            assert handler.first.wait(30), "the send never reached the server"
+            stop.set()  # serve is shutting down
+            handler.release.set()
+            tick.join(60)
+            with open_store_for(ws) as store:
+                paused = get_schedule(store, scheduled.id)
+            assert paused is not None and paused.state == "scheduled"
+            assert "interrupted" in paused.note and reports[0].done == []
+            assert len(handler.recipients) < len(readers)
+            resumed = run_due(ws)  # the next start
+        assert [sid for sid, _ in resumed.done] == [scheduled.id]
+        assert Counter(handler.recipients) == Counter(dict.fromkeys(readers, 1))
+    finally:
+        handler.release.set()
+        controller.stop()

@@ -20,6 +20,7 @@ Tests pass their own runner, or the real one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -47,6 +48,7 @@ from newsletter.store.schedules import (
     finish_schedule,
     list_schedules,
     mark_missed,
+    release_schedule,
 )
 from newsletter.workspace import Workspace
 
@@ -56,6 +58,7 @@ __all__ = [
     "RunReport",
     "ScheduleError",
     "ScheduledSend",
+    "SendInterrupted",
     "SendRunner",
     "cancel_scheduled",
     "describe",
@@ -83,6 +86,10 @@ SendRunner = Callable[[Workspace, ScheduledSend], str]
 
 class ScheduleError(NewsletterError):
     """A time that cannot be read, a send in the past, a schedule that cannot change."""
+
+
+class SendInterrupted(Exception):
+    """A runner stopped part-way on request (``serve`` shutting down): resume it later."""
 
 
 # --- reading times ---------------------------------------------------------------------------
@@ -265,11 +272,26 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def deliver_runner(ws: Workspace, scheduled: ScheduledSend) -> str:
-    """The real send: the ledger loop of ``newsletter.deliver`` -> its summary line."""
-    from newsletter.deliver import run_scheduled_send
+def deliver_runner(
+    ws: Workspace, scheduled: ScheduledSend, stop: threading.Event | None = None
+) -> str:
+    """The real send: the ledger loop of ``newsletter.deliver`` -> its summary line.
 
-    return run_scheduled_send(ws, issue_folder(ws, scheduled), list_name=scheduled.list_name)
+    Setting ``stop`` ends the run after the messages in flight and raises
+    SendInterrupted; a campaign found already finished (a run that completed before a
+    crash) is reported as such, so the schedule ends as done.
+    """
+    from newsletter.deliver import AlreadySentError, send_issue
+
+    try:
+        report = send_issue(
+            ws, issue_folder(ws, scheduled), list_name=scheduled.list_name, stop=stop
+        )
+    except AlreadySentError as exc:
+        return f"nothing to do: {exc.message}"
+    if report.interrupted:
+        raise SendInterrupted(report.summary())
+    return report.summary()
 
 
 def retry_deferred(ws: Workspace) -> list[str]:
@@ -328,6 +350,11 @@ def _run_one(
     try:
         with _Heartbeat(store, claimed.id, worker, heartbeat_seconds):
             summary = runner(ws, claimed)
+    except SendInterrupted as exc:
+        note = f"interrupted ({exc}); resumes at the next start"
+        release_schedule(store, claimed.id, worker, note=note, now=utcnow())
+        log.warning("scheduled send #%d %s", claimed.id, note)
+        return
     except NewsletterError as exc:
         note = str(exc)
         finish_schedule(store, claimed.id, worker, state=FAILED, note=note, now=utcnow())
@@ -354,6 +381,7 @@ def run_due(
     stale_after: timedelta = STALE_AFTER,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
     retry: Callable[[Workspace], list[str]] | None = retry_deferred,
+    stop: threading.Event | None = None,
 ) -> RunReport:
     """One scheduler tick: mark sends past the window missed, run those due, then retry
     deferred deliveries whose time has come -> RunReport.
@@ -362,8 +390,12 @@ def run_due(
     the next one, in this thread. ``runner`` defaults to ``deliver_runner``; ``store``
     to the workspace's (opened and closed here); ``retry`` (None: skip) resumes
     campaigns with due deferrals, which the ledger keeps to one process at a time.
+    Setting ``stop`` ends the tick early: the default runner stops its send after the
+    messages in flight and hands it back to the queue, to resume at the next tick.
     """
-    runner = runner or deliver_runner
+    stop = stop or threading.Event()
+    if runner is None:
+        runner = functools.partial(deliver_runner, stop=stop)
     worker = worker or worker_name()
     window = timedelta(hours=ws.config.serve.missed_window_hours)
     report = RunReport()
@@ -372,6 +404,8 @@ def run_due(
     try:
         now = utcnow()
         for scheduled in due_schedules(store, now, stale_before=now - stale_after):
+            if stop.is_set():
+                break
             now = utcnow()
             if _too_late(scheduled, now, window):
                 late = now - scheduled.due_at
@@ -392,7 +426,7 @@ def run_due(
     finally:
         if own_store:
             store.close()
-    if retry is not None:
+    if retry is not None and not stop.is_set():
         try:
             report.retried.extend(retry(ws))
         except NewsletterError as exc:

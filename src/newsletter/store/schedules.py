@@ -293,6 +293,25 @@ def finish_schedule(
     return changed == 1
 
 
+def release_schedule(
+    store: Store, schedule_id: int, worker: str, *, note: str, now: datetime
+) -> bool:
+    """Hand ``worker``'s running send back to the queue (it stopped part-way on purpose,
+    e.g. ``serve`` shutting down) -> True if released. The next tick resumes it if it is
+    still within the missed window."""
+    with store.write() as conn:
+        changed = conn.execute(
+            update(schedules)
+            .where(
+                schedules.c.id == schedule_id,
+                schedules.c.state == RUNNING,
+                schedules.c.claimed_by == worker[:200],
+            )
+            .values(state=SCHEDULED, note=note, claimed_by=None, updated_at=now)
+        ).rowcount
+    return changed == 1
+
+
 def mark_missed(store: Store, scheduled: ScheduledSend, note: str, now: datetime) -> bool:
     """Give up on ``scheduled`` (too late to send) -> True if this call marked it.
 

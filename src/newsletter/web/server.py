@@ -30,6 +30,8 @@ from newsletter.workspace import Workspace
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+# A scheduled send stops after its messages in flight: give those time to be answered.
+SEND_STOP_SECONDS = 60.0
 # Expired pending subscriptions are looked for at most this often.
 EXPIRY_EVERY_SECONDS = 3600.0
 
@@ -79,7 +81,7 @@ class Housekeeper:
 
     def tick(self) -> RunReport:
         """Start due sends (to the end), then expire old pending requests if it is time."""
-        report = run_due(self.web.ws, runner=self.runner, store=self.web.store)
+        report = run_due(self.web.ws, runner=self.runner, store=self.web.store, stop=self._stop)
         now = self._clock()
         if self._last_expiry is None or now - self._last_expiry >= EXPIRY_EVERY_SECONDS:
             self._last_expiry = now
@@ -102,8 +104,8 @@ class Housekeeper:
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Stop after the current round -> False if a send was still running at ``timeout``
-        (it resumes at the next start, the ledger sending nobody a second copy)."""
+        """Stop: a running send ends after its messages in flight and goes back to the
+        queue (resumed at the next start) -> False if still busy at ``timeout``."""
         self._stop.set()
         if self._thread is None:
             return True
@@ -194,9 +196,9 @@ class ServeServer:
             log.info("serve stopped")
         finally:
             if self.housekeeper is not None and not self.housekeeper.stop(
-                timeout=GRACEFUL_SHUTDOWN_SECONDS
+                timeout=SEND_STOP_SECONDS
             ):
-                log.warning("a scheduled send is still running; it resumes at the next start")
+                log.warning("a scheduled send did not stop in time; it resumes at the next start")
             self._release()
 
     def _release(self) -> None:
