@@ -106,8 +106,12 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if not rows:
         return
     keys = list(rows[0])
-    compiled = insert(table).compile(dialect=conn.dialect, column_keys=keys)
-    processors = {key: table.c[key].type.bind_processor(conn.dialect) for key in keys}
+    dialect = conn.dialect
+    # inline(): no RETURNING of the new primary key (PostgreSQL would add it)
+    compiled = insert(table).inline().compile(dialect=dialect, column_keys=keys)
+    processors = {
+        key: table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys
+    }
     names = list(compiled.positiontup or ()) if compiled.positional else keys
 
     def cooked(row: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +147,9 @@ def suppression_reasons(conn: Connection, emails: Iterable[str]) -> dict[str, st
 def add_suppression(conn: Connection, email: str, reason: str, now: datetime) -> bool:
     """Put ``email`` on the suppression list (or strengthen its reason) -> True if changed."""
     digest = address_hash(email)
-    current = conn.scalar(select(suppressions.c.reason).where(suppressions.c.email_hash == digest))
+    current = conn.scalar(
+        select(suppressions.c.reason).where(suppressions.c.email_hash == digest).with_for_update()
+    )
     if current is None:
         conn.execute(insert(suppressions).values(email_hash=digest, reason=reason, at=now))
         return True
@@ -170,7 +176,10 @@ def suppress_subscriber(
     Returns True when anything changed (an already suppressed subscriber stays
     as it is unless ``reason`` is stronger, e.g. a complaint after an unsubscribe).
     """
-    current = conn.scalar(select(subscribers.c.status).where(subscribers.c.id == subscriber_id))
+    # FOR UPDATE: on PostgreSQL two simultaneous unsubscribes take turns, so one records it
+    current = conn.scalar(
+        select(subscribers.c.status).where(subscribers.c.id == subscriber_id).with_for_update()
+    )
     changed = False
     if current is not None and STRENGTH[reason] > STRENGTH[current]:
         conn.execute(

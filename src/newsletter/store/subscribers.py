@@ -12,12 +12,14 @@ address is not on the suppression list.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -32,6 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.errors import StoreError
 from newsletter.store.addresses import address_hash, normalize_address
@@ -72,6 +75,8 @@ from newsletter.store.schema import (
     suppressions,
 )
 
+log = logging.getLogger(__name__)
+
 WRITE_OPTION = "newsletter_write"
 
 # Called inside erase()'s transaction with (connection, subscriber id): modules that keep
@@ -86,6 +91,37 @@ class PendingResult:
     subscriber_id: int
     list_id: int
     status: str
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_ATTEMPTS = 3
+
+
+def _retry_conflicts(method: Callable[P, T]) -> Callable[P, T]:
+    """Run a write transaction again when a concurrent writer won a race on a unique key.
+
+    On PostgreSQL two imports (or a web subscribe and an import) may insert the
+    same new address or list at once; the loser's transaction rolls back whole
+    and simply runs again, now seeing the winner's row. SQLite never races here
+    (``BEGIN IMMEDIATE``), so a constraint failure there is real and raised at once.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        store = args[0]
+        assert isinstance(store, Store)
+        attempts = 1 if store.engine.dialect.name == "sqlite" else _ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                return method(*args, **kwargs)
+            except IntegrityError:
+                if attempt == attempts:
+                    raise
+                log.info("write conflict with another writer, retrying (%d)", attempt)
+        raise AssertionError("unreachable")
+
+    return wrapper
 
 
 class Store:
@@ -139,6 +175,7 @@ class Store:
 
     # -- lists ------------------------------------------------------------------------------
 
+    @_retry_conflicts
     def ensure_list(self, name: str) -> int:
         """Id of list ``name``, created if needed."""
         with self._write_with_lists() as (conn, cache):
@@ -216,6 +253,7 @@ class Store:
         )
         return result.outcomes[row.email]
 
+    @_retry_conflicts
     def import_batch(
         self,
         rows: Sequence[ImportRow],
@@ -239,6 +277,7 @@ class Store:
             )
         return result
 
+    @_retry_conflicts
     def add_pending(
         self,
         email: str,
@@ -281,9 +320,11 @@ class Store:
                     .returning(subscribers.c.id)
                 ).scalar_one()
             status = conn.scalar(
-                select(memberships.c.status).where(
+                select(memberships.c.status)
+                .where(
                     memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id
                 )
+                .with_for_update()
             )
             if status == ACTIVE:
                 return PendingResult(subscriber_id, list_id, ACTIVE)
@@ -302,6 +343,7 @@ class Store:
             record_consents(conn, [consent_row(subscriber_id, list_id, "subscribe", consent, now)])
             return PendingResult(subscriber_id, list_id, PENDING)
 
+    @_retry_conflicts
     def confirm(self, subscriber_id: int, list_name: str, *, consent: Consent) -> bool:
         """Turn a pending membership active (double opt-in confirmed) -> True if it changed.
 
@@ -317,6 +359,7 @@ class Store:
                 select(subscribers.c.email, subscribers.c.status, memberships.c.status)
                 .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
                 .where(subscribers.c.id == subscriber_id, memberships.c.list_id == list_id)
+                .with_for_update()
             ).first()
             if row is None or row[2] != PENDING or row[0] is None:
                 return False
@@ -367,6 +410,7 @@ class Store:
 
     # -- leaving ----------------------------------------------------------------------------
 
+    @_retry_conflicts
     def unsubscribe(
         self,
         who: int | str,
@@ -407,6 +451,7 @@ class Store:
         """A spam complaint (ARF report): suppress ``who`` everywhere."""
         return self._suppress(who, COMPLAINED, consent or Consent(source="mail"))
 
+    @_retry_conflicts
     def _suppress(self, who: int | str, reason: str, consent: Consent) -> bool:
         now = utcnow()
         with self.write() as conn:
@@ -425,9 +470,9 @@ class Store:
         self, conn: Connection, subscriber_id: int, list_id: int, now: datetime
     ) -> bool:
         status = conn.scalar(
-            select(memberships.c.status).where(
-                memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id
-            )
+            select(memberships.c.status)
+            .where(memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)
+            .with_for_update()
         )
         if status == UNSUBSCRIBED:
             return False
@@ -679,6 +724,7 @@ class Store:
 
     # -- erasure ----------------------------------------------------------------------------
 
+    @_retry_conflicts
     def erase(self, email: str, *, consent: Consent) -> bool:
         """Erase ``email``'s personal data, keeping only its hash on the suppression list.
 
