@@ -313,3 +313,21 @@ def test_a_mail_server_that_is_down_does_not_break_the_answer(
         assert "Check your inbox" in _sign_up(client)
         assert store.get_by_email(NEW).list_status("main") == "pending"  # type: ignore[union-attr]
     assert "could not send the confirm message" in caplog.text
+
+
+def test_the_confirmation_message_comes_from_the_workspace_templates(
+    workspace: Workspace, store: Store
+) -> None:
+    messages = workspace.templates_dir / "messages"
+    messages.mkdir(parents=True, exist_ok=True)
+    (messages / "confirm.txt.j2").write_text(
+        '{% set subject = "One click to join " ~ publication.name %}'
+        "Hello {{ slot('greeting_name') }}! Join here: {{ confirm_url }}\n"
+        "Leave: {{ slot('unsubscribe_url') }}\n",
+        encoding="utf-8",
+    )
+    with TestClient(create_app(workspace, store)) as client:
+        _sign_up(client)
+    [message] = _outbox(workspace)
+    assert message["Subject"] == "One click to join The Weekly Brief"
+    assert _text(message).startswith("Hello Nia New! Join here: https://brief.example.org/c/")
