@@ -97,7 +97,8 @@ def make_engine(url: str) -> Engine:
     except (ImportError, ArgumentError) as exc:
         raise StoreError(
             f"cannot use database {redact_url(url)}: {exc}",
-            hint="install the database driver or fix NEWSLETTER_DATABASE_URL",
+            hint="for PostgreSQL pip install 'newsletter[postgres]' and use a "
+            "postgresql+psycopg:// URL; else fix NEWSLETTER_DATABASE_URL",
         ) from None
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
