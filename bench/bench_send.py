@@ -4,7 +4,8 @@ Two steps, because bench_smtp.sh times the whole sender command and the setup
 (workspace, 5,000-subscriber database, composing the issue) is not part of a send:
 
     python bench/bench_send.py prepare --out WS --n 5000
-    bench_smtp.sh -n 5000 -r 3 'python bench/bench_send.py send --workspace WS --port {port} --n {n}'
+    bench_smtp.sh -n 5000 -r 3 \
+        'python bench/bench_send.py send --workspace WS --port {port} --n {n}'
 
 ``prepare`` makes a workspace from the repository's sample one: its seeds composed into
 ``issues/base`` (teasers dropped until the personalised message is about ``--size``
@@ -68,7 +69,7 @@ def wire_size(root: Path, folder: Path) -> int:
 
 def compose_sized(root: Path, target: int) -> int:
     """Compose the seeds into issues/base, dropping teasers until about ``target`` bytes."""
-    from newsletter.issue import compose_issue, issue_json, render_issue_folder
+    from newsletter.issue import compose_issue, render_issue_folder
     from newsletter.workspace import load_workspace
 
     ws = load_workspace(root)
