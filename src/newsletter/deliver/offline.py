@@ -22,7 +22,7 @@ import csv
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
@@ -147,13 +147,21 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def dry_run(
-    ws: Workspace, issue_dir: Path, outdir: Path, list_name: str | None = None
+    ws: Workspace,
+    issue_dir: Path,
+    outdir: Path,
+    list_name: str | None = None,
+    *,
+    write: Callable[[Path, bytes], None] | None = None,
 ) -> DryRunReport:
     """Write what a send of ``issue_dir`` to ``list_name`` would send -> DryRunReport.
 
-    ``outdir`` must be new or empty. Raises NewsletterError for a used folder,
-    StoreError for an unknown list, RenderError/ConfigError as a real send would.
+    ``outdir`` must be new or empty. ``write(path, data)`` stores one message
+    (default: a temporary file renamed into place; a benchmark passes its own).
+    Raises NewsletterError for a used folder, StoreError for an unknown list,
+    RenderError/ConfigError as a real send would.
     """
+    write = write or _write_atomic
     started = time.monotonic()
     list_name = (list_name or ws.config.send.list).strip()
     rendered, warnings = render_for_send(ws, issue_dir)
@@ -182,7 +190,7 @@ def dry_run(
                 recipient = Recipient(member.id, member.email, member.name, member.attributes)
                 data = template.personalise(recipient, message_key=f"dry-{member.id}")
                 name = f"{count:07d}-{member.id}.eml"
-                _write_atomic(outdir / name, data)
+                write(outdir / name, data)
                 manifest.writerow(
                     [name, member.id, template.envelope_sender(recipient), member.email]
                 )
