@@ -3,8 +3,8 @@
 Usage: python bench/bench_subscribers.py [--rows 100000] [--population 1000000] [--dir DIR]
 
 Each measured step runs in its own child process, which reports its wall
-time and its own peak RSS (``ru_maxrss``), so one step's memory never hides
-another's. Steps, all through the same core functions the CLI calls:
+time, its CPU time (the whole child, start-up included) and its own peak RSS
+(``ru_maxrss``), so one step's memory never hides another's. Steps, all through the same core functions the CLI calls:
 
 1. import a generated N-row CSV into a fresh SQLite database (also at N/10,
    to show memory stays flat as the file grows: the import streams);
@@ -169,6 +169,8 @@ def main() -> None:
         numbers = [int(a) if a.isdigit() else a for a in args]
         result = CHILDREN[step](*numbers)
         result["peak_rss_mb"] = _peak_rss_mb()
+        # CPU seconds of the whole child: on a shared machine wall time also counts waiting
+        result["cpu_s"] = time.process_time()
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory(dir=options.dir) as tmp:

@@ -91,6 +91,19 @@ def test_unsubscribe_from_one_list(invoke: Invoke) -> None:
     assert again.stdout.strip() == "x@example.com: already unsubscribed from weekly"
 
 
+def test_unknown_list_or_address_is_an_error(invoke: Invoke) -> None:
+    invoke("subscribers", "add", "x@example.com")
+    for args in (
+        ("unsubscribe", "x@example.com", "--list", "nope"),
+        ("subscribers", "remove", "x@example.com", "--list", "nope"),
+        ("subscribers", "remove", "y@example.com"),
+        ("subscribers", "show", "y@example.com"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 1 and isinstance(result.exception, StoreError), args
+    assert "lists: main" in str(invoke("unsubscribe", "x@example.com", "--list", "no").exception)
+
+
 def test_export_to_stdout_and_file(invoke: Invoke, tmp_path: Path) -> None:
     invoke("subscribers", "import", "subscribers/subscribers.csv")
     out = invoke("subscribers", "export", "--status", "active")

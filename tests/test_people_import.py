@@ -281,6 +281,14 @@ def test_leaving_one_list_is_respected_but_another_list_is_fine(store: Store) ->
     assert counts(run(store, path, list_name="monthly")) == (3, 0, 0, 0, 0)
 
 
+def test_a_bad_list_name_in_the_file_is_a_bad_row(store: Store, tmp_path: Path) -> None:
+    long = "x" * 150
+    data = f"email,lists\nok@example.com,main\nbad@example.com,{long}\n".encode()
+    report = run(store, write(tmp_path, "l.csv", data))
+    assert counts(report) == (1, 0, 0, 0, 1)
+    assert report.invalid[0][0] == 3 and "lists: list name" in report.invalid[0][1]
+
+
 def test_updates_are_counted(store: Store, tmp_path: Path) -> None:
     run(store, CSV_DIR / "generic.csv")
     data = b"email,city\nmarta.ruiz@example.com,Madrid\nnew@example.com,Rome\n"

@@ -372,7 +372,10 @@ def _generic(record: dict[str, str], header: _Header) -> ImportRow:
         for key, list_status in LIST_KEYS.items():
             for name in re.split(r"[;,]", record.get(key, "")):
                 if name.strip():
-                    lists[name.strip()] = list_status
+                    try:
+                        lists[validate_list_name(name)] = list_status
+                    except StoreError as exc:
+                        raise RowError(f"{key}: {exc.message}") from None
     detail = {"optin_time": record["created_at"]} if record.get("created_at") else {}
     return ImportRow(
         email=email,
@@ -654,11 +657,18 @@ def add_subscriber(
     return f"{address}: {outcome} ({list_name})"
 
 
+def _require_subscriber_and_list(store: Store, address: str, list_name: str) -> None:
+    if store.get_by_email(address) is None:
+        raise StoreError(f"{address} is not a subscriber", hint="check the address")
+    if store.list_id(list_name) is None:
+        known = ", ".join(store.list_names()) or "none yet"
+        raise StoreError(f"no list named {list_name!r}", hint=f"lists: {known}")
+
+
 def remove_subscriber(store: Store, email: str, *, list_name: str) -> str:
     """``newsletter subscribers remove``: take ``email`` off one list, keeping the record."""
     address = normalize_address(email)
-    if store.get_by_email(address) is None:
-        raise StoreError(f"{address} is not a subscriber", hint="check the address")
+    _require_subscriber_and_list(store, address, list_name)
     changed = store.unsubscribe(
         address, list_name=list_name, consent=Consent(source="cli"), action="remove"
     )
@@ -668,8 +678,8 @@ def remove_subscriber(store: Store, email: str, *, list_name: str) -> str:
 def unsubscribe_address(store: Store, email: str, *, list_name: str | None) -> str:
     """``newsletter unsubscribe``: from one list, or (no list) from everything, for good."""
     address = normalize_address(email)
-    if list_name is not None and store.get_by_email(address) is None:
-        raise StoreError(f"{address} is not a subscriber", hint="check the address")
+    if list_name is not None:  # from everything works for any address: it blocks it for good
+        _require_subscriber_and_list(store, address, list_name)
     changed = store.unsubscribe(address, list_name=list_name, consent=Consent(source="cli"))
     where = list_name or "everything"
     return f"{address}: {'unsubscribed from' if changed else 'already unsubscribed from'} {where}"
