@@ -4,7 +4,8 @@ Usage: python bench/bench_subscribers.py [--rows 100000] [--population 1000000] 
 
 Each measured step runs in its own child process, which reports its wall
 time, its CPU time (the whole child, start-up included) and its own peak RSS
-(``ru_maxrss``), so one step's memory never hides another's. Steps, all through the same core functions the CLI calls:
+(``ru_maxrss``), so one step's memory never hides another's. Steps, all
+through the same core functions the CLI calls:
 
 1. import a generated N-row CSV into a fresh SQLite database (also at N/10,
    to show memory stays flat as the file grows: the import streams);
