@@ -112,17 +112,17 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     processors = {
         key: table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys
     }
-    names = list(compiled.positiontup or ()) if compiled.positional else keys
-
-    def cooked(row: dict[str, Any]) -> dict[str, Any]:
-        return {
-            key: value if (proc := processors[key]) is None else proc(value)
-            for key, value in row.items()
-        }
-
-    params: list[Any] = [cooked(row) for row in rows]
+    plain = [key for key in keys if processors[key] is None]
+    cooked = [(key, proc) for key, proc in processors.items() if proc is not None]
+    params: list[Any] = []
+    for row in rows:
+        values = {key: row[key] for key in plain}
+        for key, proc in cooked:
+            values[key] = proc(row[key])
+        params.append(values)
     if compiled.positional:
-        params = [tuple(row[name] for name in names) for row in params]
+        order = list(compiled.positiontup or ())
+        params = [tuple(values[name] for name in order) for values in params]
     conn.exec_driver_sql(compiled.string, params)
 
 
