@@ -6,7 +6,7 @@ is sent (subject, rendered HTML and text, slots unfilled), taken when the send f
 starts, so a send resumed after a crash or an edit delivers the same message to the
 rest of the list. Its ``state`` is:
 
-``running``   a process is sending it (``runner`` = host:pid, ``heartbeat_at`` fresh)
+``running``   a process is sending it (``runner`` = host:pid:thread, fresh ``heartbeat_at``)
 ``stopped``   interrupted (Ctrl-C, a stop on error, a crash noticed on resume): resumable
 ``waiting``   one pass done, deferred recipients left for a later attempt
 ``finished``  nobody left to try: every row is sent, failed, skipped or unknown
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -219,15 +220,17 @@ class Result:
 
 
 def runner_name() -> str:
-    """``host:pid`` of this process, as stored in ``campaigns.runner``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:thread`` of the caller, as stored in ``campaigns.runner`` (two threads
+    of one process, say a CLI send and serve's scheduler, are two runners)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
 def runner_is_dead(runner: str | None) -> bool:
     """True when ``runner`` names a process on this host that no longer exists."""
     if not runner:
         return True
-    host, _, pid_text = runner.rpartition(":")
+    host, _, rest = runner.partition(":")
+    pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     try:
