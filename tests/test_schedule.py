@@ -340,3 +340,17 @@ def test_two_schedulers_on_one_database_never_both_start_a_send(
     assert errors == []
     started = sorted(call.id for call in runner.calls)
     assert started == sorted({call.id for call in runner.calls}) and len(started) == 2
+
+
+def test_a_tick_forgets_sign_ups_nobody_confirmed_in_time(
+    workspace: Workspace, store: Store, clock: Clock
+) -> None:
+    store.add_pending("late@example.org", list_name="main", consent=Consent(source="web"))
+    clock.shift(timedelta(hours=workspace.config.serve.pending_expiry_hours - 1))
+    store.add_pending("recent@example.org", list_name="main", consent=Consent(source="web"))
+    assert run_due(workspace, runner=Recorder(), expire=False).forgotten == 0
+    clock.shift(timedelta(hours=2))
+    report = run_due(workspace, runner=Recorder())
+    assert report.forgotten == 1 and report.lines() == ["forgot 1 unconfirmed sign-ups"]
+    assert store.get_by_email("late@example.org") is None
+    assert store.get_by_email("recent@example.org") is not None

@@ -251,11 +251,12 @@ class RunReport:
     failed: list[tuple[int, str]] = field(default_factory=list)
     missed: list[tuple[int, str]] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
+    forgotten: int = 0
 
     @property
     def acted(self) -> bool:
         """Whether the tick did anything at all."""
-        return bool(self.done or self.failed or self.missed or self.retried)
+        return bool(self.done or self.failed or self.missed or self.retried or self.forgotten)
 
     def lines(self) -> list[str]:
         """Human-readable lines, one per send touched."""
@@ -264,6 +265,7 @@ class RunReport:
             + [f"#{i} failed: {note}" for i, note in self.failed]
             + [f"#{i} missed: {note}" for i, note in self.missed]
             + [f"deferred deliveries retried: {note}" for note in self.retried]
+            + ([f"forgot {self.forgotten} unconfirmed sign-ups"] if self.forgotten else [])
         )
 
 
@@ -331,6 +333,15 @@ class _Heartbeat:
         self._thread.join()
 
 
+def forget_expired_requests(ws: Workspace, store: Store) -> int:
+    """Remove double opt-in requests unconfirmed for ``serve.pending_expiry_hours`` -> count."""
+    cutoff = utcnow() - timedelta(hours=ws.config.serve.pending_expiry_hours)
+    removed = store.expire_pending(cutoff)
+    if removed:
+        log.info("forgot %d unconfirmed subscription requests", removed)
+    return removed
+
+
 def _too_late(scheduled: ScheduledSend, now: datetime, window: timedelta) -> bool:
     return now - scheduled.due_at > window
 
@@ -382,9 +393,11 @@ def run_due(
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
     retry: Callable[[Workspace], list[str]] | None = retry_deferred,
     stop: threading.Event | None = None,
+    expire: bool = True,
 ) -> RunReport:
-    """One scheduler tick: mark sends past the window missed, run those due, then retry
-    deferred deliveries whose time has come -> RunReport.
+    """One scheduler tick: mark sends past the window missed, run those due, retry
+    deferred deliveries whose time has come and (``expire``) forget double opt-in
+    requests nobody confirmed in time -> RunReport.
 
     Each due send is claimed first (only the winner runs it) and run to the end before
     the next one, in this thread. ``runner`` defaults to ``deliver_runner``; ``store``
@@ -423,6 +436,8 @@ def run_due(
                 log.debug("scheduled send #%d was claimed by another process", scheduled.id)
                 continue
             _run_one(ws, store, claimed, worker, runner, report, heartbeat_seconds)
+        if expire and not stop.is_set():
+            report.forgotten = forget_expired_requests(ws, store)
     finally:
         if own_store:
             store.close()

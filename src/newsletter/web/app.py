@@ -41,7 +41,6 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -59,6 +58,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from newsletter.errors import NewsletterError, TokenError
+from newsletter.schedule import forget_expired_requests
 from newsletter.store import (
     AddressError,
     Consent,
@@ -66,7 +66,6 @@ from newsletter.store import (
     Subscriber,
     normalize_address,
     open_store_for,
-    utcnow,
 )
 from newsletter.store.records import Membership
 from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
@@ -565,8 +564,7 @@ class WebApp:
 
     def expire_pending(self) -> int:
         """Forget double opt-in requests older than ``serve.pending_expiry_hours`` -> count."""
-        cutoff = utcnow() - timedelta(hours=self.ws.config.serve.pending_expiry_hours)
-        return self.store.expire_pending(cutoff)
+        return forget_expired_requests(self.ws, self.store)
 
 
 def create_app(

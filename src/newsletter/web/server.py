@@ -83,15 +83,14 @@ class Housekeeper:
         self._thread: threading.Thread | None = None
 
     def tick(self) -> RunReport:
-        """Start due sends (to the end), then expire old pending requests if it is time."""
-        report = run_due(self.web.ws, runner=self.runner, store=self.web.store, stop=self._stop)
+        """One ``run_due`` round; old pending requests are looked for hourly only."""
         now = self._clock()
-        if self._last_expiry is None or now - self._last_expiry >= EXPIRY_EVERY_SECONDS:
+        expire = self._last_expiry is None or now - self._last_expiry >= EXPIRY_EVERY_SECONDS
+        if expire:
             self._last_expiry = now
-            removed = self.web.expire_pending()
-            if removed:
-                log.info("forgot %d unconfirmed subscription requests", removed)
-        return report
+        return run_due(
+            self.web.ws, runner=self.runner, store=self.web.store, stop=self._stop, expire=expire
+        )
 
     def _loop(self) -> None:
         while not self._stop.is_set():
