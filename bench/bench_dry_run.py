@@ -135,7 +135,8 @@ def main() -> None:
     os.environ["NEWSLETTER_SECRET_KEY"] = BENCH_KEY
     base = Path(tempfile.mkdtemp(prefix="bench-dry-run-", dir=args.dir))
     try:
-        for count, files in ((args.files, True), (args.n // 10, False), (args.n, False)):
+        runs = ((args.files, True), (args.n // 10, False), (args.n, False))
+        for count, files in ((count, files) for count, files in runs if count):
             root = base / f"ws-{count}-{int(files)}"
             started = time.perf_counter()
             prepare(root, count)
