@@ -23,6 +23,10 @@ to the workers. So:
   missed. (A row still waiting in the inbox at the kill was never sent: resending it
   is no duplicate.)
 
+Every message is personalised (its own token, name, Message-ID), so each transaction
+carries one recipient: ``send.recipients_per_transaction`` (any value >= 1) is always
+honoured. ``send.messages_per_connection`` is enforced by each worker's connection.
+
 Outcomes (see ``newsletter.transport``)
 ----------------------------------------
 ``ACCEPTED`` -> sent. ``PERMANENT`` (5xx) -> failed with code and reply, never retried;
