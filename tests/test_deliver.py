@@ -768,3 +768,20 @@ def test_plan_counts_the_list(ws: Workspace, issue: Path) -> None:
     )
     with pytest.raises(NewsletterError, match="no list named 'weekly'"):
         plan_send(ws, issue, "weekly")
+
+
+def test_a_scheduled_send_runs_through_the_ledger(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    from newsletter.schedule import run_due, schedule_send
+
+    ws = Workspace(ws.root, ws.config, replace(ws.env, smtp_url=server.url))
+    now = datetime.now(UTC)
+    schedule_send(ws, issue, f"{now:%Y-%m-%d %H:%M} UTC")  # this minute: due at once
+    report = run_due(ws)
+    assert [note for _, note in report.done] == [
+        "sent 5, failed 0, deferred 0, skipped 0, unknown 0"
+    ]
+    assert handler_of(server).per_address() == Counter(dict.fromkeys(SAMPLE, 1))
+    assert not run_due(ws).acted  # nothing left to do, nothing sent twice
+    assert sum(handler_of(server).per_address().values()) == 5
