@@ -112,17 +112,18 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     processors = {
         key: table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys
     }
-    plain = [key for key in keys if processors[key] is None]
-    cooked = [(key, proc) for key, proc in processors.items() if proc is not None]
-    params: list[Any] = []
-    for row in rows:
-        values = {key: row[key] for key in plain}
-        for key, proc in cooked:
-            values[key] = proc(row[key])
-        params.append(values)
     if compiled.positional:
-        order = list(compiled.positiontup or ())
-        params = [tuple(values[name] for name in order) for values in params]
+        plan = [(key, processors[key]) for key in compiled.positiontup or ()]
+        params: list[Any] = [
+            tuple([row[key] if proc is None else proc(row[key]) for key, proc in plan])
+            for row in rows
+        ]
+    else:
+        plan = list(processors.items())
+        params = [
+            {key: row[key] if proc is None else proc(row[key]) for key, proc in plan}
+            for row in rows
+        ]
     conn.exec_driver_sql(compiled.string, params)
 
 
