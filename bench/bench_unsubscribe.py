@@ -212,7 +212,10 @@ def run_send(root: Path, issue: Path) -> None:
     from newsletter.workspace import load_workspace
 
     ws = load_workspace(root)
-    print(send_issue(ws, issue, list_name="main").summary(), flush=True)
+    started = time.perf_counter()
+    report = send_issue(ws, issue, list_name="main")
+    seconds = time.perf_counter() - started
+    print(f"{report.summary()} in {seconds:.1f} s", flush=True)
 
 
 # --- the load --------------------------------------------------------------------------------
