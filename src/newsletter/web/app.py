@@ -62,12 +62,12 @@ from newsletter.schedule import forget_expired_requests
 from newsletter.store import (
     AddressError,
     Consent,
+    Membership,
     Store,
     Subscriber,
     normalize_address,
     open_store_for,
 )
-from newsletter.store.records import Membership
 from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
 from newsletter.tokens import (
     ConfirmTokens,
