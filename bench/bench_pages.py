@@ -63,15 +63,18 @@ def measure(
     label: str, base: str, paths: Sequence[str], clients: int, server: psutil.Process
 ) -> None:
     """GET ``paths`` and print pages/s, latency percentiles and the server's CPU per page."""
-    before = server.cpu_times()
+    me = psutil.Process()
+    before, mine = server.cpu_times(), me.cpu_times()
     latencies, errors, seconds = asyncio.run(fetch_all(base, paths, clients))
-    after = server.cpu_times()
+    after, mine_after = server.cpu_times(), me.cpu_times()
     cpu_ms = (after.user + after.system - before.user - before.system) * 1000 / len(paths)
+    client_ms = (mine_after.user + mine_after.system - mine.user - mine.system) * 1000 / len(paths)
     print(f"{label}: {len(latencies)} pages in {seconds:.2f} s = {len(latencies) / seconds:.0f}/s")
     print(
         f"  latency p50 {statistics.median(latencies):.1f} ms, "
         f"p99 {percentile(latencies, 0.99):.1f} ms; errors {errors}; "
-        f"server CPU {cpu_ms:.2f} ms/page (= {1000 / cpu_ms:.0f} pages/s per core)"
+        f"server CPU {cpu_ms:.2f} ms/page (= {1000 / cpu_ms:.0f} pages/s per core); "
+        f"the client's own CPU {client_ms:.2f} ms/page"
     )
 
 
