@@ -160,6 +160,12 @@ class ServeServer:
             if self._own_store:
                 self.store.close()
             raise
+        if not ws.base_url.startswith("https://"):
+            log.warning(
+                "base URL %s is not https: mail providers ignore one-click unsubscribe "
+                "links that are not https (set NEWSLETTER_BASE_URL)",
+                ws.base_url,
+            )
         shown_host = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown_host}:{self._socket.getsockname()[1]}"
         self.public_url = ws.base_url
