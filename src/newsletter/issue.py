@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
 from newsletter.errors import RenderError, SourceError
-from newsletter.ingest import expand_sources, read_source
 from newsletter.models import Article, Issue, Teaser
 from newsletter.render import Rendered, long_date, render_issue
 from newsletter.summarize import make_teaser
@@ -384,6 +383,10 @@ def _read_articles(
     sources: list[str], *, timeout: float, skip_bad: bool
 ) -> tuple[list[Article], list[tuple[str, str]]]:
     """Every article of every source (folders expanded), plus the (source, reason) skipped."""
+    # imported here: the readers (trafilatura, feedparser) cost ~0.5 s to import, and
+    # reading, rendering and sending an issue never need them
+    from newsletter.ingest import expand_sources, read_source
+
     articles: list[Article] = []
     skipped: list[tuple[str, str]] = []
     for source in expand_sources(sources):
@@ -512,6 +515,8 @@ def render_issue_folder(ws: Workspace, folder: Path) -> RenderResult:
 
 def extract_source(ws: Workspace, source: str) -> list[dict[str, Any]]:
     """What ``source`` yields: one dict per article (its fields, ``summary`` = the teaser)."""
+    from newsletter.ingest import read_source
+
     compose = ws.config.compose
     items = []
     for article in read_source(source, timeout=compose.fetch_timeout):
