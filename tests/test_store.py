@@ -15,6 +15,7 @@ from sqlalchemy import Connection, func, select
 
 from newsletter.errors import StoreError
 from newsletter.store import ERASE_HOOKS, AddressError, Consent, Store, open_store
+from newsletter.store.ops import add_suppression
 from newsletter.store.schema import consents, memberships, subscribers, suppressions
 
 CLI = Consent(source="cli")
@@ -221,6 +222,17 @@ def test_confirming_lifts_an_earlier_suppression(store: Store) -> None:
     assert not store.is_sendable(pending.subscriber_id, "main")
     assert store.confirm(pending.subscriber_id, "main", consent=WEB)
     assert not store.is_suppressed("a@example.com")
+    assert store.is_sendable(pending.subscriber_id, "main")
+
+
+def test_a_globally_suppressed_member_can_ask_again_and_confirm(store: Store) -> None:
+    store.add("a@example.com", list_name="main", consent=CLI)
+    with store.write() as conn:  # blocked only by the suppression list, membership "active"
+        add_suppression(conn, "a@example.com", "complained", datetime.now(UTC))
+    pending = store.add_pending("a@example.com", list_name="main", consent=WEB)
+    assert pending.status == "pending"
+    assert not store.is_sendable(pending.subscriber_id, "main")
+    assert store.confirm(pending.subscriber_id, "main", consent=WEB)
     assert store.is_sendable(pending.subscriber_id, "main")
 
 

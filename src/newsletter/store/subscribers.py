@@ -291,7 +291,8 @@ class Store:
 
         A new address gets a subscriber row (``name``/``attributes`` are only used
         then: an unconfirmed request never changes a known person's data). An
-        active member stays active; a member who left becomes pending again.
+        active member stays active; a member who left (this list, or everything at
+        once) becomes pending again, so confirming the new request brings them back.
         Pending members never receive campaigns.
         """
         normalized = normalize_address(email)
@@ -326,7 +327,7 @@ class Store:
                 )
                 .with_for_update()
             )
-            if status == ACTIVE:
+            if status == ACTIVE and self._globally_active(conn, subscriber_id, normalized):
                 return PendingResult(subscriber_id, list_id, ACTIVE)
             if status is None:
                 conn.execute(
@@ -342,6 +343,17 @@ class Store:
                 self._set_membership(conn, subscriber_id, list_id, PENDING, now)
             record_consents(conn, [consent_row(subscriber_id, list_id, "subscribe", consent, now)])
             return PendingResult(subscriber_id, list_id, PENDING)
+
+    @staticmethod
+    def _globally_active(conn: Connection, subscriber_id: int, normalized: str) -> bool:
+        """Whether nothing global (status or suppression entry) blocks ``subscriber_id``."""
+        status = conn.scalar(select(subscribers.c.status).where(subscribers.c.id == subscriber_id))
+        blocked = conn.scalar(
+            select(suppressions.c.reason).where(
+                suppressions.c.email_hash == address_hash(normalized)
+            )
+        )
+        return status == ACTIVE and blocked is None
 
     @_retry_conflicts
     def confirm(self, subscriber_id: int, list_name: str, *, consent: Consent) -> bool:
