@@ -135,6 +135,35 @@ def extract(ctx: click.Context, source: str, as_json: bool) -> None:
         click.echo(f"text ({len(item['text'].split())} words):\n{item['text']}\n")
 
 
+# --- theme ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def theme() -> None:
+    """The packaged theme: list its files, copy one into templates/ to override it."""
+
+
+@theme.command("list")
+@click.pass_context
+def theme_list(ctx: click.Context) -> None:
+    """List the theme's files; those templates/ overrides are marked."""
+    from newsletter.theme import theme_files
+
+    for item in theme_files(_workspace(ctx)):
+        click.echo(f"{item.name}{'  (overridden in templates/)' if item.overridden else ''}")
+
+
+@theme.command("copy")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Replace the workspace's copy if it exists.")
+@click.pass_context
+def theme_copy(ctx: click.Context, name: str, force: bool) -> None:
+    """Copy the theme file NAME into templates/ for editing."""
+    from newsletter.theme import copy_theme_file
+
+    click.echo(f"copied to {copy_theme_file(_workspace(ctx), name, force=force)}")
+
+
 # --- preview --------------------------------------------------------------------------------
 
 
