@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, 
 from newsletter.errors import RenderError, SourceError
 from newsletter.models import Article, Issue, Teaser
 from newsletter.render import Rendered, long_date, render_issue
-from newsletter.summarize import make_teaser
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -426,6 +425,8 @@ def build_issue(
     ws: Workspace, articles: list[Article], *, subject: str | None, intro: str, preheader: str
 ) -> Issue:
     """Teasers for ``articles`` (summarised to the configured word budget) -> Issue dated today."""
+    from newsletter.summarize import make_teaser  # pulls in the readers: see _read_articles
+
     compose = ws.config.compose
     teasers = [
         make_teaser(
@@ -516,6 +517,7 @@ def render_issue_folder(ws: Workspace, folder: Path) -> RenderResult:
 def extract_source(ws: Workspace, source: str) -> list[dict[str, Any]]:
     """What ``source`` yields: one dict per article (its fields, ``summary`` = the teaser)."""
     from newsletter.ingest import read_source
+    from newsletter.summarize import make_teaser
 
     compose = ws.config.compose
     items = []
