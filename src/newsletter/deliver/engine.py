@@ -209,8 +209,8 @@ class LedgerRun:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self._inbox: queue.Queue[Claimed | None] = queue.Queue()
-        self._results: queue.Queue[_Item] = queue.Queue()
+        self._inbox: queue.SimpleQueue[Claimed | None] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._limiter = RateLimiter(self.rate)
         self._connected = threading.Event()  # some connection worked in this run
         self._halt = threading.Event()  # no more sending: stop asked, or a fatal error
