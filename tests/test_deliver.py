@@ -759,6 +759,18 @@ def test_dry_run_writes_the_exact_messages_and_touches_no_server(
         dry_run(ws, issue, out)
 
 
+def test_an_empty_list_is_refused_before_anything_is_recorded(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    with open_store_for(ws) as store:
+        store.ensure_list("weekly")
+    assert plan_send(ws, issue, "weekly").recipients == 0
+    with pytest.raises(NewsletterError, match="'weekly' has nobody to send to"):
+        send_issue(ws, issue, list_name="weekly", smtp_url=server.url, tuning=FAST)
+    with open_store_for(ws) as store, store.read() as conn:
+        assert conn.scalar(select(campaigns.c.id)) is None  # importing later still works
+
+
 def test_plan_counts_the_list(ws: Workspace, issue: Path) -> None:
     plan = plan_send(ws, issue)
     assert (plan.state, plan.recipients, plan.subject) == (

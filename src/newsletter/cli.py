@@ -299,7 +299,7 @@ def send(
         click.echo("scheduled " + describe(scheduled, workspace.config.publication.timezone))
         return
     plan = deliver.plan_send(workspace, issue_dir, list_name, retry_failed=retry_failed)
-    if not plan.recipients and plan.state != "finished":
+    if not plan.recipients and plan.state not in ("finished", "new"):
         when = f"{plan.next_attempt_at:%Y-%m-%d %H:%M} UTC" if plan.next_attempt_at else "later"
         click.echo(f"nothing to send now: {plan.deferred} deferred, next attempt from {when}")
         return

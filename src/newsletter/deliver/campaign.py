@@ -265,6 +265,12 @@ def send_issue(
         resumed = campaign is not None
         if campaign is None:
             rendered, warnings = render_for_send(ws, issue_dir)
+            with store.read() as conn:
+                if not count_sendable(conn, list_id):
+                    raise NewsletterError(
+                        f"list {list_name!r} has nobody to send to (no active, confirmed member)",
+                        hint="import subscribers first: newsletter subscribers import FILE",
+                    )
             campaign = create_campaign(
                 store,
                 issue_path=key,
