@@ -58,3 +58,23 @@ def test_help_works_outside_a_workspace(args: list[str], tmp_path: Path) -> None
     )
     assert proc.returncode == 0
     assert "Usage:" in proc.stdout
+
+
+def test_exit_codes_set_by_commands_reach_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run-due (1 when a send failed) and an interrupted send (130) exit through ctx.exit."""
+    import click
+
+    from newsletter.cli import main
+
+    @cli.command("exit-three", hidden=True)
+    @click.pass_context
+    def exit_three(ctx: click.Context) -> None:
+        ctx.exit(3)
+
+    monkeypatch.setattr(sys, "argv", ["newsletter", "exit-three"])
+    try:
+        with pytest.raises(SystemExit) as info:
+            main()
+    finally:
+        cli.commands.pop("exit-three")
+    assert info.value.code == 3

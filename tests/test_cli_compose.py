@@ -23,7 +23,7 @@ def _run(workspace_dir: Path, *args: str) -> Result:
 
 
 def _composed_folder(output: str) -> Path:
-    match = re.search(r"^composed \d+ teasers into (.+)$", output, re.MULTILINE)
+    match = re.search(r"^composed \d+ teasers? into (.+)$", output, re.MULTILINE)
     assert match, output
     return Path(match.group(1))
 

@@ -30,10 +30,11 @@ def invoke(workspace_dir: Path) -> Invoke:
 
 def test_import_prints_summary_and_bad_lines(invoke: Invoke, workspace_dir: Path) -> None:
     result = invoke("subscribers", "import", str(CSV_DIR / "messy.csv"))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # valid rows in, bad rows flagged
     assert "messy.csv: 5 rows (generic): 2 added" in result.stdout
     assert f"{CSV_DIR / 'messy.csv'}:5: 'not-an-address'" in result.stderr
     assert f"{CSV_DIR / 'messy.csv'}:6: no email address" in result.stderr
+    assert "import the file again" in result.stderr
     assert (workspace_dir / "subscribers" / "newsletter.db").is_file()
 
 
@@ -89,6 +90,14 @@ def test_unsubscribe_from_one_list(invoke: Invoke) -> None:
     assert result.stdout.strip() == "x@example.com: unsubscribed from weekly"
     again = invoke("unsubscribe", "x@example.com", "--list", "weekly")
     assert again.stdout.strip() == "x@example.com: already unsubscribed from weekly"
+
+
+def test_unsubscribing_a_stranger_says_so_and_blocks_the_address(invoke: Invoke) -> None:
+    result = invoke("unsubscribe", "stranger@example.com")
+    assert result.exit_code == 0
+    assert "not a subscriber" in result.stdout and "blocked" in result.stdout
+    added = invoke("subscribers", "add", "stranger@example.com")
+    assert added.exit_code == 1
 
 
 def test_unknown_list_or_address_is_an_error(invoke: Invoke) -> None:

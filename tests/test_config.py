@@ -126,3 +126,9 @@ def test_environment_secret_key_used(workspace_dir: Path) -> None:
     ws = load_workspace(workspace_dir, environ={"NEWSLETTER_SECRET_KEY": "a,b"})
     assert ws.secret_keys() == ("a", "b")
     assert not (workspace_dir / "subscribers" / ".secret_key").exists()
+
+
+def test_bad_base_url_from_environment_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL), environ={"NEWSLETTER_BASE_URL": "notaurl"})
+    assert "NEWSLETTER_BASE_URL (replaces publication.base_url)" in str(info.value)

@@ -266,6 +266,12 @@ def test_read_issue_reads_a_hand_written_file(tmp_path: Path) -> None:
         ('"2026-11-28"', '"28.11.2026"', r"line 4: date: '28.11.2026' is not a date"),
         ('"subject": "Weekly"', '"subject": "  "', r"line 2: subject: "),
         ('"teasers": [', '"teasers": [], "x": [', r"line 6: teasers: .*at least one teaser"),
+        (
+            '"https://example.org/2"',
+            '"javascript:alert(1)"',
+            r"line 14: teasers\[1\]\.url: 'javascript:alert\(1\)' is not a web address",
+        ),
+        ('"One."\n', '"One.", "image": "not a url"\n', r"line 9: teasers\[0\]\.image: "),
     ],
 )
 def test_read_issue_errors_name_file_line_and_field(

@@ -429,3 +429,15 @@ def test_import_logs_no_subscriber_data(store: Store, caplog: pytest.LogCaptureF
     assert caplog.text  # the summary is logged...
     for secret in ("hana.sato", "Hana", "198.51.100.7", "Sato & Daughters"):
         assert secret not in caplog.text  # ...without anyone's data
+
+
+def test_an_unclosed_quote_is_named_when_it_swallows_lines(store: Store, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "quote.csv",
+        b'email,name\nok1@example.com,One\n"broken@example.com,Unclosed\nok2@example.com,Two\n',
+    )
+    report = run(store, path)
+    [(line, reason)] = report.invalid
+    assert line == 3
+    assert "lines 3-4" in reason and "unclosed quote" in reason

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,20 @@ def _workspace(ctx: click.Context) -> Workspace:
 def cli(ctx: click.Context, workspace: Path | None, verbose: int) -> None:
     """Compose, preview and send a newsletter from a workspace."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # plain runs show library warnings like the CLI's own "warning: ..." lines; -v adds the source
+    shape = "%(levelname)s %(name)s: %(message)s" if verbose else "%(levelname)s: %(message)s"
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LowerLevelFormatter(shape))
+    logging.basicConfig(level=level, handlers=[handler])
+    # alembic announces every migration step at INFO; only -vv wants that
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
     ctx.obj = _State(workspace)
+
+
+class _LowerLevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelname = record.levelname.lower()
+        return super().format(record)
 
 
 # --- compose, render, extract -------------------------------------------------------------
@@ -96,7 +109,8 @@ def compose(
         click.echo(f"skipped {source}: {reason}", err=True)
     for warning in result.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
-    click.echo(f"composed {len(result.issue.teasers)} teasers into {result.folder}")
+    count = len(result.issue.teasers)
+    click.echo(f"composed {count} teaser{'' if count == 1 else 's'} into {result.folder}")
     click.echo(f"open {result.folder / 'issue.html'} or run: newsletter preview {result.folder}")
 
 
@@ -343,10 +357,13 @@ def send(
         )
     _echo_send_report(report)
     if report.interrupted:
-        click.echo(
-            f"interrupted; run the same command again to resume: newsletter send {issue_dir}",
-            err=True,
-        )
+        again = ["newsletter", "send", shlex.quote(str(issue_dir))]
+        for flag, value in (("--list", list_name), ("--connections", connections)):
+            if value is not None:
+                again += [flag, shlex.quote(str(value))]
+        if rate is not None:
+            again += ["--rate", f"{rate:g}/s"]
+        click.echo(f"interrupted; to resume, run: {' '.join(again)}", err=True)
         ctx.exit(130)
 
 
@@ -419,6 +436,13 @@ def subscribers_import(
     for line, reason in report.invalid:
         click.echo(f"{file}:{line}: {reason}", err=True)
     click.echo(report.summary())
+    if report.invalid:
+        # the valid rows are in; a non-zero exit still tells scripts the file needs fixing
+        click.echo(
+            "fix the rows above and import the file again (imported rows stay as they are)",
+            err=True,
+        )
+        ctx.exit(1)
 
 
 @subscribers.command("export")
@@ -654,7 +678,9 @@ def run_due_command(ctx: click.Context) -> None:
 def main() -> None:
     """Entry point: run the CLI; a NewsletterError becomes one line and exit 1."""
     try:
-        cli.main(standalone_mode=False)
+        # standalone_mode=False returns ctx.exit()'s code instead of exiting: pass it on
+        code = cli.main(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except NewsletterError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exc.exit_code)

@@ -184,10 +184,14 @@ class Environment:
         )
 
 
-def _format_errors(path: Path, error: ValidationError) -> str:
+def _format_errors(
+    path: Path, error: ValidationError, from_env: dict[str, str] | None = None
+) -> str:
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if from_env and where in from_env:
+            where = f"{from_env[where]} (replaces {where})"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown setting (check the spelling)"
@@ -208,13 +212,15 @@ def parse_config(
         section: dict(values) if isinstance(values, dict) else values
         for section, values in data.items()
     }
+    from_env: dict[str, str] = {}
     if env.get("NEWSLETTER_BASE_URL") and isinstance(data.get("publication"), dict):
         data["publication"]["base_url"] = env["NEWSLETTER_BASE_URL"]
+        from_env["publication.base_url"] = "NEWSLETTER_BASE_URL"
     try:
         return ConfigModel.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            _format_errors(path, exc), hint="fix these settings and run again"
+            _format_errors(path, exc, from_env), hint="fix these settings and run again"
         ) from None
 
 

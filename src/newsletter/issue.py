@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
@@ -78,6 +79,16 @@ class _TeaserFile(BaseModel):
     byline: str = ""
     published: str = ""
     source: str = ""
+
+    @field_validator("url", "image")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        # a link or image in a mail must be a web address: "javascript:" and typos never ship
+        value = value.strip()
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc or " " in value):
+            raise ValueError(f"{value!r} is not a web address like https://example.org/story")
+        return value
 
 
 class _IssueFile(BaseModel):

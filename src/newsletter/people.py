@@ -483,7 +483,11 @@ def _rows(
         try:
             row = mapper(record, header)
         except RowError as exc:
-            report.invalid.append((line, str(exc)))
+            reason = str(exc)
+            if last > line and any("\n" in value for value in values):
+                # a quoted field ran over line ends: most often a quote never closed
+                reason += f" (this row runs over lines {line}-{last}: check for an unclosed quote)"
+            report.invalid.append((line, reason))
             continue
         row.line = line
         yield row
@@ -680,7 +684,10 @@ def unsubscribe_address(store: Store, email: str, *, list_name: str | None) -> s
     address = normalize_address(email)
     if list_name is not None:  # from everything works for any address: it blocks it for good
         _require_subscriber_and_list(store, address, list_name)
+    known = store.get_by_email(address) is not None
     changed = store.unsubscribe(address, list_name=list_name, consent=Consent(source="cli"))
+    if not known:
+        return f"{address}: not a subscriber; now blocked, so no import or form can add it"
     where = list_name or "everything"
     return f"{address}: {'unsubscribed from' if changed else 'already unsubscribed from'} {where}"
 
