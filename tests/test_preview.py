@@ -21,7 +21,7 @@ from newsletter.preview import open_preview
 from newsletter.preview.audience import EXAMPLE_RECIPIENT, SampleRecipient, database_exists
 from newsletter.preview.checks import GMAIL_CLIP_BYTES, check_links, measure_html
 from newsletter.preview.page import DARK_MODE_STYLE, frame_document, snapshot_json
-from newsletter.preview.server import bind_socket
+from newsletter.listen import bind_socket
 from newsletter.preview.state import PREVIEW_UNSUBSCRIBE_URL, PreviewState
 from newsletter.store import Consent, open_store_for
 from newsletter.workspace import Workspace
@@ -492,7 +492,12 @@ def test_preview_of_a_missing_folder_is_one_line_and_non_zero(
 def test_port_in_use_is_a_newsletter_error() -> None:
     taken = bind_socket("127.0.0.1", 0)
     try:
-        with pytest.raises(NewsletterError, match="--port 0"):
+        with pytest.raises(NewsletterError, match=r"pick another --port \(0 picks a free one\)"):
             bind_socket("127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
+
+
+def test_an_address_not_of_this_machine_points_at_host() -> None:
+    with pytest.raises(NewsletterError, match="check --host"):
+        bind_socket("192.0.2.1", 0)  # TEST-NET-1: never assigned here, nothing is sent

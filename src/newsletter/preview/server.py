@@ -35,7 +35,7 @@ from starlette.routing import Route
 from watchfiles import Change, DefaultFilter, awatch
 
 from newsletter.config import CONFIG_FILE
-from newsletter.errors import NewsletterError
+from newsletter.listen import bind_socket
 from newsletter.preview.checks import check_links
 from newsletter.preview.page import frame_document, snapshot_json
 from newsletter.preview.state import ISSUE_FILE, PreviewState
@@ -53,25 +53,6 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 ASSET_TYPES = {"preview.js": "text/javascript", "preview.css": "text/css"}
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host``:``port`` (0 = a free port), or NewsletterError."""
-    # IPPROTO_TCP named explicitly: asyncio enables TCP_NODELAY only on sockets whose
-    # proto says TCP, and without it every reply waits ~40 ms for a delayed ACK
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise NewsletterError(
-            f"cannot listen on {host}:{port}: {exc.strerror}",
-            hint="pass --port 0 to pick a free port",
-        ) from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
 
 
 class VersionHub:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from newsletter.errors import NewsletterError
+from newsletter.listen import bind_socket
 from newsletter.schedule import RunReport, SendRunner, run_due
 from newsletter.store import Store, open_store_for
 from newsletter.web.app import WebApp
@@ -37,26 +37,6 @@ KEEP_ALIVE_SECONDS = 75
 SEND_STOP_SECONDS = 60.0
 # Expired pending subscriptions are looked for at most this often.
 EXPIRY_EVERY_SECONDS = 3600.0
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host``:``port`` (0 = a free port), or NewsletterError."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must say TCP: asyncio sets TCP_NODELAY on accepted connections only then, and
-    # without it each answer waits ~40 ms for a delayed ACK (headers and body are 2 writes)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise NewsletterError(
-            f"cannot listen on {host}:{port}: {exc.strerror}",
-            hint="pick another --port, or stop the process using it",
-        ) from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 class Housekeeper:
@@ -155,7 +135,7 @@ class ServeServer:
         self.store = store or open_store_for(ws)
         try:
             self.web = WebApp(ws, self.store, postman=postman)
-            self._socket = bind_socket(host, port)
+            self._socket = bind_socket(host, port, backlog=2048)
         except BaseException:
             if self._own_store:
                 self.store.close()
