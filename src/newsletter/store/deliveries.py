@@ -603,6 +603,7 @@ class LedgerSession:
         self._conn = store.engine.connect().execution_options(**{WRITE_OPTION: True})
         dialect = self._dialect = self._conn.dialect
         self._restore_sync: Any = None
+        self._raw: Any = None  # the SQLite driver connection, for the fast ``step``
         if dialect.name == "sqlite":
             # WAL with synchronous=NORMAL: a commit is safe from a process crash (kill -9)
             # without an fsync each; see "Durability" in the module docstring
@@ -610,6 +611,9 @@ class LedgerSession:
             assert raw is not None
             self._restore_sync = raw.execute("PRAGMA synchronous").fetchone()[0]
             raw.execute("PRAGMA synchronous = NORMAL")
+            # autocommit at the driver level (see store.engine): BEGIN/COMMIT are ours
+            if raw.isolation_level is None:
+                self._raw = raw
         candidates = (
             select(
                 deliveries.c.id,
@@ -714,6 +718,8 @@ class LedgerSession:
     ) -> tuple[list[Claimed], int]:
         """Record ``results``, claim up to ``want`` rows, beat for ``runner`` if given,
         commit -> (rows now ``sending``, how many rows were skipped)."""
+        if self._raw is not None and runner is None and not any(r.bounce for r in results):
+            return self._step_raw(self._raw, results, want, now)
         with self._conn.begin():
             cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
@@ -723,6 +729,28 @@ class LedgerSession:
                 cursor.close()
             if runner is not None:
                 heartbeat(self._conn, self.campaign_id, runner, now)
+        return taken, skipped
+
+    def _step_raw(
+        self, raw: Any, results: Sequence[Result], want: int, now: datetime
+    ) -> tuple[list[Claimed], int]:
+        """``step`` on SQLite's own connection: the same SQL in the same kind of write
+        transaction, without SQLAlchemy's begin/commit bookkeeping (events, transaction
+        objects), about a third of a small step. Only for steps that run no SQLAlchemy
+        statement (no heartbeat, no bounce), so the Connection never sees a transaction
+        it did not start."""
+        cursor = raw.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                self._write_results(cursor, results, now)
+                taken, skipped = self._claim(cursor, want, now) if want else ([], 0)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+        finally:
+            cursor.close()
         return taken, skipped
 
     def _write_results(self, cursor: Any, results: Sequence[Result], now: datetime) -> None:
