@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from newsletter.cli import cli
 from newsletter.deliver import AlreadySentError, send_issue
+from newsletter.errors import NewsletterError
 from newsletter.store import open_store_for
 from newsletter.store.deliveries import deliveries
 from newsletter.workspace import Workspace, load_workspace
@@ -62,8 +63,9 @@ def test_send_asks_first_and_refuses_without_a_terminal(
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
     refused = invoke("send", str(issue))
-    assert refused.exit_code == 2 and "Pass --yes" in refused.output
-    assert "to 5 recipients on list 'main'" in refused.output
+    assert refused.exit_code == 1 and isinstance(refused.exception, NewsletterError)
+    assert "pass --yes" in str(refused.exception)
+    assert "to 5 recipients on list 'main'" in str(refused.exception)
     assert received(server) == 0
 
     sent = invoke("send", str(issue), "--yes", "--connections", "2", "--rate", "600/m")

@@ -129,7 +129,9 @@ def render(ctx: click.Context, issue_dir: Path) -> None:
 
 @cli.command()
 @click.argument("source")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per article).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: an object, or an array for a feed."
+)
 @click.pass_context
 def extract(ctx: click.Context, source: str, as_json: bool) -> None:
     """Show what SOURCE yields: title, byline, image, text and teaser."""
@@ -325,7 +327,10 @@ def send(
         )
         if not yes:
             if not sys.stdin.isatty():
-                raise click.UsageError(f"{question} Pass --yes to send without asking.")
+                raise NewsletterError(
+                    f"not asking on a non-interactive input: {question}",
+                    hint="pass --yes to send without asking",
+                )
             click.confirm(question, abort=True)
     with contextlib.ExitStack() as stack:
         on_progress = None

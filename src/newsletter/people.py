@@ -697,7 +697,10 @@ def erase_address(store: Store, email: str) -> str:
     erased = store.erase(email, consent=Consent(source="cli"))
     address = normalize_address(email)
     if erased:
-        return f"{address}: personal data erased; the address stays blocked"
+        return (
+            f"{address}: personal data erased; the address stays blocked "
+            "(only a new sign-up its owner confirms can lift that)"
+        )
     return f"{address}: no record held; the address is now blocked"
 
 
