@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -161,3 +163,24 @@ def test_schema_compiles_for_postgresql() -> None:
         for index in table.indexes:
             assert "CREATE INDEX" in str(CreateIndex(index).compile(dialect=dialect))
     assert "TIMESTAMP WITH TIME ZONE" in str(CreateTable(subscribers).compile(dialect=dialect))
+
+
+def test_packaged_head_read_from_file_names_is_alembics_head() -> None:
+    """open_store skips importing Alembic when the database is at this head."""
+    from alembic.script import ScriptDirectory
+
+    from newsletter.store.engine import alembic_config, packaged_head
+
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == [packaged_head()]
+
+
+def test_a_current_database_opens_without_importing_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    open_store(url).close()  # creates and migrates
+    code = (
+        "import sys\n"
+        "from newsletter.store import open_store\n"
+        f"open_store({url!r}).close()\n"
+        "assert 'alembic' not in sys.modules, 'alembic was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
