@@ -26,11 +26,11 @@ import os
 import shutil
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
+from population import insert_members
+
 REPO = Path(__file__).resolve().parents[1]
-CITIES = ("Lisbon", "Tromsø", "Kraków", "Nairobi", "Osaka", "Quito", "Perth", "Ghent")
 BENCH_KEY = "bench-key-not-secret"
 
 
@@ -96,49 +96,12 @@ def compose_sized(root: Path, target: int) -> int:
 
 
 def populate(root: Path, count: int) -> None:
-    """``count`` active subscribers on list main, bulk-inserted (setup, not measured)."""
-    from sqlalchemy import insert
-
+    """``count`` active subscribers on list main in the workspace's database."""
     from newsletter.store import open_store_for
-    from newsletter.store.schema import lists, memberships, subscribers
     from newsletter.workspace import load_workspace
 
-    now = datetime.now(UTC)
-    with open_store_for(load_workspace(root)) as store, store.write() as conn:
-        list_id = conn.execute(
-            insert(lists).values(name="main", created_at=now).returning(lists.c.id)
-        ).scalar_one()
-        chunk = 20_000
-        for start in range(0, count, chunk):
-            ids = range(start + 1, min(start + chunk, count) + 1)
-            conn.execute(
-                insert(subscribers),
-                [
-                    {
-                        "id": i,
-                        "email": f"member{i:08d}@example.org",
-                        "name": f"Member {i}",
-                        "attributes": {"city": CITIES[i % len(CITIES)], "plan": "free"},
-                        "status": "active",
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in ids
-                ],
-            )
-            conn.execute(
-                insert(memberships),
-                [
-                    {
-                        "subscriber_id": i,
-                        "list_id": list_id,
-                        "status": "active",
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in ids
-                ],
-            )
+    with open_store_for(load_workspace(root)) as store:
+        insert_members(store, count)
 
 
 def prepare(out: Path, count: int, size: int) -> None:

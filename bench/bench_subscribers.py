@@ -26,11 +26,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-CITIES = ("Lisbon", "Tromsø", "Kraków", "Nairobi", "Osaka", "Quito", "Perth", "Ghent")
+from population import CITIES, insert_members
 
 
 def _peak_rss_mb() -> float:
@@ -62,48 +61,11 @@ def child_import(db: str, csv_path: str) -> dict[str, Any]:
 
 def child_populate(db: str, population: int) -> dict[str, Any]:
     """Fast setup: ``population`` active subscribers on list main, bulk-inserted."""
-    from sqlalchemy import insert
-
     from newsletter.store import open_store
-    from newsletter.store.schema import lists, memberships, subscribers
 
-    now = datetime.now(UTC)
     started = time.perf_counter()
-    with open_store(f"sqlite:///{db}") as store, store.write() as conn:
-        list_id = conn.execute(
-            insert(lists).values(name="main", created_at=now).returning(lists.c.id)
-        ).scalar_one()
-        chunk = 20_000
-        for start in range(0, population, chunk):
-            ids = range(start + 1, min(start + chunk, population) + 1)
-            conn.execute(
-                insert(subscribers),
-                [
-                    {
-                        "id": i,
-                        "email": f"member{i:08d}@example.org",
-                        "name": f"Member {i}",
-                        "attributes": {"city": CITIES[i % len(CITIES)], "plan": "free"},
-                        "status": "active",
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in ids
-                ],
-            )
-            conn.execute(
-                insert(memberships),
-                [
-                    {
-                        "subscriber_id": i,
-                        "list_id": list_id,
-                        "status": "active",
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in ids
-                ],
-            )
+    with open_store(f"sqlite:///{db}") as store:
+        insert_members(store, population)
     return {"wall_s": time.perf_counter() - started}
 
 
