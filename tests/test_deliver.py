@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 from sqlalchemy import select, update
 
@@ -46,6 +45,7 @@ from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.store.deliveries import campaigns, deliveries, runner_name
 from newsletter.tokens import UnsubscribeTokens
 from newsletter.workspace import Workspace
+from smtp_servers import CountingController
 
 SAMPLE = {
     "ada.lovelace@example.com": "Ada Lovelace",
@@ -128,25 +128,8 @@ class LedgerHandler:
             return Counter(rcpt for _, rcpt, _ in self.received)
 
 
-class LedgerServer(Controller):
+class LedgerServer(CountingController):
     """aiosmtpd on a free loopback port, counting connections."""
-
-    def __init__(self, handler: LedgerHandler, **kwargs: Any) -> None:
-        super().__init__(handler, hostname="127.0.0.1", port=0, **kwargs)
-        self.connections = 0
-
-    def factory(self) -> SMTP:
-        self.connections += 1
-        return SMTP(self.handler, **self.SMTP_kwargs)
-
-    def _trigger_server(self) -> None:
-        server: Any = self.server
-        self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-    def start(self) -> None:
-        super().start()
-        self.connections = 0  # forget the Controller's own probe
 
     @property
     def url(self) -> str:

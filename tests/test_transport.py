@@ -21,7 +21,6 @@ from typing import Any
 import dkim
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from newsletter.errors import ConfigError, DeliveryError
@@ -40,6 +39,7 @@ from newsletter.transport import (
     smtp_settings,
 )
 from newsletter.workspace import Workspace
+from smtp_servers import CountingController
 
 DKIM_DIR = Path(__file__).resolve().parent / "fixtures" / "dkim"
 SENDER = "bounces+1-abc@harbour.example.org"
@@ -132,25 +132,10 @@ class ScriptedSMTP(SMTP):
         await super().smtp_DATA(arg)
 
 
-class CountingController(Controller):
-    """A loopback Controller on a free port that counts client connections."""
+class ScriptedController(CountingController):
+    """The counting loopback server, speaking through ScriptedSMTP."""
 
-    def __init__(self, handler: ScriptedHandler, **kwargs: Any) -> None:
-        super().__init__(handler, hostname="127.0.0.1", port=0, **kwargs)
-        self.connections = 0
-
-    def factory(self) -> SMTP:
-        self.connections += 1
-        return ScriptedSMTP(self.handler, **self.SMTP_kwargs)
-
-    def _trigger_server(self) -> None:
-        server: Any = self.server
-        self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-    def start(self) -> None:
-        super().start()
-        self.connections = 0  # forget the Controller's own start-up probe
+    smtp_class = ScriptedSMTP
 
 
 StartServer = Callable[..., CountingController]
@@ -161,7 +146,7 @@ def start_server() -> Iterator[StartServer]:
     controllers: list[CountingController] = []
 
     def start(handler: ScriptedHandler | None = None, **kwargs: Any) -> CountingController:
-        controller = CountingController(handler or ScriptedHandler(), **kwargs)
+        controller = ScriptedController(handler or ScriptedHandler(), **kwargs)
         controller.start()
         controllers.append(controller)
         return controller
