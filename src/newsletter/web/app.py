@@ -479,8 +479,8 @@ class WebApp:
 
     # -- confirm ---------------------------------------------------------------------------
 
-    async def confirm_page(self, request: Request) -> Response:
-        """GET /c/{token}: the "confirm your subscription" page; changes nothing."""
+    async def _confirm_member(self, request: Request) -> _Member | Response:
+        """The member a confirm link names, or the refusal page to answer with instead."""
         client = _client(request)
         if self.invalid_tokens.blocked(client):
             return self._too_many(client)
@@ -489,6 +489,13 @@ class WebApp:
             return self._page(p.LINK_EXPIRED, 410)
         if not isinstance(target, _Member) or target.membership.status == UNSUBSCRIBED:
             return self._invalid(client)
+        return target
+
+    async def confirm_page(self, request: Request) -> Response:
+        """GET /c/{token}: the "confirm your subscription" page; changes nothing."""
+        target = await self._confirm_member(request)
+        if isinstance(target, Response):
+            return target
         answer: dict[str, Any] = {
             "email": target.subscriber.email,
             "list_name": target.membership.list_name,
@@ -505,15 +512,9 @@ class WebApp:
 
     async def confirm(self, request: Request) -> Response:
         """POST /c/{token}: activate the pending membership, record consent, send welcome."""
-        client = _client(request)
-        if self.invalid_tokens.blocked(client):
-            return self._too_many(client)
-        target = await self._read(self._confirm_target, request.path_params["token"])
-        if target == "expired":
-            return self._page(p.LINK_EXPIRED, 410)
-        if not isinstance(target, _Member) or target.membership.status == UNSUBSCRIBED:
-            return self._invalid(client)
-        member = target
+        member = await self._confirm_member(request)
+        if isinstance(member, Response):
+            return member
         list_name = member.membership.list_name
         answer: dict[str, Any] = {"email": member.subscriber.email, "list_name": list_name}
         form = await _read_form(request)
