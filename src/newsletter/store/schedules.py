@@ -259,8 +259,12 @@ def claim_schedule(
     return _record(row)
 
 
-def beat(store: Store, schedule_id: int, worker: str, now: datetime) -> bool:
-    """Tell others ``worker`` is still running ``schedule_id`` -> False if it lost it."""
+def _update_if_held(store: Store, schedule_id: int, worker: str, **values: Any) -> bool:
+    """Set ``values`` on ``schedule_id`` if ``worker`` still runs it -> whether it did.
+
+    The condition is what keeps two serve processes apart: a run taken over by
+    another worker is never touched by the one that lost it.
+    """
     with store.write() as conn:
         changed = conn.execute(
             update(schedules)
@@ -269,9 +273,14 @@ def beat(store: Store, schedule_id: int, worker: str, now: datetime) -> bool:
                 schedules.c.state == RUNNING,
                 schedules.c.claimed_by == worker[:200],
             )
-            .values(heartbeat_at=now)
+            .values(**values)
         ).rowcount
-    return changed == 1
+    return bool(changed == 1)
+
+
+def beat(store: Store, schedule_id: int, worker: str, now: datetime) -> bool:
+    """Tell others ``worker`` is still running ``schedule_id`` -> False if it lost it."""
+    return _update_if_held(store, schedule_id, worker, heartbeat_at=now)
 
 
 def finish_schedule(
@@ -280,17 +289,16 @@ def finish_schedule(
     """Record how ``worker``'s run of ``schedule_id`` ended (done or failed) -> True if recorded."""
     if state not in (DONE, FAILED):
         raise ValueError(f"a run ends done or failed, not {state!r}")
-    with store.write() as conn:
-        changed = conn.execute(
-            update(schedules)
-            .where(
-                schedules.c.id == schedule_id,
-                schedules.c.state == RUNNING,
-                schedules.c.claimed_by == worker[:200],
-            )
-            .values(state=state, note=note, finished_at=now, updated_at=now, heartbeat_at=now)
-        ).rowcount
-    return changed == 1
+    return _update_if_held(
+        store,
+        schedule_id,
+        worker,
+        state=state,
+        note=note,
+        finished_at=now,
+        updated_at=now,
+        heartbeat_at=now,
+    )
 
 
 def release_schedule(
@@ -299,17 +307,9 @@ def release_schedule(
     """Hand ``worker``'s running send back to the queue (it stopped part-way on purpose,
     e.g. ``serve`` shutting down) -> True if released. The next tick resumes it if it is
     still within the missed window."""
-    with store.write() as conn:
-        changed = conn.execute(
-            update(schedules)
-            .where(
-                schedules.c.id == schedule_id,
-                schedules.c.state == RUNNING,
-                schedules.c.claimed_by == worker[:200],
-            )
-            .values(state=SCHEDULED, note=note, claimed_by=None, updated_at=now)
-        ).rowcount
-    return changed == 1
+    return _update_if_held(
+        store, schedule_id, worker, state=SCHEDULED, note=note, claimed_by=None, updated_at=now
+    )
 
 
 def mark_missed(store: Store, scheduled: ScheduledSend, note: str, now: datetime) -> bool:
