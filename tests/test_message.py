@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import quopri
 import re
 from email.header import decode_header, make_header
 from email.message import EmailMessage
@@ -72,6 +73,8 @@ NAMES = [
     "x" * 600,
     "Ünicode " * 120,
     "Eve\r\nBcc: victim@example.net",
+    ".Dot at the start\n.and after a newline",
+    "." * 200,
     "Tab\there",
     "李小龍",
     "%%email%% %%@to%% %%html:email%%",
@@ -229,6 +232,7 @@ def test_any_name_fills_all_parts_correctly_and_keeps_every_line_short(name: str
     assert data.isascii()
     lines = data.split(b"\r\n")
     assert b"\n" not in data.replace(b"\r\n", b"")
+    assert not any(line.startswith(b".") for line in lines), "a line SMTP would dot-stuff"
     head, body = data.split(b"\r\n\r\n", 1)
     assert all(len(line) <= 998 for line in lines)
     assert all(len(line) <= 76 for line in body.split(b"\r\n")), "QP lines over 76"
@@ -300,6 +304,20 @@ def test_qp_value_chunks_long_values_under_the_line_limit() -> None:
     assert all(len(line) <= 75 for line in lines)
     assert not chunk.endswith(b"=\r\n")
     assert qp_value("plain-ascii.value") == b"plain-ascii.value"
+
+
+def test_qp_never_starts_a_line_with_a_dot() -> None:
+    # SMTP doubles a leading "." in transit; encoding it instead (=2E) means the
+    # transport never has to rewrite a message (and DKIM never sees the difference)
+    encoded = qp_encode_with_slots(".mj-column { width: 100% }\n" + "x" * 75 + ".tail\n")
+    assert not any(line.startswith(".") for line in encoded.split("\r\n"))
+    assert quopri.decodestring(encoded.encode()) == (
+        b".mj-column { width: 100% }\r\n" + b"x" * 75 + b".tail\r\n"
+    )
+    for value in (".", ".lead", "a" * 75 + ".b", "Ü" * 30 + "." * 40):
+        chunk = qp_value(value)
+        assert not any(line.startswith(b".") for line in chunk.split(b"=\r\n"))
+        assert quopri.decodestring(chunk).decode("utf-8") == value
 
 
 def test_qp_template_encodes_trailing_space_and_percent() -> None:
@@ -622,6 +640,7 @@ def test_real_rendered_issue_personalises_into_a_valid_message(workspace: Worksp
     )
     data = tmpl.personalise(Recipient(5, "nuno@example.net", "Nuño"))
     assert all(len(line) <= 76 for line in data.split(b"\r\n\r\n", 1)[1].split(b"\r\n"))
+    assert b"\r\n." not in data  # the CSS rules (".mj-column-per-50 {") are QP-encoded
     text, html_text = parts(parse(data))
     assert "Nuño" in text and "Nuño" in html_text
     assert "nuno@example.net" in text

@@ -52,6 +52,7 @@ import functools
 import ipaddress
 import logging
 import re
+import selectors
 import smtplib
 import socket
 import ssl
@@ -233,8 +234,9 @@ def _ehlo_name() -> str:
     return socket.getfqdn()
 
 
-class _Lost(Exception):
-    """A reused connection died or said 421 before answering anything of a transaction."""
+class RetryOnNewConnection(Exception):
+    """A reused connection died or said 421 before answering anything of a transaction:
+    nothing was delivered, so the same transaction may go again on a new connection."""
 
 
 def _reply_text(message: bytes | str) -> str:
@@ -254,17 +256,19 @@ def _outcome(recipient: str, code: int, message: bytes | str) -> Outcome:
     return Outcome(recipient, status, code, match.group(1) if match else "", text)
 
 
-def dot_stuff(data: bytes) -> bytes:
+def dot_stuff(data: bytes, *, crlf_checked: bool = False) -> bytes:
     """``data`` as SMTP DATA content: lines starting with "." doubled, ending CRLF . CRLF.
 
     ``data`` must use CRLF line ends only: a bare LF could let a receiver see an end of
-    data we did not send (SMTP smuggling), so it raises ValueError.
+    data we did not send (SMTP smuggling), so it raises ValueError. ``crlf_checked``
+    skips that scan for data that holds it by construction (``message.MessageTemplate``).
     """
-    if data.count(b"\n") != data.count(b"\r\n"):
+    if not crlf_checked and data.count(b"\n") != data.count(b"\r\n"):
         raise ValueError("message data must use CRLF line ends only")
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    # a search is far cheaper than the copy, and our messages have no line to stuff
+    stuffed = data.replace(b"\r\n.", b"\r\n..") if b"\r\n." in data else data
     if stuffed.startswith(b"."):
         stuffed = b"." + stuffed
     return stuffed + b".\r\n"
@@ -276,11 +280,287 @@ def _address(value: str) -> bytes:
     return value.encode("utf-8")
 
 
+@dataclass(frozen=True)
+class _Envelope:
+    """A message checked and ready for the wire: addresses as bytes, data dot-stuffed."""
+
+    sender: bytes
+    recipients: list[str]
+    rcpts: list[bytes]
+    payload: bytes
+    size: int
+    unicode: bool
+
+    @classmethod
+    def of(
+        cls, mail_from: str, recipients: Sequence[str], data: bytes, *, crlf_checked: bool = False
+    ) -> _Envelope:
+        """ValueError for a malformed address or data (see ``dot_stuff``)."""
+        sender = _address(mail_from)
+        rcpts = [_address(r) for r in recipients]
+        unicode = not (sender.isascii() and all(r.isascii() for r in rcpts))
+        payload = dot_stuff(data, crlf_checked=crlf_checked)
+        return cls(sender, list(recipients), rcpts, payload, len(data), unicode)
+
+
+# --- one transaction, driven by socket readiness ----------------------------------------------
+
+_MAX_LINE = 8192  # as smtplib: a longer reply line is a broken server
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+# what an Exchange is waiting for
+_ENVELOPE, _BODY, _RESET, _DONE = "envelope", "body", "reset", "done"
+
+
+class _Replies:
+    """Complete SMTP replies out of the bytes received so far: ``feed`` bytes, ``take``
+    one ``(code, text)`` reply (continuation lines joined with newlines) or None."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._lines: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def take(self) -> tuple[int, bytes] | None:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > _MAX_LINE:
+                    raise ConnectionError("reply line too long")
+                return None
+            line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+            self._lines.append(line)
+            if line[3:4] != b"-":
+                break
+        lines, self._lines = self._lines, []
+        head = lines[0][:3]
+        code = int(head) if head.isdigit() else -1
+        return code, b"\n".join(line[4:].strip(b" \t\r\n") for line in lines)
+
+
+class Exchange:
+    """One MAIL/RCPT/DATA transaction (and the RSET after a failed one) on a connected,
+    non-blocking socket, advanced by whoever watches the socket.
+
+    The owner waits until the socket is ready for ``wants()`` (selectors events), then
+    calls ``pump()``; past ``deadline`` (``time.monotonic``) it calls ``expire()``. Once
+    ``done``, ``SmtpConnection.finish`` turns it into outcomes. With ESMTP PIPELINING
+    the envelope goes out in one write (two round trips per message), otherwise one
+    command per reply, stopping as early as the blocking client would. Never raises for
+    the server's behaviour: replies and failures become the fields read by ``finish``.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        recipients: Sequence[str],
+        commands: list[bytes],
+        payload: bytes,
+        *,
+        pipelining: bool,
+        reused: bool,
+        timeout: float,
+    ) -> None:
+        self.sock = sock
+        self.recipients = list(recipients)
+        self.reused = reused
+        self.replies: list[tuple[int, bytes]] = []
+        self.results: dict[int, Outcome] = {}
+        self.accepted: list[int] = []
+        self.final_dot_sent = False
+        self.lost = False  # nothing answered on a reused connection: safe to try again
+        self.broken = False  # the connection must be closed
+        self.refused: tuple[int, bytes] | None = None  # MAIL FROM got a 5xx
+        self._commands = commands
+        self._payload = payload
+        self._pipelining = pipelining
+        self._timeout = timeout
+        self._reader = _Replies()
+        self._out: list[memoryview] = []
+        self._dot_queued = False
+        self.stage = _ENVELOPE
+        self.deadline = time.monotonic() + timeout
+        self._queue(b"".join(commands) if pipelining else commands[0])
+
+    @property
+    def done(self) -> bool:
+        """Whether nothing more is to be sent or read for this transaction."""
+        return self.stage == _DONE
+
+    def wants(self) -> int:
+        """The selectors events to wait for (0 once done)."""
+        if self.done:
+            return 0
+        return selectors.EVENT_READ | (selectors.EVENT_WRITE if self._out else 0)
+
+    def pump(self) -> None:
+        """Send what the socket takes, read what arrived, act on complete replies."""
+        try:
+            self._flush()
+            while not self.done:
+                reply = self._reader.take()
+                if reply is None:
+                    if not self._receive():
+                        break
+                    continue
+                self._on_reply(*reply)
+                self._flush()
+        except OSError:  # includes ssl.SSLError and socket timeouts
+            self._fail()
+
+    def expire(self) -> None:
+        """No progress for ``timeout`` seconds: as if the connection dropped."""
+        if not self.done:
+            log.info("no reply from the server in %g s", self._timeout)
+            self._fail()
+
+    # -- input and output --
+
+    def _queue(self, data: bytes) -> None:
+        self._out.append(memoryview(data))
+
+    def _flush(self) -> None:
+        while self._out:
+            try:
+                sent = self.sock.send(self._out[0])
+            except _WOULD_BLOCK:
+                return
+            self.deadline = time.monotonic() + self._timeout
+            if sent < len(self._out[0]):
+                self._out[0] = self._out[0][sent:]
+            else:
+                self._out.pop(0)
+        if self._dot_queued:
+            self.final_dot_sent = True  # every byte up to the final "." is with the kernel
+
+    def _receive(self) -> bool:
+        """Read what is there -> False when nothing was (wait for the socket again)."""
+        got = False
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except _WOULD_BLOCK:
+                return got
+            if not data:
+                raise ConnectionResetError("the server closed the connection")
+            self._reader.feed(data)
+            self.deadline = time.monotonic() + self._timeout
+            got = True
+            # TLS may hold decrypted bytes the socket no longer signals; plain sockets
+            # are level-triggered, so one read per wake-up is enough
+            if not isinstance(self.sock, ssl.SSLSocket) or not self.sock.pending():
+                return got
+
+    # -- the protocol --
+
+    def _on_reply(self, code: int, text: bytes) -> None:
+        if self.stage == _ENVELOPE:
+            self.replies.append((code, text))
+            if self._envelope_complete(code):
+                self._after_envelope()
+            elif not self._pipelining:
+                self._queue(self._commands[len(self.replies)])
+        elif self.stage == _BODY:
+            for index in self.accepted:
+                self.results[index] = _outcome(self.recipients[index], code, text)
+            self._settle()
+        elif self.stage == _RESET:
+            self.broken = self.broken or code != 250
+            self.stage = _DONE
+
+    def _envelope_complete(self, code: int) -> bool:
+        index = len(self.replies) - 1
+        if code == 421 or index == len(self._commands) - 1:
+            return True  # a 421 means the server is closing: no more replies will come
+        if self._pipelining:
+            return False
+        if index == 0 and code >= 400:
+            return True
+        # after the last RCPT: without an accepted recipient, DATA is not started
+        return index == len(self.recipients) and not any(
+            200 <= c < 300 for c, _ in self.replies[1:]
+        )
+
+    def _after_envelope(self) -> None:
+        replies = self.replies
+        if replies[0][0] < 400:
+            for index, reply in enumerate(replies[1 : len(self.recipients) + 1]):
+                if 200 <= reply[0] < 300:
+                    self.accepted.append(index)
+                else:
+                    self.results[index] = _outcome(self.recipients[index], *reply)
+        data_reply = replies[-1] if len(replies) == len(self._commands) else None
+        if data_reply is not None and data_reply[0] == 354:
+            self._queue(self._payload if self.accepted else b".\r\n")
+            self._dot_queued = bool(self.accepted)
+            self.stage = _BODY
+            return
+        if data_reply is not None:
+            for index in self.accepted:
+                self.results[index] = _outcome(self.recipients[index], *data_reply)
+        elif self.accepted and replies[-1][0] == 421:
+            for index in self.accepted:
+                self.results[index] = _outcome(self.recipients[index], *replies[-1])
+        self._settle()
+
+    def _settle(self) -> None:
+        """Every reply of the transaction is in: decide the outcomes, RSET if needed."""
+        replies = self.replies
+        if any(code == 421 for code, _ in replies):
+            self.broken = True
+            if self.reused and replies[0][0] == 421:
+                self.lost = True  # nothing was answered yet: reconnect and try again
+                self.stage = _DONE
+                return
+        if 500 <= replies[0][0] < 600:
+            self.refused = replies[0]
+        for index, recipient in enumerate(self.recipients):
+            if index not in self.results:
+                failing = next(((c, m) for c, m in replies if c >= 400), None)
+                self.results[index] = (
+                    _outcome(recipient, *failing)
+                    if failing is not None
+                    else Outcome(recipient, Status.TRANSIENT, None, "", "no reply")
+                )
+        everyone = all(o.status is Status.ACCEPTED for o in self.results.values())
+        if self.broken or everyone:
+            self.stage = _DONE
+        else:
+            self._queue(b"RSET\r\n")
+            self.stage = _RESET
+
+    def _fail(self) -> None:
+        """The connection failed (reset, closed, timed out, TLS error)."""
+        self.broken = True
+        if self.stage == _RESET:  # the outcomes stand; only the connection is gone
+            self.stage = _DONE
+            return
+        if self.reused and not self.replies:
+            self.lost = True
+        else:
+            for index, recipient in enumerate(self.recipients):
+                if index not in self.results:
+                    if self.final_dot_sent and index in self.accepted:
+                        self.results[index] = Outcome(
+                            recipient, Status.UNKNOWN, None, "", "no reply after the message"
+                        )
+                    else:
+                        self.results[index] = Outcome(
+                            recipient, Status.TRANSIENT, None, "", "connection lost"
+                        )
+        self.stage = _DONE
+
+
 class SmtpConnection:
-    """One reused SMTP connection (not thread-safe: one per worker).
+    """One reused SMTP connection (not thread-safe: one owner at a time).
 
     ``send(mail_from, recipients, data)`` opens the connection on first use, reconnects
-    after drops, 421s and every ``messages_per_connection`` messages. Use as a context
+    after drops, 421s and every ``messages_per_connection`` messages, and waits for the
+    outcome. An owner juggling several connections in one thread (``deliver.engine``)
+    uses ``begin`` -> an ``Exchange`` it drives by socket readiness -> ``finish``, and
+    opens or recycles connections itself (``open``, ``needs_open``). Use as a context
     manager or call ``close``. ``connections_opened`` counts sessions for reporting.
     """
 
@@ -306,6 +586,13 @@ class SmtpConnection:
         return self._smtp is not None
 
     @property
+    def needs_open(self) -> bool:
+        """Whether the next transaction needs a new session first (none yet, or this one
+        reached ``messages_per_connection``)."""
+        limit = self.settings.messages_per_connection
+        return self._smtp is None or self._sent_on_connection >= limit
+
+    @property
     def pipelining(self) -> bool:
         """Whether the current (or last) session uses ESMTP PIPELINING."""
         return self._pipelining
@@ -313,7 +600,11 @@ class SmtpConnection:
     # -- session setup --
 
     def open(self) -> None:
-        """Connect, EHLO, STARTTLS/TLS and AUTH as configured; DeliveryError if impossible."""
+        """Connect, EHLO, STARTTLS/TLS and AUTH as configured; DeliveryError if impossible.
+
+        Closes the current session first, if any. Blocking: a caller with other
+        connections to serve runs it in another thread.
+        """
         self.close()
         settings = self.settings
         context = None
@@ -445,6 +736,7 @@ class SmtpConnection:
             return
         try:
             if smtp.sock is not None:
+                smtp.sock.settimeout(self.settings.timeout)  # transactions left it non-blocking
                 smtp.sock.sendall(b"QUIT\r\n")
                 smtp.getreply()
         except (smtplib.SMTPException, OSError):
@@ -466,157 +758,98 @@ class SmtpConnection:
         """
         if not recipients:
             return []
-        payload = dot_stuff(data)
-        envelope = (_address(mail_from), [_address(r) for r in recipients])
-        if self._smtp is None:
+        envelope = _Envelope.of(mail_from, recipients, data)
+        if self.needs_open:
             self.open()
-        reused = self._sent_on_connection > 0
         try:
-            outcomes = self._transaction(envelope, recipients, payload, len(data), retry=reused)
-        except _Lost:
+            outcomes = self.finish(_wait(self._start(envelope)))
+        except RetryOnNewConnection:
             # the server closed a reused connection before answering (idle timeout, its
             # own per-connection limit): nothing was accepted, so one more try is safe
             log.info("%s closed a reused connection; reconnecting", self.settings.display)
             self.open()
-            outcomes = self._transaction(envelope, recipients, payload, len(data), retry=False)
-        self._sent_on_connection += 1
-        limit = self.settings.messages_per_connection
-        if self._smtp is not None and self._sent_on_connection >= limit:
+            outcomes = self.finish(_wait(self._start(envelope)))
+        if self._smtp is not None and self.needs_open:
             self.close()
         return outcomes
 
-    def _transaction(
-        self,
-        envelope: tuple[bytes, list[bytes]],
-        recipients: Sequence[str],
-        payload: bytes,
-        size: int,
-        *,
-        retry: bool,
-    ) -> list[Outcome]:
-        """One MAIL/RCPT/DATA transaction; raises _Lost (only if ``retry``) when the
-        connection failed before any reply, DeliveryError when the sender is refused."""
+    def begin(
+        self, mail_from: str, recipients: Sequence[str], data: bytes, *, crlf_checked: bool = False
+    ) -> Exchange:
+        """Start one transaction on the open session -> its Exchange (nothing sent until
+        its first ``pump``). ValueError for malformed addresses or data; ``crlf_checked``
+        as for ``dot_stuff``."""
+        return self._start(_Envelope.of(mail_from, recipients, data, crlf_checked=crlf_checked))
+
+    def _start(self, envelope: _Envelope) -> Exchange:
         smtp = self._smtp
-        assert smtp is not None and smtp.sock is not None
-        sock = smtp.sock
-        mail_from, rcpts = envelope
-        results: dict[int, Outcome] = {}
-        unicode = not (mail_from.isascii() and all(r.isascii() for r in rcpts))
-        if unicode and not self._smtputf8:
-            reply = "the server does not support SMTPUTF8, needed for a non-ASCII address"
-            return [Outcome(r, Status.PERMANENT, None, "5.6.7", reply) for r in recipients]
-        params = b" SIZE=%d" % size if self._size else b""
-        if unicode:
+        if smtp is None or smtp.sock is None:
+            raise RuntimeError("a transaction needs an open session")
+        params = b" SIZE=%d" % envelope.size if self._size else b""
+        if envelope.unicode:
             params += b" SMTPUTF8 BODY=8BITMIME"
-        elif self._eightbit and not payload.isascii():
+        elif self._eightbit and not envelope.payload.isascii():
             params += b" BODY=8BITMIME"
-        commands = [b"MAIL FROM:<" + mail_from + b">" + params + b"\r\n"]
-        commands += [b"RCPT TO:<" + r + b">\r\n" for r in rcpts]
+        commands = [b"MAIL FROM:<" + envelope.sender + b">" + params + b"\r\n"]
+        commands += [b"RCPT TO:<" + r + b">\r\n" for r in envelope.rcpts]
         commands.append(b"DATA\r\n")
+        smtp.sock.setblocking(False)
+        exchange = Exchange(
+            smtp.sock,
+            envelope.recipients,
+            commands,
+            envelope.payload,
+            pipelining=self._pipelining,
+            reused=self._sent_on_connection > 0,
+            timeout=self.settings.timeout,
+        )
+        if envelope.unicode and not self._smtputf8:
+            reply = "the server does not support SMTPUTF8, needed for a non-ASCII address"
+            exchange.results = {
+                i: Outcome(r, Status.PERMANENT, None, "5.6.7", reply)
+                for i, r in enumerate(envelope.recipients)
+            }
+            exchange.stage = _DONE
+        return exchange
 
-        replies: list[tuple[int, bytes]] = []
-        final_dot_sent = False
-        try:
-            if self._pipelining:
-                sock.sendall(b"".join(commands))
-                for _ in commands:
-                    replies.append(smtp.getreply())
-                    # a 421 means the server is closing: there are no more replies to read
-                    if replies[-1][0] == 421:
-                        break
-            else:
-                for index, command in enumerate(commands):
-                    sock.sendall(command)
-                    replies.append(smtp.getreply())
-                    code = replies[-1][0]
-                    if code == 421 or (index == 0 and code >= 400):
-                        break
-                    if index == len(rcpts) and not any(300 > c >= 200 for c, _ in replies[1:]):
-                        break  # no recipient accepted: do not start DATA
-            accepted = self._rcpt_results(recipients, replies, results)
-            data_reply = replies[len(rcpts) + 1] if len(replies) == len(commands) else None
-            if data_reply is not None and data_reply[0] == 354:
-                sock.sendall(payload if accepted else b".\r\n")
-                final_dot_sent = bool(accepted)
-                final = smtp.getreply()
-                for index in accepted:
-                    results[index] = _outcome(recipients[index], *final)
-            elif data_reply is not None:
-                for index in accepted:
-                    results[index] = _outcome(recipients[index], *data_reply)
-            elif accepted and replies[-1][0] == 421:
-                for index in accepted:
-                    results[index] = _outcome(recipients[index], *replies[-1])
-        except (smtplib.SMTPServerDisconnected, OSError):
-            self._drop()
-            if retry and not replies:
-                raise _Lost from None
-            for index, recipient in enumerate(recipients):
-                if index not in results:
-                    if final_dot_sent:
-                        results[index] = Outcome(
-                            recipient, Status.UNKNOWN, None, "", "no reply after the message"
-                        )
-                    else:
-                        results[index] = Outcome(
-                            recipient, Status.TRANSIENT, None, "", "connection lost"
-                        )
-            return [results[i] for i in range(len(recipients))]
+    def finish(self, exchange: Exchange) -> list[Outcome]:
+        """The outcomes of a done ``exchange``, one per recipient in order.
 
-        if any(code == 421 for code, _ in replies):
+        Closes a broken connection. Raises RetryOnNewConnection when a reused connection
+        failed before any reply (reopen and begin again), DeliveryError when the sender
+        was refused.
+        """
+        if exchange.broken:
             self._drop()
-        # a 421 on a reused connection before any recipient was answered: reconnect once
-        if retry and replies and replies[0][0] == 421:
-            raise _Lost
-        if replies and 500 <= replies[0][0] < 600:
-            if self._smtp is not None:
-                self._reset()
+        if exchange.lost:
+            raise RetryOnNewConnection
+        if exchange.refused is not None:
+            code, text = exchange.refused
             raise DeliveryError(
-                f"{self.settings.display} refused the sender <{mail_from.decode()}>: "
-                f"{replies[0][0]} {_reply_text(replies[0][1])}",
+                f"{self.settings.display} refused the sender: {code} {_reply_text(text)}",
                 hint="check sender.address and sender.bounce_address, and the server's policy",
             )
-        for index, recipient in enumerate(recipients):
-            if index not in results:
-                results[index] = self._unanswered(recipient, replies)
-        outcomes = [results[i] for i in range(len(recipients))]
-        if self._smtp is not None and any(o.status is not Status.ACCEPTED for o in outcomes):
-            self._reset()
-        return outcomes
+        self._sent_on_connection += 1
+        return [exchange.results[i] for i in range(len(exchange.recipients))]
 
-    @staticmethod
-    def _rcpt_results(
-        recipients: Sequence[str], replies: list[tuple[int, bytes]], results: dict[int, Outcome]
-    ) -> list[int]:
-        """Fill ``results`` for recipients whose RCPT failed; return indexes accepted."""
-        if not replies or replies[0][0] >= 400:
-            return []  # MAIL FROM failed: handled by _unanswered
-        accepted = []
-        for index, reply in enumerate(replies[1 : len(recipients) + 1]):
-            if 200 <= reply[0] < 300:
-                accepted.append(index)
-            else:
-                results[index] = _outcome(recipients[index], *reply)
-        return accepted
 
-    @staticmethod
-    def _unanswered(recipient: str, replies: list[tuple[int, bytes]]) -> Outcome:
-        """The outcome for a recipient the transaction never got to (MAIL failed, 421)."""
-        failing = next(((c, m) for c, m in replies if c >= 400), None)
-        if failing is None:
-            return Outcome(recipient, Status.TRANSIENT, None, "", "no reply")
-        return _outcome(recipient, *failing)
-
-    def _reset(self) -> None:
-        smtp = self._smtp
-        assert smtp is not None and smtp.sock is not None
-        try:
-            smtp.sock.sendall(b"RSET\r\n")
-            code, _ = smtp.getreply()
-        except (smtplib.SMTPServerDisconnected, OSError):
-            code = 0
-        if code != 250:
-            self._drop()
+def _wait(exchange: Exchange) -> Exchange:
+    """Drive ``exchange`` to its end in the calling thread -> it."""
+    with selectors.DefaultSelector() as selector:
+        events = exchange.wants()
+        if events:
+            selector.register(exchange.sock, events)
+        while not exchange.done:
+            remaining = exchange.deadline - time.monotonic()
+            if remaining <= 0:
+                exchange.expire()
+                break
+            if selector.select(remaining):
+                exchange.pump()
+                if exchange.wants() != events and not exchange.done:
+                    events = exchange.wants()
+                    selector.modify(exchange.sock, events)
+    return exchange
 
 
 # --- rate limit -------------------------------------------------------------------------------
@@ -654,3 +887,15 @@ class RateLimiter:
         if delay > 0:
             self._sleep(delay)
         return max(delay, 0.0)
+
+    def try_take(self) -> float:
+        """For a caller that must not block: 0.0 when a message may go now (its slot is
+        taken), else the seconds until one may (nothing taken)."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            if self._next > now:
+                return self._next - now
+            self._next = now + self.interval
+        return 0.0

@@ -1,31 +1,36 @@
 """The ledger loop: claim rows, send them on N reused connections, record every outcome.
 
-Threads
--------
-One *dispatcher* (the calling thread) owns the database; ``connections`` *workers* each
-own one ``SmtpConnection``. A worker holds at most one row at a time: it takes a row
-from the inbox, builds its bytes (token, slots, VERP), sends it, puts the outcome on
-the results queue, and only then takes the next row.
+One thread
+----------
+The run is one thread juggling ``connections`` SMTP connections (``Lane``s) with
+``selectors``, and the only one touching the database. Each lane holds at most one
+row at a time: it builds that row's bytes (token, slots, VERP), starts the SMTP
+transaction (``transport.Exchange``), and the loop pumps every exchange as its socket
+becomes ready. Opening a session (connect, TLS, AUTH: round trips that would stall the
+other lanes) runs in a small thread pool; nothing else does.
 
-The dispatcher loops: it collects the outcomes that have arrived, and in ONE write
-transaction records them and claims (marks ``sending``) one new row for each worker
-that is waiting; it commits, reports progress, and only then hands the claimed rows
-to the workers. So:
+Each turn of the loop collects the outcomes that have arrived, and in ONE write
+transaction records them and claims (marks ``sending``) one new row for each lane that
+is free; it commits, reports progress, and only then do the claimed rows go out. So:
 
 - a row's bytes go out only after its ``sending`` mark is committed, and an outcome is
   reported (progress, summary) only after it is committed;
-- outcomes from several workers share one commit (group commit): one fsync per group,
-  not two per message;
-- at any moment at most ``connections`` rows are ``sending``: a worker's next row is
+- outcomes from several lanes share one commit (group commit);
+- at any moment at most ``connections`` rows are ``sending``: a lane's next row is
   claimed in the same transaction that records its previous outcome. After a
   ``kill -9`` the rerun sends those rows again; the ones whose bytes the server had
   taken arrive twice, so at most ``connections`` people get a duplicate, nobody is
-  missed. (A row still waiting in the inbox at the kill was never sent: resending it
-  is no duplicate.)
+  missed.
+
+One thread instead of a thread per connection: the work per message is CPU (building
+40 KB, the SQL, the socket calls), and threads only took turns on the GIL, with a
+hand-off (worker -> database thread -> worker) per message on top; see
+bench/bench_send.py.
 
 Every message is personalised (its own token, name, Message-ID), so each transaction
 carries one recipient: ``send.recipients_per_transaction`` (any value >= 1) is always
-honoured. ``send.messages_per_connection`` is enforced by each worker's connection.
+honoured. ``send.messages_per_connection`` is enforced per connection, ``--rate`` by
+one limiter for the run.
 
 Outcomes (see ``newsletter.transport``)
 ----------------------------------------
@@ -36,7 +41,7 @@ or spam block) does not: that would punish the reader for the sender's reputatio
 ``UNKNOWN`` (the final "." went out, no reply came) -> unknown: maybe delivered, so
 never resent automatically (a resend could duplicate) and never counted as failed.
 ``TRANSIENT``: a 421 or a dropped connection is about the connection, not the
-recipient: the worker reconnects after a short backoff (``SendTuning``) and tries the
+recipient: the lane reconnects after a short backoff (``SendTuning``) and tries the
 same message again, a few times, before deferring it. Any other 4xx (greylisting, a
 full mailbox) defers the row at once. A deferred row gets ``next_attempt_at = now +
 min(retry_cap_seconds, retry_floor_seconds * 2 ** (attempts - 1))`` and is retried by
@@ -52,10 +57,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -73,7 +80,15 @@ from newsletter.store.deliveries import (
     LedgerSession,
     Result,
 )
-from newsletter.transport import Outcome, RateLimiter, SmtpConnection, SmtpSettings, Status
+from newsletter.transport import (
+    Exchange,
+    Outcome,
+    RateLimiter,
+    RetryOnNewConnection,
+    SmtpConnection,
+    SmtpSettings,
+    Status,
+)
 
 from .reports import SendProgress
 
@@ -163,6 +178,10 @@ def result_for(row: Claimed, outcome: Outcome, now: datetime, send: Send) -> Res
 
 # --- the run --------------------------------------------------------------------------------
 
+# Longest wait in one select: how soon a stop request (Ctrl-C, shutdown) is noticed
+# while every connection is quiet.
+_STOP_POLL_SECONDS = 0.2
+
 
 @dataclass(frozen=True)
 class _Done:
@@ -184,6 +203,24 @@ class _Fatal:
 
 
 _Item = _Done | _Returned | _Fatal
+
+
+@dataclass
+class _Lane:
+    """One SMTP connection and the row it is working on (at most one)."""
+
+    connection: SmtpConnection
+    row: Claimed | None = None
+    message: tuple[str, bytes] | None = None  # (MAIL FROM, wire bytes) of ``row``
+    exchange: Exchange | None = None
+    opening: Future[None] | None = None
+    retries: int = 0  # reconnects spent on ``row``
+    resume_at: float = 0.0  # backoff: monotonic time before which it waits
+
+    @property
+    def busy(self) -> bool:
+        """Whether the lane waits for the server or a connection, not for the loop."""
+        return self.exchange is not None or self.opening is not None
 
 
 @dataclass
@@ -209,119 +246,55 @@ class LedgerRun:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self._inbox: queue.SimpleQueue[Claimed | None] = queue.SimpleQueue()
-        self._results: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._limiter = RateLimiter(self.rate)
-        self._connected = threading.Event()  # some connection worked in this run
-        self._halt = threading.Event()  # no more sending: stop asked, or a fatal error
-        self._opened_lock = threading.Lock()
+        self._connected = False  # some connection worked in this run
+        self._halted = False  # no more sending: stop asked, or a fatal error
+        self._items: list[_Item] = []  # outcomes not yet recorded
+        self._rate_wait = 0.0
         self.counts = RunCounts()
         self._started = time.monotonic()
 
-    # -- workers --
-
-    def _worker(self) -> None:
-        connection = SmtpConnection(self.smtp)
-        try:
-            while (row := self._inbox.get()) is not None:
-                try:
-                    item = self._deliver(connection, row)
-                except BaseException as exc:  # never leave the dispatcher waiting
-                    log.exception("unexpected error sending delivery %d", row.id)
-                    item = _Fatal(row, DeliveryError(f"unexpected error while sending: {exc}"))
-                self._results.put(item)
-        finally:
-            connection.close()
-            with self._opened_lock:
-                self.counts.connections_opened += connection.connections_opened
-
-    def _deliver(self, connection: SmtpConnection, row: Claimed) -> _Item:
-        recipient = Recipient(row.subscriber_id, row.email, row.name, row.attributes)
-        try:
-            data = self.template.personalise(recipient, message_key=str(row.id))
-            mail_from = self.template.envelope_sender(recipient)
-        except ValueError as exc:
-            return _Done(row, Outcome(row.email, Status.PERMANENT, None, "5.1.3", str(exc)))
-        retries = 0
-        while True:
-            if self._halt.is_set():
-                return _Returned(row)
-            self._limiter.wait()
-            try:
-                outcome = connection.send(mail_from, [row.email], data)[0]
-            except DeliveryError as exc:
-                # the sender refused (connection still open), or never connected in this
-                # run, or reconnecting keeps failing: the whole run stops
-                if connection.is_open or not self._connected.is_set():
-                    return _Fatal(row, exc)
-                if retries >= self.tuning.reconnect_attempts:
-                    return _Fatal(row, exc)
-                outcome = Outcome(row.email, Status.TRANSIENT, None, "", str(exc))
-            except ValueError as exc:  # an address SMTP cannot carry
-                outcome = Outcome(row.email, Status.PERMANENT, None, "5.1.3", str(exc))
-            else:
-                self._connected.set()
-            if is_connection_trouble(outcome) and retries < self.tuning.reconnect_attempts:
-                retries += 1
-                delay = min(
-                    self.tuning.reconnect_backoff * 2 ** (retries - 1),
-                    self.tuning.reconnect_backoff_cap,
-                )
-                log.info("%s; retrying in %.2f s (%d)", outcome, delay, retries)
-                if self._halt.wait(delay):
-                    return _Returned(row)
-                continue
-            return _Done(row, outcome)
-
-    # -- the dispatcher --
-
     def run(self) -> RunCounts:
         """Send every due row once (with the in-run retries), then return the counts."""
-        workers = [
-            threading.Thread(target=self._worker, name=f"send-{n}", daemon=True)
-            for n in range(self.connections)
-        ]
-        for worker in workers:
-            worker.start()
+        lanes = [_Lane(SmtpConnection(self.smtp)) for _ in range(self.connections)]
+        self._selector = selectors.DefaultSelector()
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_in.setblocking(False)
+        self._wake_out.setblocking(False)
+        self._selector.register(self._wake_in, selectors.EVENT_READ, None)
+        self._pool = ThreadPoolExecutor(self.connections, thread_name_prefix="smtp-open")
         try:
             with LedgerSession(self.store, self.campaign_id, self.list_id) as session:
                 self._session = session
-                self._dispatch()
+                self._loop(lanes)
         finally:
-            self._halt.set()  # workers in a backoff give their row back at once
-            for _ in workers:
-                self._inbox.put(None)
-            for worker in workers:
-                worker.join()
+            self._halted = True
+            self._pool.shutdown(wait=True)  # a session being opened: let it end first
+            with ThreadPoolExecutor(len(lanes), thread_name_prefix="smtp-quit") as closer:
+                closer.map(lambda lane: lane.connection.close(), lanes)
+            self._selector.close()
+            self._wake_in.close()
+            self._wake_out.close()
+            self.counts.connections_opened = sum(
+                lane.connection.connections_opened for lane in lanes
+            )
         return self.counts
 
-    def _dispatch(self) -> None:
-        waiting, held = self.connections, 0
+    # -- the loop --
+
+    def _loop(self, lanes: list[_Lane]) -> None:
         exhausted = False
         last_beat = time.monotonic()
         while True:
             self._check_stop()
-            stopping = self._halt.is_set()
-            items: list[_Item] = []
-            if held and (waiting == 0 or exhausted or stopping):
-                with contextlib.suppress(queue.Empty):
-                    items.append(self._results.get(timeout=self.tuning.heartbeat_seconds))
-            while True:
-                try:
-                    items.append(self._results.get_nowait())
-                except queue.Empty:
-                    break
-            held -= len(items)
-            waiting += len(items)
-            now = self.tuning.clock()
-            results = [self._result(item, now) for item in items]
-            self._check_stop()
-            stopping = self._halt.is_set()
-            want = 0 if stopping or exhausted else waiting
+            free = [lane for lane in lanes if lane.row is None]
+            want = 0 if self._halted or exhausted else len(free)
             beat = time.monotonic() - last_beat >= self.tuning.heartbeat_seconds
-            claimed: list[Claimed] = []
-            skipped = 0
-            if results or want or beat:
+            if self._items or want or beat:
+                now = self.tuning.clock()
+                results = [self._result(item, now) for item in self._items]
+                self._items = []
+                want = 0 if self._halted else want  # a fatal outcome just recorded
                 claimed, skipped = self._session.step(
                     results, want, now, self.runner if beat else None
                 )
@@ -331,25 +304,172 @@ class LedgerRun:
                 self._count(results, skipped)
                 if want and len(claimed) < want:
                     exhausted = True
-                for row in claimed:
-                    self._inbox.put(row)
-                waiting -= len(claimed)
-                held += len(claimed)
-            if held == 0 and (exhausted or stopping):
+                for lane, row in zip(free, claimed, strict=False):
+                    lane.row, lane.message, lane.retries = row, None, 0
+            if all(lane.row is None for lane in lanes) and (exhausted or self._halted):
                 return
+            self._rate_wait = 0.0
+            for lane in lanes:
+                self._advance(lane)
+            if self._items:
+                continue  # record them before waiting
+            self._wait(lanes, last_beat)
 
     def _check_stop(self) -> None:
-        if self.stop.is_set() and not self._halt.is_set():
+        if self.stop.is_set() and not self._halted:
             log.info("stop requested: finishing the messages in flight")
             self.counts.stopped = True
-            self._halt.set()
+            self._halted = True
+
+    def _wait(self, lanes: list[_Lane], last_beat: float) -> None:
+        """Block until a socket is ready, a connection opened, or a deadline passed, and
+        act on it; outcomes land in ``self._items``."""
+        now = time.monotonic()
+        until = [last_beat + self.tuning.heartbeat_seconds, now + _STOP_POLL_SECONDS]
+        for lane in lanes:
+            if lane.exchange is not None:
+                until.append(lane.exchange.deadline)
+            elif lane.row is not None and lane.opening is None:
+                until.append(max(lane.resume_at, now + self._rate_wait))
+        timeout = max(0.0, min(until) - now)
+        for key, _events in self._selector.select(timeout):
+            if key.data is None:
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_in.recv(4096)
+                continue
+            lane = key.data
+            assert lane.exchange is not None
+            lane.exchange.pump()
+            self._watch(lane)
+        now = time.monotonic()
+        for lane in lanes:
+            if lane.exchange is not None and now >= lane.exchange.deadline:
+                lane.exchange.expire()
+                self._watch(lane)
+            if lane.opening is not None and lane.opening.done():
+                self._opened(lane)
+
+    # -- one lane --
+
+    def _advance(self, lane: _Lane) -> None:
+        """Move a lane that waits for the loop: start its row's transaction, or open its
+        connection first, or (halted) hand its row back."""
+        row = lane.row
+        if row is None or lane.busy:
+            return
+        if self._halted:
+            self._items.append(_Returned(row))
+            lane.row = None
+            return
+        if time.monotonic() < lane.resume_at:
+            return
+        if lane.connection.needs_open:
+            lane.opening = self._pool.submit(lane.connection.open)
+            lane.opening.add_done_callback(self._wake)
+            return
+        recipient = Recipient(row.subscriber_id, row.email, row.name, row.attributes)
+        try:
+            if lane.message is None:
+                data = self.template.personalise(recipient, message_key=str(row.id))
+                lane.message = (self.template.envelope_sender(recipient), data)
+            wait = self._limiter.try_take()
+            if wait > 0:
+                self._rate_wait = wait
+                return
+            # personalise() writes CRLF line ends only (tests/test_message.py holds it to
+            # that), so the transport need not scan 40 KB per message for bare LFs
+            lane.exchange = lane.connection.begin(
+                lane.message[0], [row.email], lane.message[1], crlf_checked=True
+            )
+        except ValueError as exc:  # an address or name SMTP cannot carry
+            self._done(lane, Outcome(row.email, Status.PERMANENT, None, "5.1.3", str(exc)))
+            return
+        exchange = lane.exchange
+        exchange.pump()  # the envelope goes out now, not after the next select
+        if exchange.done:
+            self._end(lane, exchange)
+        else:
+            self._selector.register(exchange.sock, exchange.wants(), lane)
+
+    def _watch(self, lane: _Lane) -> None:
+        """Follow the lane's exchange after a pump: new socket events, or its end."""
+        exchange = lane.exchange
+        assert exchange is not None
+        if exchange.done:
+            self._selector.unregister(exchange.sock)
+            self._end(lane, exchange)
+        else:
+            self._selector.modify(exchange.sock, exchange.wants(), lane)
+
+    def _end(self, lane: _Lane, exchange: Exchange) -> None:
+        """The lane's transaction is over: its outcome, a reconnect, or a stop."""
+        lane.exchange = None
+        row = lane.row
+        assert row is not None
+        try:
+            outcome = lane.connection.finish(exchange)[0]
+        except RetryOnNewConnection:
+            # a reused connection closed before answering: nothing was delivered
+            log.info("%s closed a reused connection; reconnecting", self.smtp.display)
+            return  # needs_open is true now: the next _advance reopens
+        except DeliveryError as exc:  # the sender refused: every message would be
+            self._fatal(lane, exc)
+            return
+        self._connected = True
+        self._done(lane, outcome)
+
+    def _opened(self, lane: _Lane) -> None:
+        """The lane's session attempt ended: go on, retry later, or stop the run."""
+        future, lane.opening = lane.opening, None
+        assert future is not None and lane.row is not None
+        error = future.exception()
+        if error is None:
+            return
+        if not isinstance(error, DeliveryError):
+            log.error("unexpected error while connecting", exc_info=error)
+            error = DeliveryError(f"unexpected error while connecting: {error}")
+        # never connected in this run (wrong host, password) or reconnecting keeps
+        # failing: the whole run stops; a server that worked gets a few tries
+        if not self._connected or lane.retries >= self.tuning.reconnect_attempts:
+            self._fatal(lane, error)
+            return
+        self._done(lane, Outcome(lane.row.email, Status.TRANSIENT, None, "", str(error)))
+
+    def _done(self, lane: _Lane, outcome: Outcome) -> None:
+        """The server answered for the lane's row (or could not): retry or record."""
+        row = lane.row
+        assert row is not None
+        if is_connection_trouble(outcome) and lane.retries < self.tuning.reconnect_attempts:
+            lane.retries += 1
+            delay = min(
+                self.tuning.reconnect_backoff * 2 ** (lane.retries - 1),
+                self.tuning.reconnect_backoff_cap,
+            )
+            log.info("%s; retrying in %.2f s (%d)", outcome, delay, lane.retries)
+            lane.resume_at = time.monotonic() + delay
+            return
+        self._items.append(_Done(row, outcome))
+        lane.row = lane.message = None
+
+    def _fatal(self, lane: _Lane, error: DeliveryError) -> None:
+        assert lane.row is not None
+        self._items.append(_Fatal(lane.row, error))
+        lane.row = lane.message = None
+        self._halted = True
+
+    def _wake(self, _future: object = None) -> None:
+        """Interrupt the loop's select (called from the pool's threads)."""
+        with contextlib.suppress(OSError):
+            self._wake_out.send(b"x")
+
+    # -- recording --
 
     def _result(self, item: _Item, now: datetime) -> Result:
         if isinstance(item, _Done):
             return result_for(item.row, item.outcome, now, self.send_config)
         if isinstance(item, _Fatal) and self.counts.fatal is None:
             self.counts.fatal = item.error
-            self._halt.set()
+            self._halted = True
         return Result(item.row.id, QUEUED)
 
     def _count(self, results: list[Result], skipped: int) -> None:
