@@ -109,6 +109,9 @@ _QP_TABLE = tuple(
 # template text also encodes "%", so the only "%%" left in an encoded part are our slots
 _QP_LITERAL_TABLE = tuple("=25" if b == 37 else token for b, token in enumerate(_QP_TABLE))
 _QP_PLAIN = re.compile(rb"[\t !-<>-~]*")  # bytes that QP leaves as they are
+# A "." opening a line is encoded: no line of an encoded part then starts with a dot, so
+# SMTP dot-stuffing has nothing to do and the transport skips copying 40 KB per message.
+_QP_LEADING_DOT = "=2E"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
 _ADDRESS_UNSAFE = re.compile(r"[\s<>\"\\,;()\[\]]")
@@ -181,7 +184,7 @@ def clean_value(value: str) -> str:
 def qp_value(value: str) -> bytes:
     """A slot value as a QP chunk: lines of <= 75 chars joined by soft breaks, no final one."""
     raw = value.encode("utf-8")
-    if len(raw) <= _QP_WIDTH and _QP_PLAIN.fullmatch(raw):
+    if len(raw) <= _QP_WIDTH and _QP_PLAIN.fullmatch(raw) and not raw.startswith(b"."):
         return raw
     lines: list[str] = []
     line: list[str] = []
@@ -191,6 +194,8 @@ def qp_value(value: str) -> bytes:
         if width + len(token) > _QP_WIDTH:
             lines.append("".join(line))
             line, width = [], 0
+        if not width and token == ".":
+            token = _QP_LEADING_DOT
         line.append(token)
         width += len(token)
     lines.append("".join(line))
@@ -215,7 +220,8 @@ def qp_encode_with_slots(text: str) -> str:
     """Quoted-printable (UTF-8, CRLF, lines <= 76) of ``text``, slots kept alone on a line.
 
     Each slot token is preceded and followed by a soft line break, so whatever QP chunk
-    replaces it (see ``qp_value``) keeps every line within the limit.
+    replaces it (see ``qp_value``) keeps every line within the limit. A "." that would
+    open a line is written "=2E" (see ``_QP_LEADING_DOT``).
     """
     out: list[str] = []
     for source_line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
@@ -233,6 +239,8 @@ def qp_encode_with_slots(text: str) -> str:
                 if width + len(token) > _QP_WIDTH:
                     out.append("".join(line) + "=")
                     line, width = [], 0
+                if not width and token == ".":
+                    token = _QP_LEADING_DOT
                 line.append(token)
                 width += len(token)
         # whitespace before a hard line break would be stripped in transit: encode it
