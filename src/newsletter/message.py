@@ -57,15 +57,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-
-import dkim
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
-from dkim.canonicalization import CanonicalizationPolicy
+from typing import TYPE_CHECKING
 
 from newsletter.errors import ConfigError, RenderError
 from newsletter.tokens import UnsubscribeTokens, unsubscribe_url
 from newsletter.workspace import Workspace
+
+# dkimpy (which imports dnspython) and cryptography are imported by DkimSigner only:
+# ~0.1 s of imports that a send without NEWSLETTER_DKIM_KEY never needs.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +378,10 @@ class DkimSigner:
         source: str = "NEWSLETTER_DKIM_KEY",
         headers: Sequence[str] = SIGNED_HEADERS,
     ) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from dkim.canonicalization import CanonicalizationPolicy
+
         try:
             key = serialization.load_pem_private_key(private_key_pem, password=None)
         except (ValueError, TypeError):
@@ -402,7 +407,7 @@ class DkimSigner:
                 "NEWSLETTER_DKIM_KEY is given",
                 hint="add domain = ... and selector = ... under [dkim]",
             )
-        self.key = key
+        self.key: rsa.RSAPrivateKey = key
         self.bits = key.key_size
         self.domain = domain.lower().rstrip(".")
         self.selector = selector
@@ -425,6 +430,11 @@ class DkimSigner:
 
         ``header_block`` is every header line, each ending in CRLF, without the blank line.
         """
+        # loaded by __init__ already, so these are dictionary look-ups per message
+        import dkim
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding, utils
+
         headers, _ = dkim.rfc822_parse(header_block + b"\r\n")
         body_hash = hashlib.sha256(self._policy.canonicalize_body(body)).digest()
         fields = [

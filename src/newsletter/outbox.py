@@ -23,10 +23,9 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-from aiosmtpd.controller import Controller
+from typing import TYPE_CHECKING, Any
 
 from newsletter.transport import TLS_NONE, SmtpSettings
 from newsletter.workspace import Workspace
@@ -94,15 +93,26 @@ class OutboxHandler:
         return f"250 2.0.0 stored as {name}"
 
 
-class _Controller(Controller):
-    """aiosmtpd's threaded Controller, able to listen on port 0 (a free port)."""
+# aiosmtpd (with asyncio and attrs, ~0.07 s) is imported only when a server is made:
+# a send to NEWSLETTER_SMTP_URL, or one that ends before delivering, never needs it.
+if TYPE_CHECKING:
+    from aiosmtpd.controller import Controller
 
-    def _trigger_server(self) -> None:
-        # the OS chose the port when the server bound; read it before the self-test connect
-        server: Any = self.server  # an asyncio.Server, which has .sockets
-        if server is not None and self.port == 0:
-            self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()
+
+@cache
+def _controller_class() -> type[Controller]:
+    """aiosmtpd's threaded Controller, able to listen on port 0 (a free port)."""
+    from aiosmtpd.controller import Controller
+
+    class FreePortController(Controller):
+        def _trigger_server(self) -> None:
+            # the OS chose the port when the server bound; read it before the self-test connect
+            server: Any = self.server  # an asyncio.Server, which has .sockets
+            if server is not None and self.port == 0:
+                self.port = server.sockets[0].getsockname()[1]
+            super()._trigger_server()
+
+    return FreePortController
 
 
 class EmbeddedServer:
@@ -115,7 +125,7 @@ class EmbeddedServer:
     def __init__(self, folder: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.folder = folder
         self.handler = OutboxHandler(folder)
-        self._controller = _Controller(self.handler, hostname=host, port=port)
+        self._controller = _controller_class()(self.handler, hostname=host, port=port)
 
     @property
     def host(self) -> str:

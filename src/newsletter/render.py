@@ -12,6 +12,7 @@ the same name.
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import logging
 import re
@@ -22,17 +23,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import jinja2
-import jinja2.bccache
-import mjml
-from premailer import Premailer
 
 from newsletter.errors import RenderError
 from newsletter.models import Issue, Teaser
 from newsletter.workspace import Workspace
+
+# jinja2, mjml and premailer (with cssutils, lxml and requests) are imported inside the
+# functions that use them: together they take ~0.4 s to import, and what most callers
+# need from here (Rendered, slots, long_date, the warnings) or a send that reuses a
+# fresh render (issue.load_rendered) needs none of them.
+if TYPE_CHECKING:
+    import jinja2
 
 log = logging.getLogger(__name__)
 
@@ -188,26 +191,30 @@ def credit_line(teaser: Teaser) -> str:
     return " · ".join(parts)
 
 
-class _MemoryBytecodeCache(jinja2.BytecodeCache):
-    """Compiled templates kept in memory for the life of the process.
+@functools.cache
+def _bytecode_cache() -> jinja2.BytecodeCache:
+    """The process's one in-memory cache of compiled templates (made on first use, since
+    its base class is jinja2's).
 
     Jinja checks each entry against the checksum of the source it just loaded, so an
     edited or newly added override is recompiled while an unchanged theme is not.
     """
+    import jinja2
+    import jinja2.bccache
 
-    def __init__(self) -> None:
-        self._store: dict[str, bytes] = {}
+    class MemoryBytecodeCache(jinja2.BytecodeCache):
+        def __init__(self) -> None:
+            self._store: dict[str, bytes] = {}
 
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        data = self._store.get(bucket.key)
-        if data is not None:
-            bucket.bytecode_from_string(data)
+        def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            data = self._store.get(bucket.key)
+            if data is not None:
+                bucket.bytecode_from_string(data)
 
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        self._store[bucket.key] = bucket.bytecode_to_string()
+        def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            self._store[bucket.key] = bucket.bytecode_to_string()
 
-
-_BYTECODE_CACHE = _MemoryBytecodeCache()
+    return MemoryBytecodeCache()
 
 
 def template_environment(ws: Workspace) -> jinja2.Environment:
@@ -217,6 +224,8 @@ def template_environment(ws: Workspace) -> jinja2.Environment:
     and ``*.mjml.j2``, none for ``*.txt.j2``. Globals: ``slot``; filters: ``long_date``,
     ``wrap_text``, ``host``, ``credit_line``. Preview and serve render their pages with this too.
     """
+    import jinja2
+
     loader = jinja2.ChoiceLoader(
         [
             jinja2.FileSystemLoader(ws.templates_dir),
@@ -230,7 +239,7 @@ def template_environment(ws: Workspace) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        bytecode_cache=_BYTECODE_CACHE,
+        bytecode_cache=_bytecode_cache(),
     )
     env.globals["slot"] = slot
     env.filters["long_date"] = long_date
@@ -252,6 +261,8 @@ def _display_path(ws: Workspace, filename: str | None, name: str) -> str:
 
 def _describe_template(ws: Workspace, env: jinja2.Environment, name: str) -> str:
     """Where template ``name`` comes from, for error messages."""
+    import jinja2
+
     try:
         filename = env.get_template(name).filename
     except jinja2.TemplateError:
@@ -261,6 +272,8 @@ def _describe_template(ws: Workspace, env: jinja2.Environment, name: str) -> str
 
 def _error_line(exc: BaseException, template_file: str | None) -> int | None:
     """The template line an exception was raised at (Jinja maps frames to template lines)."""
+    import jinja2
+
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return exc.lineno
     if template_file is None:
@@ -276,6 +289,8 @@ def render_template(
     ws: Workspace, env: jinja2.Environment, name: str, context: Mapping[str, Any]
 ) -> str:
     """Template ``name`` rendered with ``context``; a failure -> RenderError with file, line."""
+    import jinja2
+
     template_file: str | None = None
     try:
         template = env.get_template(name)
@@ -324,6 +339,8 @@ def template_context(ws: Workspace, issue: Issue) -> dict[str, Any]:
 
 def compile_mjml(source: str, template: str) -> str:
     """MJML text -> HTML via mjml-python; a parse failure -> RenderError naming ``template``."""
+    import mjml
+
     try:
         # fonts={}: never link the web fonts mjml knows by name; nothing is fetched
         return mjml.mjml2html(source, fonts={})
@@ -344,6 +361,8 @@ def inline_css(compiled: str) -> str:
     MJML wrote it, style tags kept (so the responsive rules survive), and the doctype
     restored (premailer drops a lowercase one).
     """
+    from premailer import Premailer
+
     inlined = Premailer(
         compiled,
         allow_network=False,
@@ -408,12 +427,28 @@ def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None
     text = render_template(ws, env, TEXT_TEMPLATE, context)
     times.text = time.perf_counter() - started
 
-    warnings = teaser_warnings(issue.teasers) + size_warnings(html, ws.config.compose.max_html_kb)
-    log.debug("rendered %r: %d bytes of HTML, %d warnings", issue.subject, len(html), len(warnings))
+    rendered = rendered_from(ws, issue, html=html, text=text)
+    log.debug(
+        "rendered %r: %d bytes of HTML, %d warnings",
+        issue.subject,
+        len(html),
+        len(rendered.warnings),
+    )
+    return rendered
+
+
+def rendered_from(ws: Workspace, issue: Issue, *, html: str, text: str) -> Rendered:
+    """The parts ``html`` and ``text`` rendered from ``issue`` -> Rendered, with the
+    subject, preheader and teaser and size warnings ``render_issue`` gives.
+
+    Needs none of the render stack: ``issue.load_rendered`` uses it for parts read back
+    from a fresh issue folder.
+    """
     return Rendered(
         html=html,
         text=text,
         subject=issue.subject,
         preheader=issue.preheader,
-        warnings=warnings,
+        warnings=teaser_warnings(issue.teasers)
+        + size_warnings(html, ws.config.compose.max_html_kb),
     )
