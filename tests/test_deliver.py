@@ -780,3 +780,84 @@ def test_a_scheduled_send_runs_through_the_ledger(
     assert handler_of(server).per_address() == Counter(dict.fromkeys(SAMPLE, 1))
     assert not run_due(ws).acted  # nothing left to do, nothing sent twice
     assert sum(handler_of(server).per_address().values()) == 5
+
+
+# --- a fresh render is sent as it is, without loading the render stack ------------------------
+
+# Imported only where needed (see render.py, message.py, outbox.py, issue.py): a send whose
+# issue folder holds a fresh render, without DKIM, to NEWSLETTER_SMTP_URL, loads none of them.
+HEAVY_MODULES = (
+    "jinja2",
+    "mjml",
+    "premailer",
+    "cssutils",
+    "lxml",
+    "requests",
+    "aiosmtpd",
+    "dkim",
+    "dns",
+    "trafilatura",
+    "feedparser",
+    "httpx",
+    "markdown_it",
+    "pysbd",
+)
+SEND_PATH_PROBE = """
+import hashlib, json, sys
+from pathlib import Path
+
+heavy = sys.argv[3].split(",")
+import newsletter.deliver
+from newsletter.deliver.content import render_for_send
+from newsletter.workspace import load_workspace
+
+at_import = [name for name in heavy if name in sys.modules]
+rendered, warnings = render_for_send(load_workspace(Path(sys.argv[1])), Path(sys.argv[2]))
+print(json.dumps({
+    "at_import": at_import,
+    "after_render": [name for name in heavy if name in sys.modules],
+    "html": hashlib.sha256(rendered.html.encode()).hexdigest(),
+    "text": hashlib.sha256(rendered.text.encode()).hexdigest(),
+    "subject": rendered.subject,
+    "warnings": warnings,
+}))
+"""
+
+
+def test_a_fresh_render_is_sent_as_rendered_without_the_render_stack(
+    ws: Workspace, issue: Path, server: LedgerServer, tmp_path: Path
+) -> None:
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+
+    from newsletter.deliver.content import render_for_send
+    from newsletter.issue import render_issue_folder
+    from newsletter.render_stamp import STAMP_FILE
+
+    render_issue_folder(ws, issue)
+    unstamped = tmp_path / "unstamped"
+    shutil.copytree(issue, unstamped)
+    (unstamped / STAMP_FILE).unlink()
+    fresh, fresh_warnings = render_for_send(ws, unstamped)  # renders: no stamp
+
+    probe = subprocess.run(
+        [sys.executable, "-c", SEND_PATH_PROBE, str(ws.root), str(issue), ",".join(HEAVY_MODULES)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    seen = json.loads(probe.stdout)
+    assert seen["at_import"] == [] and seen["after_render"] == []
+    assert seen["html"] == hashlib.sha256((issue / "issue.html").read_bytes()).hexdigest()
+    assert seen["html"] == hashlib.sha256(fresh.html.encode()).hexdigest()
+    assert seen["text"] == hashlib.sha256(fresh.text.encode()).hexdigest()
+    assert (seen["subject"], seen["warnings"]) == (fresh.subject, fresh_warnings)
+
+    report = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert report.sent == 5
+    with open_store_for(ws) as store, store.read() as conn:
+        stored = conn.execute(select(campaigns.c.html, campaigns.c.text)).one()
+    assert (stored.html, stored.text) == (fresh.html, fresh.text)

@@ -3,15 +3,21 @@ writes, re-render without re-summarising, extract."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 import time_machine
 
+import newsletter.issue as issue_module
 from newsletter.errors import RenderError, SourceError
 from newsletter.issue import (
     ISSUE_HTML,
@@ -23,14 +29,17 @@ from newsletter.issue import (
     default_preheader,
     extract_source,
     issue_json,
+    load_rendered,
     read_issue,
     render_issue_folder,
     slugify,
     write_issue_folder,
+    write_rendered,
 )
 from newsletter.models import Issue, Teaser
 from newsletter.render import Rendered, render_issue
-from newsletter.workspace import Workspace
+from newsletter.render_stamp import STAMP_FILE, render_fingerprint
+from newsletter.workspace import Workspace, load_workspace
 
 ARTICLES = Path(__file__).resolve().parent / "golden" / "articles"
 HARBOUR_TITLE = "Harbour ferries switch to batteries"
@@ -79,7 +88,12 @@ def test_compose_writes_a_dated_issue_folder(workspace: Workspace, articles: Pat
         skip_bad=False,
     )
     assert result.folder == workspace.issues_dir / "2026-12-01-the-weekly-brief"
-    assert sorted(p.name for p in result.folder.iterdir()) == [ISSUE_HTML, ISSUE_JSON, ISSUE_TXT]
+    assert sorted(p.name for p in result.folder.iterdir()) == [
+        STAMP_FILE,
+        ISSUE_HTML,
+        ISSUE_JSON,
+        ISSUE_TXT,
+    ]
     assert _folders(workspace) == ["2026-12-01-the-weekly-brief"]  # no temp leftovers
     issue = result.issue
     assert issue.date == "2026-12-01"
@@ -157,7 +171,12 @@ def test_out_folder_must_be_new_or_empty(workspace: Workspace, articles: Path) -
     assert (empty / ISSUE_JSON).is_file()
     fresh = workspace.root / "nested" / "fresh"
     _compose(workspace, [str(articles / "harbour.html")], out=fresh)
-    assert sorted(p.name for p in fresh.iterdir()) == [ISSUE_HTML, ISSUE_JSON, ISSUE_TXT]
+    assert sorted(p.name for p in fresh.iterdir()) == [
+        STAMP_FILE,
+        ISSUE_HTML,
+        ISSUE_JSON,
+        ISSUE_TXT,
+    ]
     assert sorted(p.name for p in fresh.parent.iterdir()) == ["fresh"]
 
 
@@ -202,7 +221,12 @@ def test_render_folder_uses_the_edited_issue_json_and_never_resummarises(
     )
     assert result.html_bytes == len(html.encode("utf-8"))
     assert (folder / ISSUE_JSON).read_text(encoding="utf-8") == edited  # left as the user wrote it
-    assert sorted(p.name for p in folder.iterdir()) == [ISSUE_HTML, ISSUE_JSON, ISSUE_TXT]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        STAMP_FILE,
+        ISSUE_HTML,
+        ISSUE_JSON,
+        ISSUE_TXT,
+    ]
 
 
 def test_render_folder_missing_folder_or_issue_json(workspace: Workspace) -> None:
@@ -376,3 +400,226 @@ def test_extract_source_gives_fields_and_teaser(workspace: Workspace, articles: 
 def test_extract_missing_source_is_a_source_error(workspace: Workspace, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"nothing-here\.txt"):
         extract_source(workspace, str(tmp_path / "nothing-here.txt"))
+
+
+# --- reusing a fresh render: the render stamp ----------------------------------------------
+
+
+@dataclass
+class RenderSpy:
+    """What load_rendered handed to the render stack (which still runs for real)."""
+
+    results: list[Rendered] = field(default_factory=list)
+
+
+@pytest.fixture
+def render_spy(monkeypatch: pytest.MonkeyPatch) -> RenderSpy:
+    spy = RenderSpy()
+    real = issue_module.render_issue
+
+    def counting(ws: Workspace, issue: Issue) -> Rendered:
+        spy.results.append(real(ws, issue))
+        return spy.results[-1]
+
+    monkeypatch.setattr(issue_module, "render_issue", counting)
+    return spy
+
+
+def _small_html_limit(ws: Workspace) -> Workspace:
+    """``ws`` with compose.max_html_kb = 1, so a render carries a size warning too."""
+    compose = ws.config.compose.model_copy(update={"max_html_kb": 1})
+    return Workspace(ws.root, ws.config.model_copy(update={"compose": compose}), ws.env)
+
+
+@pytest.fixture
+def stamped(workspace: Workspace) -> Path:
+    """An issue folder just rendered by ``render_issue_folder`` (so with a stamp)."""
+    folder = _issue_file(workspace.issues_dir, GOOD_JSON)
+    render_issue_folder(workspace, folder)
+    return folder
+
+
+def test_a_fresh_render_is_reused_byte_for_byte(
+    workspace: Workspace, render_spy: RenderSpy, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws = _small_html_limit(workspace)
+    folder = _issue_file(ws.issues_dir, GOOD_JSON)
+    render_issue_folder(ws, folder)
+    render_spy.results.clear()
+    caplog.set_level(logging.DEBUG, logger="newsletter.issue")
+
+    reused = load_rendered(ws, folder)
+
+    assert render_spy.results == []  # nothing rendered
+    assert "render stamp matches" in caplog.text
+    fresh = render_issue(ws, read_issue(folder))
+    assert reused.html.encode("utf-8") == fresh.html.encode("utf-8")
+    assert reused.text.encode("utf-8") == fresh.text.encode("utf-8")
+    # subject, preheader and both kinds of warning (no url; over max_html_kb) as a render gives
+    assert reused == fresh
+    assert any("has no url" in w for w in reused.warnings)
+    assert any("over compose.max_html_kb" in w for w in reused.warnings)
+    stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
+    assert stamp["format"] == 1 and len(stamp["fingerprint"]) == 64
+    assert stamp[ISSUE_HTML] == hashlib.sha256((folder / ISSUE_HTML).read_bytes()).hexdigest()
+    assert stamp[ISSUE_TXT] == hashlib.sha256((folder / ISSUE_TXT).read_bytes()).hexdigest()
+
+
+def test_a_composed_folder_is_reused(
+    workspace: Workspace, articles: Path, render_spy: RenderSpy
+) -> None:
+    folder = _compose(workspace, [str(articles)]).folder
+    render_spy.results.clear()
+    reused = load_rendered(workspace, folder)
+    assert render_spy.results == []
+    assert reused == render_issue(workspace, read_issue(folder))
+
+
+def _edit_issue_json(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    path = folder / ISSUE_JSON
+    path.write_text(path.read_text(encoding="utf-8").replace('"One."', '"One, by hand."'))
+    return ws
+
+
+def _override_a_template(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    packaged = resources.files("newsletter") / "templates" / "issue.txt.j2"
+    (ws.templates_dir / "issue.txt.j2").write_text(
+        packaged.read_text(encoding="utf-8") + "Printed on recycled electrons.\n",
+        encoding="utf-8",
+    )
+    return ws
+
+
+def _edit_a_nested_template(
+    ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> Workspace:
+    # an include the issue templates could pull in lives in a subfolder
+    (ws.templates_dir / "partials").mkdir(parents=True)
+    (ws.templates_dir / "partials" / "footer.txt.j2").write_text("new", encoding="utf-8")
+    return ws
+
+
+def _base_url_from_env(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://letters.example.net/news")
+    return load_workspace(ws.root)
+
+
+def _edit_newsletter_toml(
+    ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> Workspace:
+    path = ws.root / "newsletter.toml"
+    text = path.read_text(encoding="utf-8")
+    tagline = f'tagline = "{ws.config.publication.tagline}"'
+    assert text.count(tagline) == 1
+    path.write_text(text.replace(tagline, 'tagline = "Slower news"'), encoding="utf-8")
+    return load_workspace(ws.root)
+
+
+def _hand_edit_html(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    path = folder / ISSUE_HTML
+    path.write_text(path.read_text(encoding="utf-8").replace("Second", "Hand-made"))
+    return ws
+
+
+def _hand_edit_text(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    with open(folder / ISSUE_TXT, "a", encoding="utf-8") as handle:
+        handle.write("P.S. added by hand\n")
+    return ws
+
+
+def _stamp_removed(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    (folder / STAMP_FILE).unlink()
+    return ws
+
+
+def _stamp_as(content: bytes) -> Callable[[Workspace, Path, pytest.MonkeyPatch], Workspace]:
+    def write(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+        (folder / STAMP_FILE).write_bytes(content)
+        return ws
+
+    return write
+
+
+def _stamp_edited(**changes: Any) -> Callable[[Workspace, Path, pytest.MonkeyPatch], Workspace]:
+    def edit(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+        stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
+        stamp.update(changes)
+        (folder / STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
+        return ws
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _edit_issue_json,
+        _override_a_template,
+        _edit_a_nested_template,
+        _base_url_from_env,
+        _edit_newsletter_toml,
+        _hand_edit_html,
+        _hand_edit_text,
+        _stamp_removed,
+        _stamp_as(b""),
+        _stamp_as(b'{"format": 1, "fingerprint": "'),
+        _stamp_as(b"\xff\xfe not UTF-8"),
+        _stamp_as(b"[1, 2, 3]"),
+        _stamp_edited(format=2),
+        _stamp_edited(fingerprint=None),
+        _stamp_edited(fingerprint="0" * 64),
+        _stamp_edited(**{ISSUE_HTML: "short"}),
+    ],
+)
+def test_a_stale_or_untrusted_render_is_rendered_again(
+    workspace: Workspace,
+    stamped: Path,
+    render_spy: RenderSpy,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    change: Callable[[Workspace, Path, pytest.MonkeyPatch], Workspace],
+) -> None:
+    ws = change(workspace, stamped, monkeypatch)
+    caplog.set_level(logging.DEBUG, logger="newsletter.issue")
+
+    result = load_rendered(ws, stamped)
+
+    assert len(render_spy.results) == 1 and result is render_spy.results[0]
+    assert "rendering issue.json now" in caplog.text
+    assert "Hand-made" not in result.html and "added by hand" not in result.text
+    assert read_issue(stamped).teasers[0].summary in result.text  # the current issue.json
+
+
+def test_edits_show_in_the_new_render(
+    workspace: Workspace, stamped: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _edit_issue_json(workspace, stamped, monkeypatch)
+    _override_a_template(workspace, stamped, monkeypatch)
+    result = load_rendered(workspace, stamped)
+    assert "One, by hand." in result.text and "recycled electrons" in result.text
+    # rendering the folder again makes it fresh again
+    render_issue_folder(workspace, stamped)
+    assert load_rendered(workspace, stamped) == result
+
+
+def test_writing_parts_without_a_fingerprint_drops_the_stamp(
+    workspace: Workspace, stamped: Path
+) -> None:
+    issue = read_issue(stamped)
+    rendered = render_issue(workspace, issue)
+    write_issue_folder(stamped, issue, rendered)
+    assert not (stamped / STAMP_FILE).exists()
+    render_issue_folder(workspace, stamped)
+    write_rendered(stamped, rendered)
+    assert not (stamped / STAMP_FILE).exists()
+
+
+def test_no_fingerprint_without_a_readable_input(
+    workspace: Workspace, stamped: Path, render_spy: RenderSpy
+) -> None:
+    unreadable = workspace.templates_dir / "broken-link.j2"
+    unreadable.symlink_to(workspace.templates_dir / "missing-target")
+    assert render_fingerprint(workspace, (stamped / ISSUE_JSON).read_bytes()) is None
+    render_spy.results.clear()
+    load_rendered(workspace, stamped)
+    assert len(render_spy.results) == 1

@@ -1,9 +1,11 @@
 """Issue folders: compose one from sources, read and write issue.json, re-render it.
 
 An issue folder holds ``issue.json`` (the hand-editable source of truth), and the
-rendered ``issue.html`` and ``issue.txt`` (slots unfilled). Every write goes to a
-temporary name first and is renamed into place, so a failed compose or render never
-leaves a half-written folder or file behind.
+rendered ``issue.html`` and ``issue.txt`` (slots unfilled), with ``.render.json`` (see
+``render_stamp``) saying what they were rendered from, so ``load_rendered`` can reuse
+them while they are fresh. Every write goes to a temporary name first and is renamed
+into place, so a failed compose or render never leaves a half-written folder or file
+behind.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, 
 
 from newsletter.errors import RenderError, SourceError
 from newsletter.models import Article, Issue, Teaser
-from newsletter.render import Rendered, long_date, render_issue
+from newsletter.render import Rendered, long_date, render_issue, rendered_from
+from newsletter.render_stamp import STAMP_FILE, render_fingerprint, stamp_text, stamped_parts
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -222,6 +225,11 @@ def parse_issue(text: str, path: Path) -> Issue:
 
 def read_issue(folder: Path) -> Issue:
     """Read ``folder``/issue.json -> Issue; a missing or invalid file -> RenderError."""
+    return decode_issue(read_issue_bytes(folder), folder / ISSUE_JSON)
+
+
+def read_issue_bytes(folder: Path) -> bytes:
+    """The bytes of ``folder``/issue.json; a missing folder or file -> RenderError."""
     path = folder / ISSUE_JSON
     if not folder.is_dir():
         raise RenderError(
@@ -236,6 +244,12 @@ def read_issue(folder: Path) -> Issue:
         ) from None
     except OSError as exc:
         raise RenderError(f"{path}: cannot read ({exc.strerror})") from None
+    return raw
+
+
+def decode_issue(raw: bytes, path: Path) -> Issue:
+    """The bytes of issue.json (read from ``path``, named in errors) -> Issue; RenderError
+    naming the line when they are not UTF-8 or not a valid issue."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -280,17 +294,26 @@ class FolderTakenError(RenderError):
 
 
 def write_issue_folder(
-    folder: Path, issue: Issue, rendered: Rendered, *, exclusive: bool = False
+    folder: Path,
+    issue: Issue,
+    rendered: Rendered,
+    *,
+    exclusive: bool = False,
+    fingerprint: str | None = None,
 ) -> None:
     """Write issue.json, issue.html and issue.txt into ``folder``, atomically.
 
-    A new (or empty) folder is built as a temporary sibling and renamed into place, so
-    it appears whole or not at all. In an existing folder each file is replaced by a
-    rename, unless ``exclusive``: then a folder that is not empty (even one another
-    process made a moment ago) raises FolderTakenError and is left alone. Raises
-    RenderError if the folder cannot be written.
+    With ``fingerprint`` (``render_stamp.render_fingerprint`` of the issue.json text
+    written here) the render stamp .render.json is written last; without, an existing
+    one is removed. A new (or empty) folder is built as a temporary sibling and renamed
+    into place, so it appears whole or not at all. In an existing folder each file is
+    replaced by a rename, unless ``exclusive``: then a folder that is not empty (even
+    one another process made a moment ago) raises FolderTakenError and is left alone.
+    Raises RenderError if the folder cannot be written.
     """
     files = {ISSUE_JSON: issue_json(issue), ISSUE_HTML: rendered.html, ISSUE_TXT: rendered.text}
+    if fingerprint is not None:
+        files[STAMP_FILE] = stamp_text(fingerprint, rendered.html, rendered.text)
     taken = FolderTakenError(
         f"{folder}: exists and is not empty", hint="name a new or empty folder"
     )
@@ -301,6 +324,8 @@ def write_issue_folder(
                 raise taken
             for name, text in files.items():
                 _replace_file(folder / name, text)
+            if fingerprint is None:
+                (folder / STAMP_FILE).unlink(missing_ok=True)
             return
         staging = Path(
             tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp")
@@ -322,11 +347,21 @@ def write_issue_folder(
         ) from None
 
 
-def write_rendered(folder: Path, rendered: Rendered) -> None:
-    """Replace issue.html and issue.txt in ``folder``, each by a rename; issue.json stays."""
+def write_rendered(folder: Path, rendered: Rendered, *, fingerprint: str | None = None) -> None:
+    """Replace issue.html and issue.txt in ``folder``, each by a rename; issue.json stays.
+
+    Then the render stamp: written for ``fingerprint``, else removed. It goes last, so
+    a reader who finds the new parts beside the old stamp sees them disagree.
+    """
     try:
         _replace_file(folder / ISSUE_HTML, rendered.html)
         _replace_file(folder / ISSUE_TXT, rendered.text)
+        if fingerprint is None:
+            (folder / STAMP_FILE).unlink(missing_ok=True)
+        else:
+            _replace_file(
+                folder / STAMP_FILE, stamp_text(fingerprint, rendered.html, rendered.text)
+            )
     except OSError as exc:
         raise RenderError(f"{folder}: cannot write ({exc.strerror or exc})") from None
 
@@ -455,12 +490,14 @@ def build_issue(
     )
 
 
-def _write_new_folder(ws: Workspace, issue: Issue, rendered: Rendered, out: Path | None) -> Path:
+def _write_new_folder(
+    ws: Workspace, issue: Issue, rendered: Rendered, out: Path | None, fingerprint: str | None
+) -> Path:
     """Write the issue into ``out`` or a fresh default folder; never into someone else's."""
     while True:
         folder = out if out is not None else default_folder(ws, issue)
         try:
-            write_issue_folder(folder, issue, rendered, exclusive=True)
+            write_issue_folder(folder, issue, rendered, exclusive=True, fingerprint=fingerprint)
             return folder
         except FolderTakenError:
             if out is not None:
@@ -497,8 +534,10 @@ def compose_issue(
         )
     articles, warnings = _without_duplicates(articles)
     issue = build_issue(ws, articles, subject=subject, intro=intro, preheader=preheader)
+    # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
+    fingerprint = render_fingerprint(ws, issue_json(issue).encode("utf-8"))
     rendered = render_issue(ws, issue)
-    folder = _write_new_folder(ws, issue, rendered, out)
+    folder = _write_new_folder(ws, issue, rendered, out, fingerprint)
     log.info("composed %d teasers into %s", len(issue.teasers), folder)
     return ComposeResult(
         folder=folder,
@@ -512,17 +551,40 @@ def compose_issue(
 def render_issue_folder(ws: Workspace, folder: Path) -> RenderResult:
     """Re-render ``folder`` from its issue.json (never re-summarising) -> RenderResult.
 
-    Rewrites issue.html and issue.txt atomically; a missing folder or issue.json, or an
-    invalid one, raises RenderError naming the file, line and field.
+    Rewrites issue.html, issue.txt and the render stamp atomically; a missing folder or
+    issue.json, or an invalid one, raises RenderError naming the file, line and field.
     """
-    issue = read_issue(folder)
+    raw = read_issue_bytes(folder)
+    issue = decode_issue(raw, folder / ISSUE_JSON)
+    # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
+    fingerprint = render_fingerprint(ws, raw)
     rendered = render_issue(ws, issue)
-    write_rendered(folder, rendered)
+    write_rendered(folder, rendered, fingerprint=fingerprint)
     return RenderResult(
         folder=folder,
         warnings=list(rendered.warnings),
         html_bytes=len(rendered.html.encode("utf-8")),
     )
+
+
+def load_rendered(ws: Workspace, folder: Path) -> Rendered:
+    """``folder``'s issue rendered -> Rendered: issue.html and issue.txt as they are when
+    the render stamp proves them fresh (see ``render_stamp``), else rendered now from
+    issue.json (the folder is left as it is).
+
+    Either way the subject, preheader and warnings come from issue.json as
+    ``render_issue`` gives them. Raises RenderError for a missing or invalid issue.json
+    or a template problem.
+    """
+    raw = read_issue_bytes(folder)
+    issue = decode_issue(raw, folder / ISSUE_JSON)
+    parts = stamped_parts(ws, folder, raw, html_name=ISSUE_HTML, text_name=ISSUE_TXT)
+    if parts is not None:
+        log.debug("%s: using issue.html and issue.txt as rendered (render stamp matches)", folder)
+        html, text = parts
+        return rendered_from(ws, issue, html=html, text=text)
+    log.debug("%s: rendering issue.json now (no fresh render in the folder)", folder)
+    return render_issue(ws, issue)
 
 
 def extract_source(ws: Workspace, source: str) -> list[dict[str, Any]]:

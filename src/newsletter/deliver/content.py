@@ -1,8 +1,10 @@
 """What is sent: the issue rendered once, checked against the sender rules, as a template.
 
-- ``render_for_send`` reads issue.json and renders it once (never per recipient), then
-  refuses an HTML part over 100 KB (Gmail clips the footer with the unsubscribe link
-  and address) and warns from ``compose.max_html_kb`` (90 by default).
+- ``render_for_send`` reads issue.json and renders it once (never per recipient), or
+  takes issue.html and issue.txt as they are when the render stamp written by compose or
+  render proves them fresh (``issue.load_rendered``), then refuses an HTML part over
+  100 KB (Gmail clips the footer with the unsubscribe link and address) and warns from
+  ``compose.max_html_kb`` (90 by default).
 - ``check_sender`` refuses a commercial send (``sender.commercial``) without a postal
   address; the sender identity (publication and sender name, From address) cannot be
   missing, the config schema requires it. For a commercial send the postal address
@@ -17,14 +19,14 @@ import logging
 from pathlib import Path
 
 from newsletter.errors import ConfigError, NewsletterError, RenderError
-from newsletter.issue import ISSUE_JSON, read_issue
+from newsletter.issue import ISSUE_JSON, load_rendered
 from newsletter.message import (
     MessageSettings,
     MessageTemplate,
     build_template,
     load_dkim_signer,
 )
-from newsletter.render import Rendered, render_issue
+from newsletter.render import Rendered
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -96,9 +98,10 @@ def check_body(ws: Workspace, rendered: Rendered, where: str) -> None:
 
 
 def render_for_send(ws: Workspace, issue_dir: Path) -> tuple[Rendered, list[str]]:
-    """Read and render ``issue_dir`` once -> (rendered parts, warnings); checks as above."""
+    """Read and render ``issue_dir`` once (or reuse its fresh render) -> (rendered parts,
+    warnings); checks as above."""
     check_sender(ws)
-    rendered = render_issue(ws, read_issue(issue_dir))
+    rendered = load_rendered(ws, issue_dir)
     where = str(issue_dir)
     warnings = [w for w in rendered.warnings if "over compose.max_html_kb" not in w]
     warnings += html_size_warnings(rendered.html, ws.config.compose.max_html_kb, where)
