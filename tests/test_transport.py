@@ -351,6 +351,8 @@ def test_bad_input_is_a_caller_bug() -> None:
 
 def test_dot_stuffing() -> None:
     assert dot_stuff(b".x\r\n.\r\nend") == b"..x\r\n..\r\nend\r\n.\r\n"
+    # data that promises no line to stuff and no bare LF is only terminated
+    assert dot_stuff(b"a\r\nb", wire_ready=True) == b"a\r\nb\r\n.\r\n"
 
 
 # --- connection errors ------------------------------------------------------------------------

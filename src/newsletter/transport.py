@@ -256,19 +256,22 @@ def _outcome(recipient: str, code: int, message: bytes | str) -> Outcome:
     return Outcome(recipient, status, code, match.group(1) if match else "", text)
 
 
-def dot_stuff(data: bytes, *, crlf_checked: bool = False) -> bytes:
+def dot_stuff(data: bytes, *, wire_ready: bool = False) -> bytes:
     """``data`` as SMTP DATA content: lines starting with "." doubled, ending CRLF . CRLF.
 
     ``data`` must use CRLF line ends only: a bare LF could let a receiver see an end of
-    data we did not send (SMTP smuggling), so it raises ValueError. ``crlf_checked``
-    skips that scan for data that holds it by construction (``message.MessageTemplate``).
+    data we did not send (SMTP smuggling), so it raises ValueError. ``wire_ready``
+    promises CRLF line ends only and no line starting with "." (what
+    ``message.MessageTemplate.personalise`` writes by construction): both scans of the
+    whole message are then skipped.
     """
-    if not crlf_checked and data.count(b"\n") != data.count(b"\r\n"):
-        raise ValueError("message data must use CRLF line ends only")
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    # a search is far cheaper than the copy, and our messages have no line to stuff
-    stuffed = data.replace(b"\r\n.", b"\r\n..") if b"\r\n." in data else data
+    if wire_ready:
+        return data + b".\r\n"
+    if data.count(b"\n") != data.count(b"\r\n"):
+        raise ValueError("message data must use CRLF line ends only")
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
     if stuffed.startswith(b"."):
         stuffed = b"." + stuffed
     return stuffed + b".\r\n"
@@ -293,13 +296,13 @@ class _Envelope:
 
     @classmethod
     def of(
-        cls, mail_from: str, recipients: Sequence[str], data: bytes, *, crlf_checked: bool = False
+        cls, mail_from: str, recipients: Sequence[str], data: bytes, *, wire_ready: bool = False
     ) -> _Envelope:
         """ValueError for a malformed address or data (see ``dot_stuff``)."""
         sender = _address(mail_from)
         rcpts = [_address(r) for r in recipients]
         unicode = not (sender.isascii() and all(r.isascii() for r in rcpts))
-        payload = dot_stuff(data, crlf_checked=crlf_checked)
+        payload = dot_stuff(data, wire_ready=wire_ready)
         return cls(sender, list(recipients), rcpts, payload, len(data), unicode)
 
 
@@ -774,12 +777,12 @@ class SmtpConnection:
         return outcomes
 
     def begin(
-        self, mail_from: str, recipients: Sequence[str], data: bytes, *, crlf_checked: bool = False
+        self, mail_from: str, recipients: Sequence[str], data: bytes, *, wire_ready: bool = False
     ) -> Exchange:
         """Start one transaction on the open session -> its Exchange (nothing sent until
-        its first ``pump``). ValueError for malformed addresses or data; ``crlf_checked``
+        its first ``pump``). ValueError for malformed addresses or data; ``wire_ready``
         as for ``dot_stuff``."""
-        return self._start(_Envelope.of(mail_from, recipients, data, crlf_checked=crlf_checked))
+        return self._start(_Envelope.of(mail_from, recipients, data, wire_ready=wire_ready))
 
     def _start(self, envelope: _Envelope) -> Exchange:
         smtp = self._smtp
