@@ -587,6 +587,52 @@ def test_wrong_password_stops_the_run(ws: Workspace, issue: Path, tmp_path: Path
 # --- connections, limits ----------------------------------------------------------------------
 
 
+def test_many_tls_connections_in_one_loop_deliver_each_message_once(
+    ws: Workspace, issue: Path, tmp_path: Path
+) -> None:
+    """STARTTLS and AUTH on every connection, sessions recycled every 4 messages: the
+    loop drives non-blocking TLS sockets side by side (and reads what TLS buffered)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    handler = LedgerHandler()
+
+    def authenticator(*args: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        return AuthResult(success=True)
+
+    members = add_members(ws, 35)  # 40 in all
+    controller = LedgerServer(
+        handler, tls_context=context, authenticator=authenticator, auth_require_tls=True
+    )
+    controller.start()
+    try:
+        url = f"smtp://news:secret@127.0.0.1:{controller.port}?cafile={cafile}"
+        report = send_issue(
+            with_send(ws, messages_per_connection=4),
+            issue,
+            smtp_url=url,
+            connections=6,
+            tuning=FAST,
+        )
+    finally:
+        controller.stop()
+    assert report.sent == 40
+    received = Counter(rcpt for _, rcpt, _ in handler.received)
+    assert set(received) == set(SAMPLE) | set(members)
+    assert set(received.values()) == {1}
+    assert controller.connections >= math.ceil(40 / 4)
+    assert {status for status, _, _ in ledger(ws).values()} == {"sent"}
+
+
+
 @pytest.mark.parametrize("connections", [1, 3])
 def test_rule22_per_connection_cap(
     ws: Workspace, issue: Path, server: LedgerServer, connections: int
