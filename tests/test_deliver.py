@@ -632,7 +632,6 @@ def test_many_tls_connections_in_one_loop_deliver_each_message_once(
     assert {status for status, _, _ in ledger(ws).values()} == {"sent"}
 
 
-
 @pytest.mark.parametrize("connections", [1, 3])
 def test_rule22_per_connection_cap(
     ws: Workspace, issue: Path, server: LedgerServer, connections: int
