@@ -892,7 +892,6 @@ def test_a_fresh_render_is_sent_as_rendered_without_the_render_stack(
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     seen = json.loads(probe.stdout)
     assert seen["at_import"] == [] and seen["after_render"] == []
