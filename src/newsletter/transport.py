@@ -14,13 +14,14 @@ is never sent over an unencrypted connection, and no message ever shows the pass
 
 Connections and outcomes
 ------------------------
-``SmtpConnection`` is one reused connection, owned by one worker thread: the ledger loop
-runs N workers, each with its own connection; the SMTP server and the network do the
-waiting, so threads overlap well despite the GIL (see bench/bench_transport.py).
-It uses smtplib for the session setup (EHLO, STARTTLS, AUTH) and, when the server
-offers ESMTP PIPELINING (RFC 2920), sends MAIL, RCPT and DATA in one write, then the
-message: two round trips per message instead of four. The message bytes are sent as
-they are (dot-stuffed), so what was DKIM-signed is what arrives.
+``SmtpConnection`` is one reused connection with one owner at a time. It uses smtplib
+for the session setup (EHLO, STARTTLS, AUTH: blocking, rare), then runs each
+transaction as an ``Exchange`` on the non-blocking socket: when the server offers ESMTP
+PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write, then the message: two round
+trips per message instead of four. ``send`` drives one exchange to its end; the ledger
+loop (``deliver.engine``) drives one per connection side by side in one thread. The
+message bytes are sent as they are (dot-stuffed), so what was DKIM-signed is what
+arrives.
 
 ``send`` returns one ``Outcome`` per recipient:
 
