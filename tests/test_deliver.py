@@ -632,6 +632,34 @@ def test_many_tls_connections_in_one_loop_deliver_each_message_once(
     assert {status for status, _, _ in ledger(ws).values()} == {"sent"}
 
 
+def test_a_non_ascii_address_without_smtputf8_fails_alone_and_sends_nothing(
+    ws: Workspace, issue: Path
+) -> None:
+    """The address is refused before anything is written: the connection stays in step,
+    so every later message still reaches its own recipient."""
+    add_members(ws, 3)
+    later = [f"late{n}@example.org" for n in range(3)]
+    with open_store_for(ws) as store:
+        for address in ["josé@example.org", *later]:  # in this order: José mid-list
+            store.import_batch(
+                [ImportRow(email=address, line=1, name=address.split("@")[0])],
+                list_name="main",
+                consent=Consent(source="import"),
+            )
+    handler = LedgerHandler()
+    controller = LedgerServer(handler, enable_SMTPUTF8=False)
+    controller.start()
+    try:
+        report = send_issue(ws, issue, smtp_url=controller.url, connections=1, tuning=FAST)
+    finally:
+        controller.stop()
+    assert (report.sent, report.failed) == (len(SAMPLE) + 6, 1)
+    assert ledger(ws)["josé@example.org"][0] == "failed"
+    for _, rcpt, data in handler.received:
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        assert message["To"].addresses[0].addr_spec == rcpt
+
+
 @pytest.mark.parametrize("connections", [1, 3])
 def test_rule22_per_connection_cap(
     ws: Workspace, issue: Path, server: LedgerServer, connections: int

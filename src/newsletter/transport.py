@@ -401,6 +401,8 @@ class Exchange:
 
     def pump(self) -> None:
         """Send what the socket takes, read what arrived, act on complete replies."""
+        if self.done:  # e.g. decided before anything was sent (no SMTPUTF8): send nothing
+            return
         try:
             self._flush()
             while not self.done:
@@ -413,6 +415,11 @@ class Exchange:
                 self._flush()
         except OSError:  # includes ssl.SSLError and socket timeouts
             self._fail()
+
+    def cancel(self) -> None:
+        """End the transaction before any of it was sent (the results are set already)."""
+        self._out.clear()
+        self.stage = _DONE
 
     def expire(self) -> None:
         """No progress for ``timeout`` seconds: as if the connection dropped."""
@@ -813,7 +820,7 @@ class SmtpConnection:
                 i: Outcome(r, Status.PERMANENT, None, "5.6.7", reply)
                 for i, r in enumerate(envelope.recipients)
             }
-            exchange.stage = _DONE
+            exchange.cancel()
         return exchange
 
     def finish(self, exchange: Exchange) -> list[Outcome]:
