@@ -701,6 +701,35 @@ def test_rule12_an_unsubscribe_during_the_run_excludes_every_later_message(
     assert ledger(ws)[leaving][0] == "skipped"
 
 
+def test_rule12_under_a_rate_limit_no_row_waits_claimed_while_its_reader_leaves(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    """With --rate, rows are claimed (and checked) only when they may go at once: a row
+    claimed early would wait for its slot unchecked, past its reader's unsubscribe."""
+    add_members(ws, 3)
+    leavers: list[str] = []
+
+    def unsubscribe_the_next_reader(count: int, rcpt: str) -> None:
+        if count != 2:
+            return
+        with open_store_for(ws) as store, store.read() as conn:
+            rows = conn.execute(
+                select(deliveries.c.subscriber_id, deliveries.c.email).order_by(deliveries.c.id)
+            ).all()
+        following = [row for row in rows if row.email != rcpt][count - 1]  # next in line
+        leavers.append(following.email)
+        with open_store_for(ws) as store:
+            store.unsubscribe(
+                following.subscriber_id, consent=Consent(source="web"), list_name="main"
+            )
+
+    handler_of(server).after_store = unsubscribe_the_next_reader
+    # 5 a second: the next slot is 200 ms after this message, far beyond the hook
+    report = send_issue(ws, issue, smtp_url=server.url, connections=4, rate=5.0, tuning=FAST)
+    assert len(leavers) == 1 and leavers[0] not in handler_of(server).per_address()
+    assert (report.sent, report.skipped) == (7, 1)
+
+
 def test_rule26_pending_members_never_receive(
     ws: Workspace, issue: Path, server: LedgerServer
 ) -> None:

@@ -899,6 +899,13 @@ class RateLimiter:
             self._sleep(delay)
         return max(delay, 0.0)
 
+    def ready_in(self) -> float:
+        """Seconds until a message may go (0.0: now); takes nothing."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            return max(self._next - self._clock(), 0.0)
+
     def try_take(self) -> float:
         """For a caller that must not block: 0.0 when a message may go now (its slot is
         taken), else the seconds until one may (nothing taken)."""

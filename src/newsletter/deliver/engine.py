@@ -289,6 +289,12 @@ class LedgerRun:
             self._check_stop()
             free = [lane for lane in lanes if lane.row is None]
             want = 0 if self._halted or exhausted else len(free)
+            if want and self._limiter.interval:
+                # under --rate, claim a row only when it may go at once and no other
+                # claimed row is still waiting to start: a row claimed early would wait
+                # unchecked while its reader might unsubscribe
+                waiting = any(lane.row is not None and lane.exchange is None for lane in lanes)
+                want = 1 if not waiting and self._limiter.ready_in() == 0 else 0
             beat = time.monotonic() - last_beat >= self.tuning.heartbeat_seconds
             if self._items or want or beat:
                 now = self.tuning.clock()
@@ -326,6 +332,8 @@ class LedgerRun:
         act on it; outcomes land in ``self._items``."""
         now = time.monotonic()
         until = [last_beat + self.tuning.heartbeat_seconds, now + _STOP_POLL_SECONDS]
+        if self._limiter.interval and any(lane.row is None for lane in lanes):
+            until.append(now + self._limiter.ready_in())  # the next claim
         for lane in lanes:
             if lane.exchange is not None:
                 until.append(lane.exchange.deadline)
