@@ -587,6 +587,78 @@ def test_wrong_password_stops_the_run(ws: Workspace, issue: Path, tmp_path: Path
 # --- connections, limits ----------------------------------------------------------------------
 
 
+class GreetingSMTP(SMTP):
+    """aiosmtpd that can answer the greeting with a 421: past ``limit`` sessions open at
+    once ("too many connections from your address"), or while ``busy`` is set."""
+
+    limit = 1000
+    busy = False
+    active = 0
+    most = 0
+
+    async def _handle_client(self) -> None:  # aiosmtpd's greeting; no public hook for it
+        cls = type(self)
+        if cls.busy or cls.active >= cls.limit:
+            await self.push("421 4.7.0 not now, try again later")
+            assert self.transport is not None
+            self.transport.close()
+            return
+        cls.active += 1
+        cls.most = max(cls.most, cls.active)
+        try:
+            await super()._handle_client()
+        finally:
+            cls.active -= 1
+
+
+@pytest.fixture
+def greeting_server() -> Iterator[LedgerServer]:
+    class Greeting(GreetingSMTP):
+        pass  # its own counters for this test
+
+    controller = LedgerServer(LedgerHandler())
+    controller.smtp_class = Greeting
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+def test_a_cap_on_connections_per_client_only_narrows_the_run(
+    ws: Workspace, issue: Path, greeting_server: LedgerServer
+) -> None:
+    add_members(ws, 15)  # 20 in all
+    smtp_class: Any = greeting_server.smtp_class
+    smtp_class.limit = 2
+    report = send_issue(ws, issue, smtp_url=greeting_server.url, connections=4, tuning=FAST)
+    assert (report.sent, report.deferred, report.state) == (20, 0, "finished")
+    assert set(handler_of(greeting_server).per_address().values()) == {1}
+    assert smtp_class.most == 2
+
+
+def test_a_server_refusing_sessions_for_a_while_defers_rows_and_stops_nothing(
+    ws: Workspace, issue: Path, greeting_server: LedgerServer
+) -> None:
+    add_members(ws, 5)  # 10 in all
+    smtp_class: Any = greeting_server.smtp_class
+
+    def restart_after_three(count: int, rcpt: str) -> None:
+        if count == 3:
+            smtp_class.busy = True  # every new session: 421 at the greeting
+
+    handler_of(greeting_server).after_store = restart_after_three
+    report = send_issue(
+        with_send(ws, messages_per_connection=2),
+        issue,
+        smtp_url=greeting_server.url,
+        connections=1,
+        tuning=FAST,
+    )
+    # messages 3 and 4 share the session opened before the restart; then none opens
+    assert (report.sent, report.deferred, report.failed) == (4, 6, 0)
+    assert report.state == "waiting"
+    assert {status for status, _, _ in ledger(ws).values()} == {"sent", "deferred"}
+
+
 def test_many_tls_connections_in_one_loop_deliver_each_message_once(
     ws: Workspace, issue: Path, tmp_path: Path
 ) -> None:

@@ -235,6 +235,11 @@ def _ehlo_name() -> str:
     return socket.getfqdn()
 
 
+class ServerBusyError(DeliveryError):
+    """The server answered the greeting with a 4xx ("421 too many connections", "421
+    restarting"): no session now, which says nothing about our messages or login."""
+
+
 class RetryOnNewConnection(Exception):
     """A reused connection died or said 421 before answering anything of a transaction:
     nothing was delivered, so the same transaction may go again on a new connection."""
@@ -678,6 +683,12 @@ class SmtpConnection:
                 hint=f"drop user:password from {SMTP_URL_ENV} if it needs none",
             )
         if isinstance(exc, smtplib.SMTPConnectError):
+            if 400 <= exc.smtp_code < 500:
+                return ServerBusyError(
+                    f"{where} refused the session for now: {exc.smtp_code} "
+                    f"{_reply_text(exc.smtp_error)}",
+                    hint="try again later, or use fewer connections (--connections)",
+                )
             return DeliveryError(
                 f"{where} refused the session: {exc.smtp_code} {_reply_text(exc.smtp_error)}",
                 hint="check the host and port, or try again later",

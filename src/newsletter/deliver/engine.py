@@ -50,7 +50,11 @@ a later run once due; past ``retry_lifetime_hours`` since its first attempt it f
 A ``DeliveryError`` (no connection at all, login rejected, sender refused) stops the
 run at once: no more claims, the rows in flight go back to ``queued``, nothing of them
 is marked sent. Once a connection has worked in this run, a failure to reconnect is
-retried like a drop first (a server restarting, "421 too busy" at the greeting).
+retried like a drop first. A 4xx greeting (``ServerBusyError``) is the server's
+business, not ours: while other connections are open it means a cap on connections per
+client, and the run goes on with those; once it has worked in this run, a server still
+refusing sessions after the retries (a restart, maintenance) defers the row, so the
+run ends ``waiting`` instead of stopping.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from newsletter.config import Send
@@ -85,6 +89,7 @@ from newsletter.transport import (
     Outcome,
     RateLimiter,
     RetryOnNewConnection,
+    ServerBusyError,
     SmtpConnection,
     SmtpSettings,
     Status,
@@ -216,6 +221,7 @@ class _Lane:
     opening: Future[None] | None = None
     retries: int = 0  # reconnects spent on ``row``
     resume_at: float = 0.0  # backoff: monotonic time before which it waits
+    retired: bool = False  # the server allows fewer connections: this one rests
 
     @property
     def busy(self) -> bool:
@@ -256,7 +262,7 @@ class LedgerRun:
 
     def run(self) -> RunCounts:
         """Send every due row once (with the in-run retries), then return the counts."""
-        lanes = [_Lane(SmtpConnection(self.smtp)) for _ in range(self.connections)]
+        lanes = self._lanes = [_Lane(SmtpConnection(self.smtp)) for _ in range(self.connections)]
         self._selector = selectors.DefaultSelector()
         self._wake_in, self._wake_out = socket.socketpair()
         self._wake_in.setblocking(False)
@@ -287,7 +293,7 @@ class LedgerRun:
         last_beat = time.monotonic()
         while True:
             self._check_stop()
-            free = [lane for lane in lanes if lane.row is None]
+            free = [lane for lane in lanes if lane.row is None and not lane.retired]
             want = 0 if self._halted or exhausted else len(free)
             if want and self._limiter.interval:
                 # under --rate, claim a row only when it may go at once and no other
@@ -429,19 +435,40 @@ class LedgerRun:
     def _opened(self, lane: _Lane) -> None:
         """The lane's session attempt ended: go on, retry later, or stop the run."""
         future, lane.opening = lane.opening, None
-        assert future is not None and lane.row is not None
+        row = lane.row
+        assert future is not None and row is not None
         error = future.exception()
         if error is None:
+            self._connected = True
             return
         if not isinstance(error, DeliveryError):
             log.error("unexpected error while connecting", exc_info=error)
             error = DeliveryError(f"unexpected error while connecting: {error}")
+        trouble = Outcome(row.email, Status.TRANSIENT, None, "", str(error))
+        if isinstance(error, ServerBusyError):
+            others = [other for other in self._lanes if other is not lane and not other.retired]
+            if any(other.connection.is_open for other in others):
+                # a cap on connections per client: go on with the ones it allows
+                log.warning("%s; going on with one connection fewer", error)
+                lane.retired = True
+                self._items.append(_Returned(row))
+                lane.row = lane.message = None
+                return
+            if any(other.opening is not None for other in others):
+                self._done(lane, trouble)  # the others will tell: try again shortly
+                return
+            if self._connected and lane.retries >= self.tuning.reconnect_attempts:
+                # busy for a while (a restart, a maintenance window): not the reader's
+                # fault, not a reason to stop; a later run tries again
+                self._items.append(_Done(row, replace(trouble, code=421)))
+                lane.row = lane.message = None
+                return
         # never connected in this run (wrong host, password) or reconnecting keeps
         # failing: the whole run stops; a server that worked gets a few tries
         if not self._connected or lane.retries >= self.tuning.reconnect_attempts:
             self._fatal(lane, error)
             return
-        self._done(lane, Outcome(lane.row.email, Status.TRANSIENT, None, "", str(error)))
+        self._done(lane, trouble)
 
     def _done(self, lane: _Lane, outcome: Outcome) -> None:
         """The server answered for the lane's row (or could not): retry or record."""
