@@ -71,6 +71,7 @@ class LedgerHandler:
         self.rcpt_script: deque[str] = deque()  # one action per RCPT, then normal
         self.data_script: deque[str] = deque()  # one reply or action per message
         self.after_store: Callable[[int, str], None] | None = None
+        self.before_refusal: Callable[[str], None] | None = None  # runs before a 4xx
         self.lock = threading.Lock()
 
     async def handle_EHLO(
@@ -109,6 +110,8 @@ class LedgerHandler:
         transport = server.transport
         assert transport is not None
         if action.startswith("4"):  # refused: nothing stored
+            if self.before_refusal is not None:
+                self.before_refusal(envelope.rcpt_tos[0])
             if action.startswith("421"):
                 asyncio.get_running_loop().call_soon(transport.close)
             return action
@@ -800,6 +803,27 @@ def test_rule12_under_a_rate_limit_no_row_waits_claimed_while_its_reader_leaves(
     report = send_issue(ws, issue, smtp_url=server.url, connections=4, rate=5.0, tuning=FAST)
     assert len(leavers) == 1 and leavers[0] not in handler_of(server).per_address()
     assert (report.sent, report.skipped) == (7, 1)
+
+
+def test_rule12_a_reader_leaving_during_a_reconnect_backoff_is_not_retried(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    handler = handler_of(server)
+    handler.data_script.extend(["421 4.3.2 busy, come back later"])  # the first message
+    leavers: list[str] = []
+
+    def unsubscribe(rcpt: str) -> None:  # committed before the 421 goes out
+        leavers.append(rcpt)
+        with open_store_for(ws) as store:
+            subscriber = store.get_by_email(rcpt)
+            assert subscriber is not None
+            store.unsubscribe(subscriber.id, consent=Consent(source="web"), list_name="main")
+
+    handler.before_refusal = unsubscribe
+    report = send_issue(ws, issue, smtp_url=server.url, connections=1, tuning=FAST)
+    assert len(leavers) == 1 and leavers[0] not in handler.per_address()
+    assert (report.sent, report.skipped) == (4, 1)
+    assert ledger(ws)[leavers[0]][0] == "skipped"
 
 
 def test_rule26_pending_members_never_receive(

@@ -16,6 +16,8 @@ is free; it commits, reports progress, and only then do the claimed rows go out.
 - a row's bytes go out only after its ``sending`` mark is committed, and an outcome is
   reported (progress, summary) only after it is committed;
 - outcomes from several lanes share one commit (group commit);
+- a row retried after a reconnect backoff is checked again first (``step(recheck=)``):
+  an unsubscribe during the wait is honoured;
 - at any moment at most ``connections`` rows are ``sending``: a lane's next row is
   claimed in the same transaction that records its previous outcome. After a
   ``kill -9`` the rerun sends those rows again; the ones whose bytes the server had
@@ -222,6 +224,7 @@ class _Lane:
     retries: int = 0  # reconnects spent on ``row``
     resume_at: float = 0.0  # backoff: monotonic time before which it waits
     retired: bool = False  # the server allows fewer connections: this one rests
+    recheck: bool = False  # after a backoff: check the reader may still receive
 
     @property
     def busy(self) -> bool:
@@ -302,22 +305,32 @@ class LedgerRun:
                 waiting = any(lane.row is not None and lane.exchange is None for lane in lanes)
                 want = 1 if not waiting and self._limiter.ready_in() == 0 else 0
             beat = time.monotonic() - last_beat >= self.tuning.heartbeat_seconds
-            if self._items or want or beat:
+            rechecks = [lane for lane in lanes if self._due_for_recheck(lane)]
+            if self._items or want or beat or rechecks:
                 now = self.tuning.clock()
                 results = [self._result(item, now) for item in self._items]
                 self._items = []
                 want = 0 if self._halted else want  # a fatal outcome just recorded
-                claimed, skipped = self._session.step(
-                    results, want, now, self.runner if beat else None
+                step = self._session.step(
+                    results,
+                    want,
+                    now,
+                    self.runner if beat else None,
+                    recheck=[lane.row.id for lane in rechecks if lane.row is not None],
                 )
                 if beat:
                     last_beat = time.monotonic()
                 # committed: now it may be reported, and the claimed rows may go out
-                self._count(results, skipped)
-                if want and len(claimed) < want:
+                self._count(results, step.skipped)
+                if want and len(step.claimed) < want:
                     exhausted = True
-                for lane, row in zip(free, claimed, strict=False):
+                for lane, row in zip(free, step.claimed, strict=False):
                     lane.row, lane.message, lane.retries = row, None, 0
+                for lane in rechecks:
+                    lane.recheck = False
+                    if lane.row is not None and lane.row.id in step.dropped:
+                        log.info("not retrying delivery %d: its reader left", lane.row.id)
+                        lane.row = lane.message = None
             if all(lane.row is None for lane in lanes) and (exhausted or self._halted):
                 return
             self._rate_wait = 0.0
@@ -375,7 +388,7 @@ class LedgerRun:
             self._items.append(_Returned(row))
             lane.row = None
             return
-        if time.monotonic() < lane.resume_at:
+        if time.monotonic() < lane.resume_at or lane.recheck:
             return
         if lane.connection.needs_open:
             lane.opening = self._pool.submit(lane.connection.open)
@@ -482,6 +495,7 @@ class LedgerRun:
             )
             log.info("%s; retrying in %.2f s (%d)", outcome, delay, lane.retries)
             lane.resume_at = time.monotonic() + delay
+            lane.recheck = True  # the reader may leave meanwhile: ask the ledger again
             return
         self._items.append(_Done(row, outcome))
         lane.row = lane.message = None
@@ -491,6 +505,16 @@ class LedgerRun:
         self._items.append(_Fatal(lane.row, error))
         lane.row = lane.message = None
         self._halted = True
+
+    def _due_for_recheck(self, lane: _Lane) -> bool:
+        """Whether the lane's row waited out a backoff and needs the claim checks again."""
+        return (
+            lane.recheck
+            and lane.row is not None
+            and not lane.busy
+            and not self._halted
+            and time.monotonic() >= lane.resume_at
+        )
 
     def _wake(self, _future: object = None) -> None:
         """Interrupt the loop's select (called from the pool's threads)."""

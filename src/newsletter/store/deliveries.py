@@ -41,7 +41,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     CheckConstraint,
@@ -583,6 +583,15 @@ def _result_processor(column: Any, dialect: Any) -> Any:
     return column.type.dialect_impl(dialect).result_processor(dialect, None)
 
 
+class Step(NamedTuple):
+    """What one ``LedgerSession.step`` committed: the rows claimed (now ``sending``),
+    how many rows it marked skipped, and which re-checked rows were among them."""
+
+    claimed: list[Claimed]
+    skipped: int
+    dropped: frozenset[int] = frozenset()
+
+
 class LedgerSession:
     """One connection held by the dispatcher for a run, and its compiled statements.
 
@@ -731,12 +740,23 @@ class LedgerSession:
         self.close()
 
     def step(
-        self, results: Sequence[Result], want: int, now: datetime, runner: str | None = None
-    ) -> tuple[list[Claimed], int]:
-        """Record ``results``, claim up to ``want`` rows, beat for ``runner`` if given,
-        commit -> (rows now ``sending``, how many rows were skipped)."""
-        if self._raw is not None and runner is None and not any(r.bounce for r in results):
-            return self._step_raw(self._raw, results, want, now)
+        self,
+        results: Sequence[Result],
+        want: int,
+        now: datetime,
+        runner: str | None = None,
+        recheck: Sequence[int] = (),
+    ) -> Step:
+        """Record ``results``, re-check the held rows ``recheck``, claim up to ``want``
+        rows, beat for ``runner`` if given, commit -> Step.
+
+        ``recheck`` names rows this run holds (``sending``) and is about to try again
+        after a wait (a reconnect backoff): each gets the claim's checks once more, and
+        who left meanwhile is marked skipped (``Step.dropped``) instead of written to.
+        """
+        simple = runner is None and not recheck and not any(r.bounce for r in results)
+        if self._raw is not None and simple:
+            return Step(*self._step_raw(self._raw, results, want, now))
         with self._conn.begin():
             cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
@@ -744,11 +764,54 @@ class LedgerSession:
                 taken, skipped = self._claim(cursor, want, now) if want else ([], 0)
             finally:
                 cursor.close()
+            dropped = self._recheck(recheck, now) if recheck else frozenset()
             if runner is not None:
                 heartbeat(self._conn, self.campaign_id, runner, now)
         if runner is not None:
             self._checkpoint()
-        return taken, skipped
+        return Step(taken, skipped + len(dropped), dropped)
+
+    def _recheck(self, row_ids: Sequence[int], now: datetime) -> frozenset[int]:
+        """Held rows whose reader may no longer receive -> their ids, marked skipped."""
+        rows = self._conn.execute(
+            select(
+                deliveries.c.id,
+                subscribers.c.email,
+                subscribers.c.status,
+                memberships.c.status,
+            )
+            .select_from(deliveries)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .outerjoin(
+                memberships,
+                and_(
+                    memberships.c.subscriber_id == deliveries.c.subscriber_id,
+                    memberships.c.list_id == self.list_id,
+                ),
+            )
+            .where(deliveries.c.id.in_(list(row_ids)), deliveries.c.status == SENDING)
+        ).all()
+        hashes = {row[0]: address_hash(row[1]) for row in rows if row[1] is not None}
+        blocked = set(
+            self._conn.scalars(
+                select(suppressions.c.email_hash).where(
+                    suppressions.c.email_hash.in_(list(hashes.values()))
+                )
+            )
+        )
+        dropped: set[int] = set()
+        for row_id, email, status, member in rows:
+            reason = _skip_reason(member, status, email)
+            if not reason and hashes.get(row_id) in blocked:
+                reason = "not sent: address is on the suppression list"
+            if reason:
+                self._conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == row_id)
+                    .values(status=SKIPPED, reply=reason, updated_at=now)
+                )
+                dropped.add(row_id)
+        return frozenset(dropped)
 
     def _step_raw(
         self, raw: Any, results: Sequence[Result], want: int, now: datetime
