@@ -626,6 +626,39 @@ def greeting_server() -> Iterator[LedgerServer]:
     controller.stop()
 
 
+def test_a_stop_while_a_session_hangs_opening_ends_the_run_at_once(
+    ws: Workspace, issue: Path
+) -> None:
+    """A server that takes the connection and never greets: a stop (Ctrl-C, shutdown)
+    hands the rows back and returns now, not after send.timeout_seconds."""
+    stop = threading.Event()
+    outcome: list[Any] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"smtp://127.0.0.1:{listener.getsockname()[1]}"
+
+        def send() -> None:
+            try:
+                outcome.append(
+                    send_issue(ws, issue, smtp_url=url, connections=1, stop=stop, tuning=FAST)
+                )
+            except BaseException as exc:
+                outcome.append(exc)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        accepted, _ = listener.accept()  # the sender now waits for a greeting (60 s)
+        with accepted:
+            stop.set()
+            sender.join(timeout=15)
+        assert not sender.is_alive(), "the run waited for the silent server"
+    report = outcome[0]
+    assert not isinstance(report, BaseException), report
+    assert report.interrupted and report.sent == 0
+    assert {status for status, _, _ in ledger(ws).values()} == {"queued"}
+
+
 def test_a_cap_on_connections_per_client_only_narrows_the_run(
     ws: Workspace, issue: Path, greeting_server: LedgerServer
 ) -> None:

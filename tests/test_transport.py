@@ -369,6 +369,36 @@ def test_unreachable_server_is_a_delivery_error() -> None:
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("security", [TLS_NONE, TLS_IMPLICIT])
+def test_an_open_stuck_on_a_silent_server_can_be_aborted(security: str) -> None:
+    """A server that takes the TCP connection and never greets (or never answers the
+    TLS hello): ``abort_open`` from another thread ends the wait, not the timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        connection = SmtpConnection(
+            SmtpSettings(host="127.0.0.1", port=port, security=security, timeout=60)
+        )
+        errors: list[BaseException] = []
+
+        def open_it() -> None:
+            try:
+                connection.open()
+            except BaseException as exc:
+                errors.append(exc)
+
+        opener = threading.Thread(target=open_it)
+        opener.start()
+        accepted, _ = listener.accept()  # the client is now waiting for a greeting
+        with accepted:
+            connection.abort_open()
+            opener.join(timeout=10)
+        assert not opener.is_alive(), "abort_open did not end the open"
+    assert len(errors) == 1 and isinstance(errors[0], DeliveryError)
+    assert not connection.is_open
+
+
 @pytest.fixture(scope="module")
 def tls() -> Iterator[tuple[trustme.CA, ssl.SSLContext, ssl.SSLContext]]:
     """A test CA, a server context for 127.0.0.1, and one for a name that does not match."""

@@ -61,6 +61,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.errors import ConfigError, DeliveryError
@@ -569,6 +570,43 @@ class Exchange:
         self.stage = _DONE
 
 
+_QUIT_TIMEOUT = 5.0
+
+
+class _Smtp(smtplib.SMTP):
+    """smtplib's client, telling ``on_socket`` the TCP socket as soon as it exists, so
+    that another thread can abort a session setup stuck on a silent server."""
+
+    def __init__(self, *args: Any, on_socket: Callable[[socket.socket], None], **kwargs: Any):
+        self._on_socket = on_socket
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._on_socket(sock)
+        return sock
+
+
+class _SmtpSsl(smtplib.SMTP_SSL):
+    """``_Smtp`` for implicit TLS: the TCP socket is told before the TLS handshake."""
+
+    def __init__(self, *args: Any, on_socket: Callable[[socket.socket], None], **kwargs: Any):
+        self._on_socket = on_socket
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        tcp = smtplib.SMTP._get_socket(self, host, port, timeout)  # type: ignore[attr-defined]
+        # wrapping detaches ``tcp``: tell the TLS socket (same descriptor) before its
+        # handshake, which is what may hang
+        host_name: str = self._host  # type: ignore[attr-defined]
+        sock = self.context.wrap_socket(
+            tcp, server_hostname=host_name, do_handshake_on_connect=False
+        )
+        self._on_socket(sock)
+        sock.do_handshake()
+        return sock
+
+
 class SmtpConnection:
     """One reused SMTP connection (not thread-safe: one owner at a time).
 
@@ -589,6 +627,29 @@ class SmtpConnection:
         self._smtputf8 = False
         self._eightbit = False
         self._size = False
+        self._tcp: socket.socket | None = None  # the TCP socket of the session opening
+        self._aborted = False
+
+    def _opening_on(self, sock: socket.socket) -> None:
+        self._tcp = sock
+        if self._aborted:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        # the plain socket call, also for a TLS socket: only the descriptor is shut, so a
+        # read blocked in another thread ends; the TLS state stays for that thread
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def abort_open(self) -> None:
+        """From another thread: make an ``open`` blocked on a silent server (no greeting,
+        a stalled TLS or AUTH exchange) fail now instead of after the timeout, and any
+        later ``open`` fail at once: the connection is finished."""
+        self._aborted = True
+        sock = self._tcp
+        if sock is not None and self._smtp is None:
+            self._shut(sock)
 
     def __enter__(self) -> SmtpConnection:
         return self
@@ -623,6 +684,8 @@ class SmtpConnection:
         """
         self.close()
         settings = self.settings
+        if self._aborted:
+            raise DeliveryError(f"{settings.display}: connection abandoned (the run is stopping)")
         context = None
         if settings.security != TLS_NONE:
             context = _tls_context(settings.cafile)
@@ -631,19 +694,21 @@ class SmtpConnection:
         try:
             # host given to the constructor: smtplib checks the certificate against it
             if settings.security == TLS_IMPLICIT:
-                smtp = smtplib.SMTP_SSL(
+                smtp = _SmtpSsl(
                     settings.host,
                     settings.port,
                     timeout=settings.timeout,
                     context=context,
                     local_hostname=local_hostname,
+                    on_socket=self._opening_on,
                 )
             else:
-                smtp = smtplib.SMTP(
+                smtp = _Smtp(
                     settings.host,
                     settings.port,
                     timeout=settings.timeout,
                     local_hostname=local_hostname,
+                    on_socket=self._opening_on,
                 )
             self._handshake(smtp, context)
         except BaseException as exc:
@@ -758,7 +823,8 @@ class SmtpConnection:
             return
         try:
             if smtp.sock is not None:
-                smtp.sock.settimeout(self.settings.timeout)  # transactions left it non-blocking
+                # transactions left it non-blocking; a polite QUIT is not worth a long wait
+                smtp.sock.settimeout(min(self.settings.timeout, _QUIT_TIMEOUT))
                 smtp.sock.sendall(b"QUIT\r\n")
                 smtp.getreply()
         except (smtplib.SMTPException, OSError):

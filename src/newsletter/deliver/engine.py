@@ -278,7 +278,10 @@ class LedgerRun:
                 self._loop(lanes)
         finally:
             self._halted = True
-            self._pool.shutdown(wait=True)  # a session being opened: let it end first
+            for lane in lanes:
+                if lane.opening is not None:
+                    lane.connection.abort_open()
+            self._pool.shutdown(wait=True)  # the aborted opens end at once
             with ThreadPoolExecutor(len(lanes), thread_name_prefix="smtp-quit") as closer:
                 closer.map(lambda lane: lane.connection.close(), lanes)
             self._selector.close()
@@ -382,11 +385,15 @@ class LedgerRun:
         """Move a lane that waits for the loop: start its row's transaction, or open its
         connection first, or (halted) hand its row back."""
         row = lane.row
-        if row is None or lane.busy:
+        if row is None or lane.exchange is not None:
             return
-        if self._halted:
+        if self._halted:  # also while its session opens: that may hang till the timeout
             self._items.append(_Returned(row))
-            lane.row = None
+            lane.row = lane.message = None
+            if lane.opening is not None:
+                lane.connection.abort_open()
+            return
+        if lane.opening is not None:
             return
         if time.monotonic() < lane.resume_at or lane.recheck:
             return
@@ -449,10 +456,12 @@ class LedgerRun:
         """The lane's session attempt ended: go on, retry later, or stop the run."""
         future, lane.opening = lane.opening, None
         row = lane.row
-        assert future is not None and row is not None
+        assert future is not None
         error = future.exception()
         if error is None:
             self._connected = True
+            return
+        if row is None:  # handed back when the run halted; the error is moot
             return
         if not isinstance(error, DeliveryError):
             log.error("unexpected error while connecting", exc_info=error)
