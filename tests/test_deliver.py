@@ -16,6 +16,7 @@ import email.policy
 import json
 import math
 import os
+import signal
 import socket
 import threading
 from collections import Counter, deque
@@ -42,7 +43,7 @@ from newsletter.errors import ConfigError, DeliveryError, NewsletterError, Rende
 from newsletter.message import ONE_CLICK
 from newsletter.people import import_file
 from newsletter.store import Consent, ImportRow, open_store_for
-from newsletter.store.deliveries import campaigns, deliveries, runner_name
+from newsletter.store.deliveries import LedgerSession, campaigns, deliveries, runner_name
 from newsletter.tokens import UnsubscribeTokens
 from newsletter.workspace import Workspace
 from smtp_servers import CountingController
@@ -344,6 +345,40 @@ def test_stop_mid_send_then_rerun_delivers_the_rest_once(
     assert len(counts) == 20 and set(counts.values()) == {1}
 
 
+def test_sigterm_stops_like_ctrl_c_and_a_cut_short_step_releases_its_lock(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    """A service manager's SIGTERM finishes the messages in flight (it used to kill the
+    run like a crash); a step interrupted inside its transaction is rolled back on close,
+    so the run's own cleanup is not locked out of the database."""
+    add_members(ws, 15)
+
+    def terminate_after_four(count: int, rcpt: str) -> None:
+        if count == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handler_of(server).after_store = terminate_after_four
+    previous = signal.getsignal(signal.SIGTERM)
+    first = send_issue(
+        ws, issue, smtp_url=server.url, connections=2, handle_sigint=True, tuning=FAST
+    )
+    assert signal.getsignal(signal.SIGTERM) is previous  # handler restored
+    assert first.interrupted and first.state == "stopped" and 4 <= first.sent < 20
+    assert Counter(status for status, _, _ in ledger(ws).values())["sending"] == 0
+
+    with open_store_for(ws) as store:
+        session = LedgerSession(store, first.campaign_id or 0, store.list_id("main") or 0)
+        raw = session._conn.connection.dbapi_connection  # the step's own connection
+        assert raw is not None
+        raw.execute("BEGIN IMMEDIATE")  # as if Ctrl-C landed between BEGIN and COMMIT
+        session.close()
+        with store.write() as conn:  # would wait for the busy timeout, then fail
+            conn.execute(update(campaigns).values(runner=None))
+    second = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert second.sent == 20 - first.sent
+    assert set(handler_of(server).per_address().values()) == {1}
+
+
 def test_crash_leftovers_are_resent_and_nothing_else(
     ws: Workspace, issue: Path, server: LedgerServer
 ) -> None:
@@ -527,6 +562,35 @@ def test_a_drop_after_the_data_is_unknown_and_never_resent(
     again = send_issue(ws, issue, smtp_url=server.url, retry_failed=True, tuning=FAST)
     assert (again.sent, again.requeued) == (0, 0)
     assert handler.per_address() == Counter(dict.fromkeys(SAMPLE, 1))
+    # the user is told, and may resend it on purpose: the same Message-ID goes again
+    with pytest.raises(AlreadySentError, match="1 unknown") as info:
+        send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert "--retry-unknown" in info.value.hint
+    assert plan_send(ws, issue, retry_unknown=True).recipients == 1
+    third = send_issue(ws, issue, smtp_url=server.url, retry_unknown=True, tuning=FAST)
+    assert (third.sent, third.requeued, third.campaign_unknown) == (1, 1, 0)
+    assert sorted(handler.per_address().values()) == [1, 1, 1, 1, 2]
+    ids = [
+        email.message_from_bytes(data)["Message-ID"]
+        for _, rcpt, data in handler.received
+        if handler.per_address()[rcpt] == 2
+    ]
+    assert len(ids) == 2 and ids[0] == ids[1]
+
+
+def test_retries_of_an_issue_never_sent_and_an_empty_list_name_are_refused(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    for flags in ({"retry_failed": True}, {"retry_unknown": True}):
+        with pytest.raises(NewsletterError, match="never sent to list 'main'"):
+            plan_send(ws, issue, **flags)
+        with pytest.raises(NewsletterError, match="never sent to list 'main'"):
+            send_issue(ws, issue, smtp_url=server.url, tuning=FAST, **flags)
+    with pytest.raises(NewsletterError, match="list name is empty"):
+        send_issue(ws, issue, list_name=" ", smtp_url=server.url, tuning=FAST)
+    with pytest.raises(NewsletterError, match=r"no list named 'weekly' \(lists: 'main'\)"):
+        plan_send(ws, issue, "weekly")
+    assert handler_of(server).received == []
 
 
 def test_unreachable_server_stops_at_once_and_marks_nothing(

@@ -193,7 +193,9 @@ def schedule_send(
         )
     folder = Path(issue_dir)
     _check_issue(folder if folder.is_absolute() else Path.cwd() / folder)
-    list_name = (list_name or ws.config.send.list).strip()
+    from newsletter.deliver.campaign import resolve_list_name
+
+    list_name = resolve_list_name(ws, list_name)
     zone_label = getattr(due.tzinfo, "key", None) or due.strftime("%z") or zone_name
     with open_store_for(ws) as store:
         if store.list_id(list_name) is None:

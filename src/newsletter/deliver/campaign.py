@@ -44,6 +44,7 @@ from newsletter.store.deliveries import (
     SENDING,
     SENT,
     STOPPED,
+    UNKNOWN,
     WAITING,
     Campaign,
     acquire,
@@ -60,6 +61,7 @@ from newsletter.store.deliveries import (
     recover_in_flight,
     release_campaign,
     requeue_failed,
+    requeue_unknown,
     runner_name,
 )
 from newsletter.transport import SmtpSettings, smtp_settings
@@ -79,15 +81,39 @@ class AlreadySentError(NewsletterError):
 # --- helpers --------------------------------------------------------------------------------
 
 
+def resolve_list_name(ws: Workspace, list_name: str | None) -> str:
+    """The list to send to: ``list_name``, or ``send.list`` when none was given.
+
+    An empty name is an error, not the default: ``--list "$LIST"`` with LIST unset
+    must not quietly send to another list.
+    """
+    if list_name is None:
+        return ws.config.send.list.strip()
+    if not list_name.strip():
+        raise NewsletterError(
+            "the list name is empty",
+            hint=f"give --list a name, or leave it out to send to {ws.config.send.list!r}",
+        )
+    return list_name.strip()
+
+
 def _list_id(store: Store, list_name: str) -> int:
     list_id = store.list_id(list_name)
     if list_id is None:
+        known = ", ".join(repr(name) for name in store.list_names()) or "none yet"
         raise StoreError(
-            f"no list named {list_name!r}",
-            hint="import subscribers into it first (newsletter subscribers import FILE), "
-            "or pass --list with an existing list",
+            f"no list named {list_name!r} (lists: {known})",
+            hint="pass --list with one of them, or import subscribers into a new list "
+            "with newsletter subscribers import FILE --list NAME",
         )
     return list_id
+
+
+def _never_sent(issue_dir: Path, list_name: str) -> NewsletterError:
+    return NewsletterError(
+        f"{issue_dir} was never sent to list {list_name!r}: there is nothing to retry",
+        hint="leave out --retry-failed / --retry-unknown to send it",
+    )
 
 
 def smtp_target(ws: Workspace, smtp: SmtpSettings | None) -> str:
@@ -118,36 +144,42 @@ def open_transport(
 
 @contextlib.contextmanager
 def _stop_on_sigint(stop: threading.Event, enabled: bool) -> Iterator[None]:
-    """While the block runs, a first Ctrl-C sets ``stop`` (finish what is in flight, then
-    end); a second one interrupts at once. Only in the main thread, only if ``enabled``."""
+    """While the block runs, a first Ctrl-C (or SIGTERM, what service managers and
+    ``kill`` send) sets ``stop``: finish what is in flight, then end; a second one
+    interrupts at once. Only in the main thread, only if ``enabled``."""
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         log.warning("stopping after the messages in flight (Ctrl-C again to abort at once)")
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _already_sent(issue_dir: Path, campaign: Campaign, found: dict[str, int]) -> AlreadySentError:
     when = f" on {campaign.finished_at:%Y-%m-%d %H:%M} UTC" if campaign.finished_at else ""
-    hint = (
-        "pass --retry-failed to try the failed recipients again"
-        if found[FAILED]
-        else "compose a new issue to send again"
-    )
+    hints = []
+    if found[FAILED]:
+        hints.append("pass --retry-failed to try the failed recipients again")
+    if found[UNKNOWN]:
+        hints.append(
+            "pass --retry-unknown to resend the messages that got no reply after their "
+            "data (some may have arrived: receivers see the same Message-ID twice)"
+        )
+    unknown = f", {found[UNKNOWN]} unknown" if found[UNKNOWN] else ""
     return AlreadySentError(
         f"{issue_dir} was already sent to list {campaign.list_name!r}{when} "
-        f"({found[SENT]} sent, {found[FAILED]} failed)",
-        hint=hint,
+        f"({found[SENT]} sent, {found[FAILED]} failed{unknown})",
+        hint="; ".join(hints) or "compose a new issue to send again",
     )
 
 
@@ -166,6 +198,7 @@ def plan_send(
     list_name: str | None = None,
     *,
     retry_failed: bool = False,
+    retry_unknown: bool = False,
     smtp_url: str | None = None,
     now: datetime | None = None,
 ) -> SendPlan:
@@ -176,7 +209,7 @@ def plan_send(
     Raises RenderError for an unreadable issue, StoreError for an unknown list,
     ConfigError for a bad SMTP URL or a commercial sender without postal address.
     """
-    list_name = (list_name or ws.config.send.list).strip()
+    list_name = resolve_list_name(ws, list_name)
     check_sender(ws)
     target = smtp_target(ws, smtp_settings(ws, smtp_url))
     key = issue_key(ws, issue_dir)
@@ -185,6 +218,8 @@ def plan_send(
         with store.read() as conn:
             campaign = find_campaign(conn, key, list_id)
             if campaign is None:
+                if retry_failed or retry_unknown:
+                    raise _never_sent(issue_dir, list_name)
                 subject = read_issue(issue_dir).subject
                 return SendPlan(
                     issue_dir, list_name, subject, NEW, count_sendable(conn, list_id), target
@@ -196,6 +231,8 @@ def plan_send(
                 pending += max(count_sendable(conn, list_id) - sum(found.values()), 0)
             if retry_failed:
                 pending += found[FAILED]
+            if retry_unknown:
+                pending += found[UNKNOWN]
             due_later = next_attempt(conn, campaign.id)
     if pending:
         state = RESUME
@@ -228,6 +265,7 @@ def send_issue(
     connections: int | None = None,
     rate: float | None = None,
     retry_failed: bool = False,
+    retry_unknown: bool = False,
     smtp_url: str | None = None,
     progress: Callable[[SendProgress], None] | None = None,
     stop: threading.Event | None = None,
@@ -242,7 +280,11 @@ def send_issue(
     called after each committed group of outcomes. Setting ``stop`` (or Ctrl-C with
     ``handle_sigint``) ends the run after the messages in flight (report.interrupted).
 
-    Raises AlreadySentError for a finished campaign (unless ``retry_failed``),
+    ``retry_failed`` / ``retry_unknown`` put the campaign's failed / unknown ("no reply
+    after the data: maybe delivered") rows back in the queue first; for an issue never
+    sent to the list they are an error.
+
+    Raises AlreadySentError for a finished campaign (unless one of those),
     DeliveryError when the server cannot be used at all (the run stops, nothing in
     flight is marked sent, a rerun resumes), NewsletterError when another process is
     sending the same campaign, RenderError/ConfigError/StoreError for bad input.
@@ -250,7 +292,7 @@ def send_issue(
     tuning = tuning or SendTuning()
     stop = stop or threading.Event()
     send_config = ws.config.send
-    list_name = (list_name or send_config.list).strip()
+    list_name = resolve_list_name(ws, list_name)
     check_sender(ws)
     smtp = smtp_settings(ws, smtp_url)
     key = issue_key(ws, issue_dir)
@@ -264,6 +306,8 @@ def send_issue(
         warnings: list[str] = []
         resumed = campaign is not None
         if campaign is None:
+            if retry_failed or retry_unknown:
+                raise _never_sent(issue_dir, list_name)
             rendered, warnings = render_for_send(ws, issue_dir)
             with store.read() as conn:
                 if not count_sendable(conn, list_id):
@@ -281,7 +325,7 @@ def send_issue(
                 text=rendered.text,
                 now=tuning.clock(),
             )
-        elif campaign.state == FINISHED and not retry_failed:
+        elif campaign.state == FINISHED and not (retry_failed or retry_unknown):
             raise _already_sent(issue_dir, campaign, found)
         template = make_template(
             ws,
@@ -319,6 +363,8 @@ def send_issue(
             with store.write() as conn:
                 report.recovered = recover_in_flight(conn, campaign.id, now)
                 report.requeued = requeue_failed(conn, campaign.id, now) if retry_failed else 0
+                if retry_unknown:
+                    report.requeued += requeue_unknown(conn, campaign.id, now)
                 expire_deferred(conn, campaign.id, now - lifetime, now)
             if report.recovered:
                 log.warning(
@@ -367,6 +413,9 @@ def send_issue(
         skipped=run.skipped,
         unknown=run.unknown,
         campaign_sent=found[SENT],
+        campaign_failed=found[FAILED],
+        campaign_deferred=found[DEFERRED],
+        campaign_unknown=found[UNKNOWN],
         campaign_total=sum(found.values()),
         state=state,
         interrupted=run.stopped,

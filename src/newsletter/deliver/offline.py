@@ -32,7 +32,7 @@ from newsletter.store.deliveries import find_campaign
 from newsletter.transport import SmtpConnection, Status, smtp_settings
 from newsletter.workspace import Workspace
 
-from .campaign import _list_id, open_transport, smtp_target
+from .campaign import _list_id, open_transport, resolve_list_name, smtp_target
 from .content import issue_key, issue_label, make_template, render_for_send
 from .reports import DryRunReport, SendReport
 
@@ -75,7 +75,7 @@ def send_test(
     cannot be used, RenderError/ConfigError as a real send would.
     """
     started = time.monotonic()
-    list_name = (list_name or ws.config.send.list).strip()
+    list_name = resolve_list_name(ws, list_name)
     wanted = _addresses(addresses)
     smtp = smtp_settings(ws, smtp_url)
     rendered, warnings = render_for_send(ws, issue_dir)
@@ -163,7 +163,7 @@ def dry_run(
     """
     write = write or _write_atomic
     started = time.monotonic()
-    list_name = (list_name or ws.config.send.list).strip()
+    list_name = resolve_list_name(ws, list_name)
     rendered, warnings = render_for_send(ws, issue_dir)
     count = total_bytes = 0
     with open_store_for(ws) as store:

@@ -63,7 +63,8 @@ class SendProgress:
 
 @dataclass
 class SendReport:
-    """What one send run did (counts are this run's; ``campaign_*`` all runs').
+    """What one send run did (counts are this run's; ``campaign_*`` the campaign's rows
+    by status after it, all runs together).
 
     ``state`` is the campaign's state afterwards (``finished``, ``waiting`` for
     deferred rows, ``stopped`` when interrupted); ``outbox`` is set when the embedded
@@ -82,6 +83,9 @@ class SendReport:
     skipped: int = 0
     unknown: int = 0
     campaign_sent: int = 0
+    campaign_failed: int = 0
+    campaign_deferred: int = 0
+    campaign_unknown: int = 0
     campaign_total: int = 0
     state: str = ""
     resumed: bool = False

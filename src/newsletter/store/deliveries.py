@@ -524,6 +524,18 @@ def requeue_failed(conn: Connection, campaign_id: int, now: datetime) -> int:
     return int(result.rowcount or 0)
 
 
+def requeue_unknown(conn: Connection, campaign_id: int, now: datetime) -> int:
+    """``--retry-unknown``: rows whose message got no reply after the data ("maybe
+    delivered") back to queued. The resend reuses the Message-ID, so a receiver that
+    did take the first copy can drop the second."""
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == UNKNOWN)
+        .values(status=QUEUED, first_attempt_at=None, next_attempt_at=None, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
 def expire_deferred(
     conn: Connection, campaign_id: int, first_before: datetime, now: datetime
 ) -> int:
@@ -716,14 +728,22 @@ class LedgerSession:
         self._blocked: dict[int, _Statement] = {}
 
     def close(self) -> None:
-        """Give the connection back to the pool (with its usual durability)."""
-        if self._restore_sync is not None:
-            raw = self._conn.connection.dbapi_connection
-            assert raw is not None
-            raw.execute(f"PRAGMA synchronous = {int(self._restore_sync)}")
-            self._checkpoint()
-            raw.execute(f"PRAGMA wal_autocheckpoint = {int(self._restore_checkpoint)}")
-        self._conn.close()
+        """Give the connection back to the pool (with its usual durability).
+
+        A step cut short (a second Ctrl-C between BEGIN and COMMIT) is rolled back
+        first: its write lock would otherwise block the caller's own cleanup.
+        """
+        try:
+            if self._restore_sync is not None:
+                raw = self._conn.connection.dbapi_connection
+                assert raw is not None
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raw.execute(f"PRAGMA synchronous = {int(self._restore_sync)}")
+                self._checkpoint()
+                raw.execute(f"PRAGMA wal_autocheckpoint = {int(self._restore_checkpoint)}")
+        finally:
+            self._conn.close()
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database file as far as readers allow (SQLite only;
