@@ -11,6 +11,7 @@ Sender rules covered: 12 (send side), 16, 17, 19, 20, 21, 22, 26, 28.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import json
@@ -619,36 +620,43 @@ def test_a_refused_sender_stops_the_run(ws: Workspace, issue: Path, server: Ledg
     assert handler_of(server).received == []
 
 
-def test_wrong_password_stops_the_run(ws: Workspace, issue: Path, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def tls_server(tmp_path: Path, *, login_ok: bool) -> Iterator[tuple[LedgerServer, str]]:
+    """A LedgerServer with STARTTLS (a throwaway CA) and AUTH that accepts every login
+    (``login_ok``) or none -> (server, URL base ``smtp://news:PASSWORD@...`` to format)."""
     import ssl
 
     import trustme
+    from aiosmtpd.smtp import AuthResult
 
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     cafile = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(cafile))
-    handler = LedgerHandler()
 
-    def authenticator(*args: Any) -> Any:
-        from aiosmtpd.smtp import AuthResult
-
-        return AuthResult(success=False, handled=False)
+    def authenticator(*args: Any) -> AuthResult:
+        return AuthResult(success=login_ok, handled=False)
 
     controller = LedgerServer(
-        handler, tls_context=context, authenticator=authenticator, auth_require_tls=True
+        LedgerHandler(), tls_context=context, authenticator=authenticator, auth_require_tls=True
     )
     controller.start()
     try:
-        url = f"smtp://news:wrong@127.0.0.1:{controller.port}?cafile={cafile}"
-        with pytest.raises(DeliveryError, match="login rejected") as info:
-            send_issue(ws, issue, smtp_url=url, tuning=FAST)
+        yield controller, f"smtp://news:{{password}}@127.0.0.1:{controller.port}?cafile={cafile}"
     finally:
         controller.stop()
+
+
+def test_wrong_password_stops_the_run(ws: Workspace, issue: Path, tmp_path: Path) -> None:
+    with (
+        tls_server(tmp_path, login_ok=False) as (controller, url),
+        pytest.raises(DeliveryError, match="login rejected") as info,
+    ):
+        send_issue(ws, issue, smtp_url=url.format(password="wrong"), tuning=FAST)
     assert "wrong" not in str(info.value).replace("wrong password", "")
     assert {status for status, _, _ in ledger(ws).values()} == {"queued"}
-    assert handler.received == []
+    assert handler_of(controller).received == []
 
 
 # --- connections, limits ----------------------------------------------------------------------
@@ -764,40 +772,17 @@ def test_many_tls_connections_in_one_loop_deliver_each_message_once(
 ) -> None:
     """STARTTLS and AUTH on every connection, sessions recycled every 4 messages: the
     loop drives non-blocking TLS sockets side by side (and reads what TLS buffered)."""
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    cafile = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(cafile))
-    handler = LedgerHandler()
-
-    def authenticator(*args: Any) -> Any:
-        from aiosmtpd.smtp import AuthResult
-
-        return AuthResult(success=True)
-
     members = add_members(ws, 35)  # 40 in all
-    controller = LedgerServer(
-        handler, tls_context=context, authenticator=authenticator, auth_require_tls=True
-    )
-    controller.start()
-    try:
-        url = f"smtp://news:secret@127.0.0.1:{controller.port}?cafile={cafile}"
+    with tls_server(tmp_path, login_ok=True) as (controller, url):
         report = send_issue(
             with_send(ws, messages_per_connection=4),
             issue,
-            smtp_url=url,
+            smtp_url=url.format(password="secret"),
             connections=6,
             tuning=FAST,
         )
-    finally:
-        controller.stop()
     assert report.sent == 40
-    received = Counter(rcpt for _, rcpt, _ in handler.received)
+    received = handler_of(controller).per_address()
     assert set(received) == set(SAMPLE) | set(members)
     assert set(received.values()) == {1}
     assert controller.connections >= math.ceil(40 / 4)

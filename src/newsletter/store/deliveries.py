@@ -643,25 +643,19 @@ class LedgerSession:
             if raw.isolation_level is None:
                 self._raw = raw
         candidates = (
-            select(
-                deliveries.c.id,
-                deliveries.c.subscriber_id,
-                deliveries.c.attempts,
-                deliveries.c.first_attempt_at,
-                subscribers.c.email,
-                subscribers.c.name,
-                subscribers.c.attributes,
-                subscribers.c.status,
-                memberships.c.status,
-            )
-            .select_from(deliveries)
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .outerjoin(
-                memberships,
-                and_(
-                    memberships.c.subscriber_id == deliveries.c.subscriber_id,
-                    memberships.c.list_id == bindparam("list_id"),
+            _with_reader(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.subscriber_id,
+                    deliveries.c.attempts,
+                    deliveries.c.first_attempt_at,
+                    subscribers.c.email,
+                    subscribers.c.name,
+                    subscribers.c.attributes,
+                    subscribers.c.status,
+                    memberships.c.status,
                 ),
+                bindparam("list_id"),
             )
             .where(deliveries.c.campaign_id == bindparam("campaign_id"))
             .order_by(deliveries.c.id)
@@ -782,56 +776,47 @@ class LedgerSession:
             try:
                 self._write_results(cursor, results, now)
                 taken, skipped = self._claim(cursor, want, now) if want else ([], 0)
+                dropped = self._recheck(cursor, recheck, now) if recheck else frozenset()
             finally:
                 cursor.close()
-            dropped = self._recheck(recheck, now) if recheck else frozenset()
             if runner is not None:
                 heartbeat(self._conn, self.campaign_id, runner, now)
         if runner is not None:
             self._checkpoint()
         return Step(taken, skipped + len(dropped), dropped)
 
-    def _recheck(self, row_ids: Sequence[int], now: datetime) -> frozenset[int]:
+    def _recheck(self, cursor: Any, row_ids: Sequence[int], now: datetime) -> frozenset[int]:
         """Held rows whose reader may no longer receive -> their ids, marked skipped."""
-        rows = self._conn.execute(
+        query = _with_reader(
             select(
-                deliveries.c.id,
-                subscribers.c.email,
-                subscribers.c.status,
-                memberships.c.status,
+                deliveries.c.id, subscribers.c.email, subscribers.c.status, memberships.c.status
+            ),
+            self.list_id,
+        ).where(deliveries.c.id.in_(list(row_ids)), deliveries.c.status == SENDING)
+        refused = self._refusals(cursor, [tuple(row) for row in self._conn.execute(query)])
+        if refused:
+            cursor.executemany(
+                self._skip.sql,
+                [
+                    self._skip.params({"row_id": row_id, "row_reply": reason, "row_now": now})
+                    for row_id, reason in refused.items()
+                ],
             )
-            .select_from(deliveries)
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .outerjoin(
-                memberships,
-                and_(
-                    memberships.c.subscriber_id == deliveries.c.subscriber_id,
-                    memberships.c.list_id == self.list_id,
-                ),
-            )
-            .where(deliveries.c.id.in_(list(row_ids)), deliveries.c.status == SENDING)
-        ).all()
+        return frozenset(refused)
+
+    def _refusals(self, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> dict[int, str]:
+        """For (row id, email, subscriber status, membership status) rows: the ones whose
+        reader may not receive now -> {row id: why} (the claim rules above)."""
         hashes = {row[0]: address_hash(row[1]) for row in rows if row[1] is not None}
-        blocked = set(
-            self._conn.scalars(
-                select(suppressions.c.email_hash).where(
-                    suppressions.c.email_hash.in_(list(hashes.values()))
-                )
-            )
-        )
-        dropped: set[int] = set()
+        blocked = self._blocked_hashes(cursor, list(hashes.values()))
+        refused = {}
         for row_id, email, status, member in rows:
             reason = _skip_reason(member, status, email)
             if not reason and hashes.get(row_id) in blocked:
                 reason = "not sent: address is on the suppression list"
             if reason:
-                self._conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id == row_id)
-                    .values(status=SKIPPED, reply=reason, updated_at=now)
-                )
-                dropped.add(row_id)
-        return frozenset(dropped)
+                refused[row_id] = reason
+        return refused
 
     def _step_raw(
         self, raw: Any, results: Sequence[Result], want: int, now: datetime
@@ -920,14 +905,11 @@ class LedgerSession:
             if not rows:
                 sources.pop(0)
                 continue
-            hashes = {row[0]: address_hash(row[4]) for row in rows if row[4] is not None}
-            blocked = self._blocked_hashes(cursor, list(hashes.values()))
+            refused = self._refusals(cursor, [(r[0], r[4], r[7], r[8]) for r in rows])
             marks: list[Any] = []
             skips: list[Any] = []
-            for row_id, sid, attempts, first, email, name, attrs, status, member in rows:
-                reason = _skip_reason(member, status, email)
-                if not reason and hashes.get(row_id) in blocked:
-                    reason = "not sent: address is on the suppression list"
+            for row_id, sid, attempts, first, email, name, attrs, _status, _member in rows:
+                reason = refused.get(row_id)
                 if reason:
                     skips.append(
                         self._skip.params({"row_id": row_id, "row_reply": reason, "row_now": now})
@@ -957,6 +939,22 @@ class LedgerSession:
                 cursor.executemany(self._skip.sql, skips)
                 skipped += len(skips)
         return taken, skipped
+
+
+def _with_reader(query: Any, list_id: Any) -> Any:
+    """``query`` over deliveries joined to each row's subscriber and (if any) their
+    membership of ``list_id``."""
+    return (
+        query.select_from(deliveries)
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .outerjoin(
+            memberships,
+            and_(
+                memberships.c.subscriber_id == deliveries.c.subscriber_id,
+                memberships.c.list_id == list_id,
+            ),
+        )
+    )
 
 
 def _skip_reason(member_status: str | None, subscriber_status: str, email: str | None) -> str:
