@@ -4,6 +4,7 @@ README's main job run twice, and a real `kill -9` in the middle of a send."""
 from __future__ import annotations
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from newsletter.errors import NewsletterError
 from newsletter.store import open_store_for
 from newsletter.store.deliveries import deliveries
 from newsletter.workspace import Workspace, load_workspace
-from test_deliver import LedgerHandler, LedgerServer, add_members, write_issue
+from test_deliver import DROP_AFTER, LedgerHandler, LedgerServer, add_members, write_issue
 
 Invoke = Callable[..., Result]
 SAMPLE_COUNT = 5
@@ -121,7 +122,9 @@ def test_readme_main_job_works_twice_in_one_workspace(invoke: Invoke, workspace_
         sent = invoke("send", "--latest", "--yes")
         assert sent.exit_code == 0, sent.output
         assert "sent 5, failed 0" in sent.stdout
-        assert "messages stored in" in sent.stdout
+        assert "delivered through the embedded local SMTP server (messages stored in" in (
+            sent.stdout
+        )
         assert len(list((workspace_dir / "outbox").glob("*.eml"))) == 5 * run
     folders = sorted(p.name for p in (workspace_dir / "issues").iterdir())
     assert len(folders) == 2 and folders[1] == folders[0] + "-2"
@@ -200,3 +203,152 @@ def test_kill_9_mid_send_then_rerun_misses_nobody(workspace: Workspace, tmp_path
     finally:
         gate.set()
         server.stop()
+
+
+def test_retry_unknown_reaches_the_plan_and_the_send(
+    invoke: Invoke, issue: Path, server: LedgerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
+    handler = server.handler
+    assert isinstance(handler, LedgerHandler)
+    handler.data_script.extend(["250 OK"] * (SAMPLE_COUNT - 1) + [DROP_AFTER])
+    first = invoke("send", str(issue), "--yes", "--connections", "1")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines()[0] == (
+        "sent 4, failed 0, deferred 0, skipped 0, unknown 1; 1 got no reply after their data "
+        "(some may have arrived): send again with --retry-unknown to resend them"
+    )
+    assert received(server) == SAMPLE_COUNT
+
+    again = invoke("send", str(issue), "--retry-unknown", "--yes")
+    assert again.exit_code == 0, again.output
+    assert "sent 1, failed 0, deferred 0, skipped 0, unknown 0 (campaign: 5 of 5 sent)" in (
+        again.stdout
+    )
+    assert received(server) == SAMPLE_COUNT + 1
+
+    other = write_issue(issue.parent.parent, name="2026-11-28-never-sent")
+    never = invoke("send", str(other), "--retry-unknown", "--yes")  # refused by the plan
+    assert never.exit_code == 1 and "was never sent to list 'main'" in str(never.exception)
+    assert received(server) == SAMPLE_COUNT + 1
+
+
+def test_failures_beyond_the_first_ten_are_counted(
+    invoke: Invoke, issue: Path, server: LedgerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
+    refused = add_members(load_workspace(issue.parent.parent), 13)
+    handler = server.handler
+    assert isinstance(handler, LedgerHandler)
+    handler.rcpt_replies.update(dict.fromkeys(refused, "550 5.1.1 no such mailbox"))
+    sent = invoke("send", str(issue), "--yes")
+    assert sent.exit_code == 0, sent.output
+    failed_lines = [line for line in sent.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed_lines) == 10
+    assert "failed: reader000@example.org: 550 5.1.1 no such mailbox" in failed_lines
+    assert sent.stderr.splitlines()[-1] == "... and 3 more failed"
+    assert sent.stdout.startswith("sent 5, failed 13, deferred 0, skipped 0, unknown 0\n")
+
+
+# --- on a terminal: the prompt and the progress bar -------------------------------------------
+
+
+class Terminal:
+    """A command on a pseudo-terminal (its stdin, stdout and stderr), output collected."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self._master, slave = pty.openpty()
+        self.process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env)
+        os.close(slave)
+        self._output = b""
+        self._closed = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._master, 4096)
+            except OSError:  # EIO: the command and its terminal are gone
+                chunk = b""
+            with self._changed:
+                self._output += chunk
+                self._closed = not chunk
+                self._changed.notify_all()
+            if not chunk:
+                return
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return self._output.decode("utf-8", "replace")
+
+    def wait_for(self, text: str) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: text in self.output or self._closed, timeout=60)
+        assert text in self.output, self.output
+
+    def type(self, text: str) -> None:
+        os.write(self._master, text.encode())
+
+    def finish(self) -> int:
+        code = self.process.wait(60)
+        self._reader.join(10)
+        os.close(self._master)
+        return code
+
+
+def send_on_terminal(workspace_dir: Path, *args: str, smtp_url: str = "") -> Terminal:
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-key-not-secret", "COLUMNS": "120"}
+    if smtp_url:
+        env["NEWSLETTER_SMTP_URL"] = smtp_url
+    command = [sys.executable, "-m", "newsletter", "-w", str(workspace_dir), "send", *args]
+    return Terminal(command, env)
+
+
+@pytest.mark.e2e
+def test_declining_the_prompt_sends_nothing_and_exits_1(
+    invoke: Invoke, issue: Path, workspace_dir: Path
+) -> None:
+    terminal = send_on_terminal(workspace_dir, str(issue))
+    terminal.wait_for("[y/N]")
+    # no NEWSLETTER_SMTP_URL: the prompt names the embedded server as the summary does
+    assert "through the embedded local SMTP server (messages stored in" in terminal.output
+    terminal.type("n\n")
+    assert terminal.finish() == 1
+    assert terminal.output.rstrip().endswith("not sent"), terminal.output
+    assert not list(workspace_dir.glob("outbox/*.eml"))
+
+
+@pytest.mark.e2e
+def test_ctrl_c_warning_starts_below_the_progress_bar(
+    invoke: Invoke, issue: Path, workspace_dir: Path, server: LedgerServer
+) -> None:
+    add_members(load_workspace(workspace_dir), 25)
+    handler = server.handler
+    assert isinstance(handler, LedgerHandler)
+    reached, gate = threading.Event(), threading.Event()
+
+    def hold_after_two(count: int, rcpt: str) -> None:
+        if count >= 2:
+            reached.set()
+            gate.wait(30)  # holds the server's loop: both connections stall mid-message
+
+    handler.after_store = hold_after_two
+    terminal = send_on_terminal(
+        workspace_dir, str(issue), "--yes", "--connections", "2", smtp_url=server.url
+    )
+    try:
+        assert reached.wait(60), terminal.output
+        terminal.wait_for("sending")
+        terminal.process.send_signal(signal.SIGINT)
+        terminal.wait_for("warning: stopping")
+    finally:
+        gate.set()
+    assert terminal.finish() == 130, terminal.output
+    output = terminal.output
+    warning_at = output.index("warning: stopping")
+    assert output[warning_at - 1] == "\n", repr(output[max(warning_at - 80, 0) : warning_at])
+    assert "interrupted; to resume, run: newsletter send" in output
+    assert received(server) < SAMPLE_COUNT + 25

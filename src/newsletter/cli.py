@@ -12,8 +12,9 @@ import json
 import logging
 import shlex
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
 import click
 
@@ -267,6 +268,12 @@ def _parse_rate(ctx: click.Context, param: click.Parameter, value: str | None) -
     "--retry-failed", is_flag=True, help="Try the failed recipients of a finished send again."
 )
 @click.option(
+    "--retry-unknown",
+    is_flag=True,
+    help="Resend the messages of a finished send that got no reply after their data; "
+    "some may have arrived, with the same Message-ID.",
+)
+@click.option(
     "--at",
     "at",
     metavar="WHEN",
@@ -284,10 +291,16 @@ def send(
     connections: int | None,
     rate: float | None,
     retry_failed: bool,
+    retry_unknown: bool,
     at: str | None,
     yes: bool,
 ) -> None:
-    """Send ISSUE_DIR to a list, each subscriber once; a rerun resumes where it stopped."""
+    """Send ISSUE_DIR to a list, each subscriber once; a rerun resumes where it stopped.
+
+    Without NEWSLETTER_SMTP_URL the messages go to the embedded local SMTP server and
+    land in outbox/ as .eml files (kept until you delete them). Ctrl-C or SIGTERM
+    finishes the messages in flight and stops; run the same command to resume.
+    """
     from newsletter import deliver
 
     workspace = _workspace(ctx)
@@ -314,7 +327,9 @@ def send(
         scheduled = schedule_send(workspace, issue_dir, at, list_name)
         click.echo("scheduled " + describe(scheduled, workspace.config.publication.timezone))
         return
-    plan = deliver.plan_send(workspace, issue_dir, list_name, retry_failed=retry_failed)
+    plan = deliver.plan_send(
+        workspace, issue_dir, list_name, retry_failed=retry_failed, retry_unknown=retry_unknown
+    )
     if not plan.recipients and plan.state not in ("finished", "new"):
         when = f"{plan.next_attempt_at:%Y-%m-%d %H:%M} UTC" if plan.next_attempt_at else "later"
         click.echo(f"nothing to send now: {plan.deferred} deferred, next attempt from {when}")
@@ -331,25 +346,13 @@ def send(
                     f"not asking on a non-interactive input: {question}",
                     hint="pass --yes to send without asking",
                 )
-            click.confirm(question, abort=True)
+            if not click.confirm(question):
+                click.echo("not sent")
+                ctx.exit(1)
     with contextlib.ExitStack() as stack:
         on_progress = None
         if sys.stderr.isatty() and plan.recipients:
-            bar: Any = stack.enter_context(
-                click.progressbar(
-                    length=plan.recipients,
-                    label="sending",
-                    file=sys.stderr,
-                    show_eta=True,
-                    item_show_func=lambda p: f"{p.rate:.0f} msg/s" if p else "",
-                )
-            )
-            seen = [0]
-
-            def on_progress(progress: Any) -> None:
-                bar.update(progress.done - seen[0], progress)
-                seen[0] = progress.done
-
+            on_progress = stack.enter_context(_send_progress_bar(plan.recipients))
         report = deliver.send_issue(
             workspace,
             issue_dir,
@@ -357,6 +360,7 @@ def send(
             connections=connections,
             rate=rate,
             retry_failed=retry_failed,
+            retry_unknown=retry_unknown,
             progress=on_progress,
             handle_sigint=True,
         )
@@ -372,16 +376,90 @@ def send(
         ctx.exit(130)
 
 
+_FAILURES_SHOWN = 10
+
+
 def _echo_send_report(report: Any) -> None:
     for warning in report.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
-    for address, reply in report.failures[:10]:
+    shown = report.failures[:_FAILURES_SHOWN]
+    for address, reply in shown:
         click.echo(f"failed: {address}: {reply}", err=True)
+    if report.failures_total > len(shown):
+        click.echo(f"... and {report.failures_total - len(shown)} more failed", err=True)
     click.echo(report.summary())
-    if report.outbox is not None:
-        click.echo(f"messages stored in {report.outbox} (the embedded local server)")
-    elif report.target:
+    if report.target:
+        # one wording for both targets: the prompt named the same
         click.echo(f"delivered through {report.target}")
+
+
+class _BarStream:
+    """stderr as the progress bar writes to it: remembers whether the bar's line is open
+    (the bar redraws it after a carriage return and never ends it until it closes)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.line_open = False
+
+    def write(self, text: str) -> int:
+        if text:
+            self.line_open = not text.endswith("\n")
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _EndBarLine(logging.Filter):
+    """Ends the bar's open line before a log record (the Ctrl-C warning) is written, so
+    the record starts a line of its own instead of trailing the bar's rate."""
+
+    def __init__(self, bar_stream: _BarStream) -> None:
+        super().__init__()
+        self.bar_stream = bar_stream
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.bar_stream.line_open:
+            self.bar_stream.write("\n")
+            self.bar_stream.flush()
+        return True
+
+
+@contextlib.contextmanager
+def _send_progress_bar(length: int) -> Iterator[Callable[[Any], None]]:
+    """A progress bar on stderr for ``length`` rows -> the send's progress callback.
+
+    While it is shown, the log handlers writing to stderr end its line before each record.
+    """
+    stream = _BarStream(sys.stderr)
+    line_end = _EndBarLine(stream)
+    handlers = [
+        handler
+        for handler in logging.getLogger().handlers
+        if getattr(handler, "stream", None) is sys.stderr
+    ]
+    for handler in handlers:
+        handler.addFilter(line_end)
+    # Any: the bar's items are SendProgress values, not the ints click's stubs expect
+    bar: Any = click.progressbar(
+        length=length,
+        label="sending",
+        file=cast(TextIO, stream),
+        show_eta=True,
+        item_show_func=lambda p: f"{p.rate:.0f} msg/s" if p else "",
+    )
+    try:
+        with bar:
+            seen = [0]
+
+            def on_progress(progress: Any) -> None:
+                bar.update(progress.done - seen[0], progress)
+                seen[0] = progress.done
+
+            yield on_progress
+    finally:
+        for handler in handlers:
+            handler.removeFilter(line_end)
 
 
 # --- end send -------------------------------------------------------------------------------

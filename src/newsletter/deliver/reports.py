@@ -68,8 +68,9 @@ class SendReport:
 
     ``state`` is the campaign's state afterwards (``finished``, ``waiting`` for
     deferred rows, ``stopped`` when interrupted); ``outbox`` is set when the embedded
-    local server stored the messages; ``failures`` lists (address, reply) of up to 20
-    failed rows; ``recovered`` counts rows a crashed run left in flight, sent again.
+    local server stored the messages; ``failures`` lists (address, reply) of the first
+    20 failed rows (``failures_total`` in all); ``recovered`` counts rows a crashed run
+    left in flight, sent again.
     """
 
     issue_dir: Path
@@ -108,15 +109,54 @@ class SendReport:
         )
 
     def summary(self) -> str:
-        """One line: the counts, and where the campaign stands."""
+        """One line: this run's counts, what the campaign has left, and what to do about it.
+
+        e.g. ``sent 211, failed 0, deferred 0, skipped 0, unknown 0 (campaign: 2611 of
+        3000 sent, 389 deferred, 2 unknown); deferred rows are due again from ...``
+        """
         line = self.counts()
         if self.test:
             return f"test send: {line}"
-        if self.resumed or self.campaign_sent != self.sent:
-            line += f" (campaign: {self.campaign_sent} of {self.campaign_total} sent)"
+        if self._campaign_differs():
+            line += f" (campaign: {self.campaign_counts()})"
         if self.deferred_left and self.next_attempt_at is not None:
             line += f"; deferred rows are due again from {self.next_attempt_at:%Y-%m-%d %H:%M} UTC"
+        if self.campaign_unknown:
+            line += (
+                f"; {self.campaign_unknown} got no reply after their data (some may have "
+                "arrived): send again with --retry-unknown to resend them"
+            )
         return line
+
+    def campaign_counts(self) -> str:
+        """``S of T sent`` and the campaign's failed, deferred and unknown rows when any."""
+        parts = [f"{self.campaign_sent} of {self.campaign_total} sent"]
+        for count, status in (
+            (self.campaign_failed, "failed"),
+            (self.campaign_deferred, "deferred"),
+            (self.campaign_unknown, "unknown"),
+        ):
+            if count:
+                parts.append(f"{count} {status}")
+        return ", ".join(parts)
+
+    def _campaign_differs(self) -> bool:
+        # a first run that tried every row says it all in its own counts
+        run = (self.sent, self.failed, self.deferred, self.unknown)
+        campaign = (
+            self.campaign_sent,
+            self.campaign_failed,
+            self.campaign_deferred,
+            self.campaign_unknown,
+        )
+        done = self.sent + self.failed + self.deferred + self.skipped + self.unknown
+        return self.resumed or run != campaign or self.campaign_total != done
+
+    @property
+    def failures_total(self) -> int:
+        """How many failed rows ``failures`` lists the first of: this run's for a test
+        send, the campaign's (all runs) otherwise."""
+        return self.failed if self.test else self.campaign_failed
 
     @property
     def deferred_left(self) -> bool:
