@@ -7,10 +7,13 @@ starlette app (TestClient runs it in-process over ASGI) with a real SQLite file.
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
@@ -469,3 +472,33 @@ def test_routes_also_answer_under_the_base_url_path(
             assert client.get(f"/u/{token}").status_code == 200  # proxy strips it
             assert client.post(f"/letters/u/{token}").status_code == 200
         assert not store.is_sendable(subscriber.id, "main")
+
+
+def test_a_test_copys_link_says_so_and_changes_nothing(
+    client: TestClient, store: Store, workspace: Workspace, member: tuple[int, int]
+) -> None:
+    """The link in a real `send --test` copy (taken from the message the embedded server
+    stored) gets a page naming it a test copy, not the bad-link 404, and counts as no guess."""
+    from newsletter.deliver import send_test
+    from test_deliver import write_issue
+
+    issue = write_issue(workspace.root)
+    assert send_test(workspace, issue, [ADDRESS]).sent == 1
+    (stored,) = (workspace.root / "outbox").glob("*.eml")
+    message = email.message_from_bytes(stored.read_bytes(), policy=email.policy.default)
+    link = str(message["List-Unsubscribe"]).split("<", 1)[1].split(">", 1)[0]
+    path = urlsplit(link).path
+    assert path.startswith("/u/")
+
+    limit = workspace.config.serve.invalid_token_limit_per_minute
+    for _ in range(limit + 1):  # never a guess: no 429 however often it is opened
+        page = client.get(path)
+        assert page.status_code == 200
+    assert "This link is from a test copy" in page.text and "nothing was changed" in page.text
+    assert "<form" not in page.text
+    one_click = client.post(path, data=ONE_CLICK)
+    assert one_click.status_code == 200 and "test copy" in one_click.text
+    invalid = client.get("/u/not-a-token")
+    assert invalid.status_code == 404 and "not valid" in invalid.text
+    assert store.is_sendable(member[0], "main")
+    assert _consents(store, "unsubscribe") == []

@@ -30,6 +30,7 @@ CHECK_INBOX = "subscribe_check_inbox"
 CONFIRM_SUBSCRIPTION = "confirm_subscription"
 SUBSCRIBED = "subscribed"
 INVALID_LINK = "invalid_link"
+TEST_COPY_LINK = "test_copy_link"
 LINK_EXPIRED = "link_expired"
 ERROR = "error"
 PAGE_NAMES = (
@@ -40,6 +41,7 @@ PAGE_NAMES = (
     CONFIRM_SUBSCRIPTION,
     SUBSCRIBED,
     INVALID_LINK,
+    TEST_COPY_LINK,
     LINK_EXPIRED,
     ERROR,
 )
@@ -129,6 +131,7 @@ class Pages:
             },
             SUBSCRIBED: {"email": "reader@example.org", "list_name": "main"},
             INVALID_LINK: {},
+            TEST_COPY_LINK: {},
             LINK_EXPIRED: {},
             ERROR: {"message": "sample"},
         }
