@@ -366,12 +366,15 @@ def test_invalid_tokens_from_one_client_are_rate_limited(
     workspace_dir: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     config = workspace_dir / "newsletter.toml"
-    config.write_text(
-        config.read_text(encoding="utf-8") + "invalid_token_limit_per_minute = 3\n",
+    text = config.read_text(encoding="utf-8")
+    assert "\n[serve]\n" in text
+    config.write_text(  # into [serve], wherever it sits in the file
+        text.replace("\n[serve]\n", "\n[serve]\ninvalid_token_limit_per_minute = 3\n", 1),
         encoding="utf-8",
     )
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k")
     ws = load_workspace(workspace_dir)
+    assert ws.config.serve.invalid_token_limit_per_minute == 3
     with open_store_for(ws) as store:
         store.add(ADDRESS, list_name="main", consent=Consent(source="cli"))
         subscriber, list_id = store.get_by_email(ADDRESS), store.list_id("main")
