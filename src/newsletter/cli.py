@@ -678,6 +678,29 @@ def unsubscribe(ctx: click.Context, address: str, list_name: str | None) -> None
 # --- end subscribers ------------------------------------------------------------------------
 
 
+# --- bounces --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def bounces(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+    """Process bounces and complaints in PATHS (.eml files, Maildir folders, mbox files).
+
+    Hard bounces and spam complaints suppress the subscriber at once, soft bounces
+    after bounces.soft_limit within bounces.soft_window_days. Safe to run again.
+    """
+    from newsletter.bounces import process_paths
+
+    report = process_paths(_workspace(ctx), list(paths))
+    for what, why in report.unreadable:
+        click.secho(f"warning: cannot read {what}: {why}", fg="yellow", err=True)
+    click.echo(report.summary())
+
+
+# --- end bounces ----------------------------------------------------------------------------
+
+
 # --- serve, schedule, run-due ---------------------------------------------------------------
 
 

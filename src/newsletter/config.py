@@ -149,6 +149,14 @@ class Serve(_Section):
     scheduler_interval_seconds: float = Field(default=20, gt=0)
 
 
+class Bounces(_Section):
+    """How bounce reports received by mail count (``newsletter bounces``)."""
+
+    # soft bounces (4.x.x, delayed) within the window that suppress like one hard bounce
+    soft_limit: int = Field(default=3, ge=1)
+    soft_window_days: float = Field(default=30, gt=0)
+
+
 class ConfigModel(_Section):
     """The whole of newsletter.toml."""
 
@@ -158,6 +166,7 @@ class ConfigModel(_Section):
     send: Send = Send()
     dkim: Dkim = Dkim()
     serve: Serve = Serve()
+    bounces: Bounces = Bounces()
 
 
 @dataclass(frozen=True)

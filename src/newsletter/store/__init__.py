@@ -23,7 +23,9 @@ Addresses are normalised to lower case (``addresses.py``); the suppression list
 keys on ``sha256(normalised address)`` so an erased address stays blocked.
 """
 
-# the delivery ledger keeps addresses too: importing it registers its erase hook
+# bounce reports (they quote the address) and the delivery ledger keep addresses too:
+# importing them registers their erase hooks
+from newsletter.store import bounce_reports as _bounce_reports  # noqa: F401
 from newsletter.store import deliveries as _deliveries  # noqa: F401
 from newsletter.store.addresses import AddressError, address_hash, normalize_address
 from newsletter.store.engine import open_store, open_store_for, upgrade_schema

@@ -1,0 +1,596 @@
+"""Bounces and complaints by mail: classification of hand-written fixtures, store effects on a
+real SQLite file, the soft-bounce threshold under a frozen clock, and the CLI on a Maildir
+and an mbox.
+
+The fixtures under fixtures/bounces/ are addressed to the VERP addresses and carry the
+unsubscribe tokens that the test key ("test-key-not-secret") gives the sample subscribers
+in import order (1 Ada, 2 Grace, 3 Linus, 4 Inés, 5 Kofi); ``test_fixture_references_*``
+checks that, so a change of the VERP or token format shows up there first.
+
+Sender rules covered: 24 (the VERP address decodes back, a forged one does not), 25.
+"""
+
+from __future__ import annotations
+
+import mailbox
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
+
+from newsletter.bounces import (
+    BounceSettings,
+    BounceSourceError,
+    Classification,
+    Kind,
+    classify,
+    process_message,
+    process_paths,
+)
+from newsletter.bounces import (
+    Result as Outcome,
+)
+from newsletter.cli import cli
+from newsletter.config import parse_config
+from newsletter.errors import ConfigError
+from newsletter.message import verp_address
+from newsletter.people import import_file
+from newsletter.store import Consent, Store, open_store_for
+from newsletter.store.bounce_reports import bounce_reports, reports_of
+from newsletter.store.schema import consents
+from newsletter.tokens import UnsubscribeTokens
+from newsletter.workspace import Workspace
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bounces"
+KEY = "test-key-not-secret"
+BASE = "bounces@example.org"
+ADA, GRACE, LINUS, INES, KOFI = (
+    "ada.lovelace@example.com",
+    "grace.hopper@example.net",
+    "linus.t@example.org",
+    "ines.gomez@example.com",
+    "kofi.mensah@example.net",
+)
+IDS = {ADA: 1, GRACE: 2, LINUS: 3, INES: 4, KOFI: 5}
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def classify_fixture(name: str, *, keys: tuple[str, ...] = (KEY,)) -> Classification:
+    return classify(fixture(name), keys=keys, bounce_address=BASE)
+
+
+@pytest.fixture
+def ws(workspace: Workspace) -> Workspace:
+    """The sample workspace (test key) with its five subscribers imported."""
+    with open_store_for(workspace) as store:
+        import_file(
+            store,
+            workspace.root / "subscribers" / "subscribers.csv",
+            list_name=None,
+            default_list="main",
+        )
+    return workspace
+
+
+@pytest.fixture
+def store(ws: Workspace) -> Iterator[Store]:
+    with open_store_for(ws) as opened:
+        yield opened
+
+
+@pytest.fixture
+def settings(ws: Workspace) -> BounceSettings:
+    return BounceSettings.from_workspace(ws)
+
+
+def status_of(store: Store, address: str) -> str:
+    subscriber = store.get_by_email(address)
+    assert subscriber is not None
+    return subscriber.status
+
+
+def sendable(store: Store) -> set[str]:
+    return {recipient.email for recipient in store.iter_recipients("main")}
+
+
+def consent_actions(store: Store, subscriber_id: int) -> list[tuple[str, dict[str, object]]]:
+    with store.read() as conn:
+        rows = conn.execute(
+            select(consents.c.action, consents.c.detail)
+            .where(consents.c.subscriber_id == subscriber_id, consents.c.action != "import")
+            .order_by(consents.c.id)
+        ).all()
+    return [(row.action, row.detail or {}) for row in rows]
+
+
+def report_rows(store: Store) -> int:
+    with store.read() as conn:
+        return int(conn.scalar(select(func.count()).select_from(bounce_reports)) or 0)
+
+
+# --- the fixtures and classification -----------------------------------------------------------
+
+
+def test_fixture_references_are_the_test_keys_verp_addresses_and_tokens(store: Store) -> None:
+    for address, subscriber_id in IDS.items():
+        assert store.get_by_email(address).id == subscriber_id  # type: ignore[union-attr]
+    hard = fixture("hard-5.1.1.eml").decode()
+    assert verp_address(BASE, IDS[GRACE], (KEY,)) in hard
+    complaint = fixture("complaint-arf.eml").decode()
+    assert UnsubscribeTokens((KEY,)).make(IDS[ADA], 1, 1) in complaint
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "subscriber_id", "matched_by", "status", "action"),
+    [
+        ("hard-5.1.1.eml", Kind.HARD, IDS[GRACE], "verp", "5.1.1", "failed"),
+        ("soft-4.2.2.eml", Kind.SOFT, IDS[LINUS], "verp", "4.2.2", "failed"),
+        ("delayed.eml", Kind.SOFT, IDS[INES], "verp", "4.4.1", "delayed"),
+        ("delivered.eml", Kind.NO_ACTION, IDS[KOFI], "verp", "2.0.0", "delivered"),
+        ("complaint-arf.eml", Kind.COMPLAINT, IDS[ADA], "token", "abuse", "complaint"),
+        ("hard-no-verp.eml", Kind.HARD, None, "", "5.2.1", "failed"),
+        ("auto-reply.eml", Kind.NOT_A_REPORT, None, "", "", ""),
+    ],
+)
+def test_rule25_fixtures_are_classified(
+    name: str, kind: Kind, subscriber_id: int | None, matched_by: str, status: str, action: str
+) -> None:
+    found = classify_fixture(name)
+    assert (
+        found.kind,
+        found.subscriber_id,
+        found.matched_by,
+        found.status,
+        found.action,
+        found.forged,
+    ) == (kind, subscriber_id, matched_by, status, action, False)
+    assert len(found.report_key) == 64
+
+
+def test_addresses_in_the_report_are_kept_for_the_fallback_lookup() -> None:
+    found = classify(fixture("hard-no-verp.eml"), keys=(KEY,), bounce_address=BASE)
+    # Final-Recipient in brackets and Original-Recipient in another case, both read
+    assert found.addresses == ("kofi.mensah@example.net", "Kofi.Mensah@example.net")
+    assert found.reported_at == datetime(2026, 12, 2, 10, 41, 19, tzinfo=UTC)
+    assert "Mailbox disabled" in found.diagnostic
+
+
+def test_rule24_a_forged_verp_address_is_flagged_not_matched() -> None:
+    found = classify(fixture("forged-verp.eml"), keys=(KEY,), bounce_address=BASE)
+    assert found.kind is Kind.HARD and found.forged and found.subscriber_id is None
+    # the genuine fixtures are forgeries to anyone holding another key
+    other = classify(fixture("hard-5.1.1.eml"), keys=("another",), bounce_address=BASE)
+    assert other.forged and other.subscriber_id is None
+
+
+def test_a_tampered_unsubscribe_token_in_a_complaint_is_forged() -> None:
+    # the report also carries Ada's valid VERP address: one bad reference spoils it all
+    data = fixture("complaint-arf.eml").replace(b"WzEsMSwxXQ.", b"WzIsMSwxXQ.")  # id 1 -> 2
+    found = classify(data, keys=(KEY,), bounce_address=BASE)
+    assert found.kind is Kind.COMPLAINT and found.forged and found.subscriber_id is None
+    # a valid token of someone else (Grace) next to Ada's VERP address: they disagree
+    genuine = UnsubscribeTokens((KEY,)).make(IDS[GRACE], 1, 1)
+    swapped = fixture("complaint-arf.eml").replace(
+        b"WzEsMSwxXQ.-y4O482QcOtKPnAkh5ceNk1GLPM", genuine.encode()
+    )
+    found = classify(swapped, keys=(KEY,), bounce_address=BASE)
+    assert found.forged and found.subscriber_id is None
+
+
+def test_feedback_types_that_are_not_complaints_ask_for_nothing() -> None:
+    for feedback_type in (b"not-spam", b"auth-failure"):
+        data = fixture("complaint-arf.eml").replace(
+            b"Feedback-Type: abuse", b"Feedback-Type: " + feedback_type
+        )
+        found = classify(data, keys=(KEY,), bounce_address=BASE)
+        assert found.kind is Kind.NO_ACTION, feedback_type
+
+
+def test_a_report_on_several_recipients_counts_as_its_worst() -> None:
+    delivered_block = (
+        b"Final-Recipient: rfc822; someone.else@example.net\nAction: delivered\nStatus: 2.0.0\n\n"
+    )
+    data = fixture("hard-5.1.1.eml").replace(
+        b"Final-Recipient: rfc822; grace", delivered_block + b"Final-Recipient: rfc822; grace"
+    )
+    assert classify(data, keys=(KEY,), bounce_address=BASE).kind is Kind.HARD
+    soft_only = data.replace(b"Action: failed\nStatus: 5.1.1", b"Action: delayed\nStatus: 4.4.7")
+    assert classify(soft_only, keys=(KEY,), bounce_address=BASE).kind is Kind.SOFT
+
+
+def test_status_falls_back_to_the_diagnostic_code() -> None:
+    data = fixture("hard-5.1.1.eml").replace(b"Status: 5.1.1\n", b"")
+    found = classify(data, keys=(KEY,), bounce_address=BASE)
+    assert (found.kind, found.status) == (Kind.HARD, "5.1.1")
+    bare = data.replace(b"550 5.1.1 <grace", b"450 <grace")
+    found = classify(bare, keys=(KEY,), bounce_address=BASE)
+    assert (found.kind, found.status) == (Kind.SOFT, "4.0.0")
+
+
+def test_line_endings_change_neither_the_classification_nor_the_report_key() -> None:
+    data = fixture("soft-4.2.2.eml")
+    crlf = data.replace(b"\n", b"\r\n")
+    one, two = (classify(d, keys=(KEY,), bounce_address=BASE) for d in (data, crlf))
+    assert one == two
+    no_id = data.replace(b"Message-ID: <dsn.20261201082011.55821@relay.fjord.example.org>\n", b"")
+    three, four = (
+        classify(d, keys=(KEY,), bounce_address=BASE)
+        for d in (no_id, no_id.replace(b"\n", b"\r\n"))
+    )
+    assert three.report_key == four.report_key != one.report_key
+
+
+def test_the_envelope_recipient_names_the_subscriber_when_headers_do_not() -> None:
+    data = fixture("hard-5.1.1.eml").replace(
+        b"bounces+2-4e5acdf31d18@example.org", b"postmaster@example.org"
+    )
+    assert classify(data, keys=(KEY,), bounce_address=BASE).matched_by == "token"
+    no_token = data.replace(b"List-Unsubscribe:", b"X-Dropped:")
+    plain = classify(no_token, keys=(KEY,), bounce_address=BASE)
+    assert plain.subscriber_id is None and not plain.forged
+    verp = verp_address(BASE, IDS[GRACE], (KEY,))
+    enveloped = classify(no_token, keys=(KEY,), bounce_address=BASE, envelope_recipient=verp)
+    assert (enveloped.subscriber_id, enveloped.matched_by) == (IDS[GRACE], "verp")
+
+
+# --- store effects ------------------------------------------------------------------------------
+
+
+def test_rule25_a_hard_bounce_suppresses_at_once_with_a_record(
+    store: Store, settings: BounceSettings
+) -> None:
+    outcome = process_message(store, fixture("hard-5.1.1.eml"), settings)
+    assert (outcome.result, outcome.subscriber_id, outcome.suppressed) == (
+        Outcome.APPLIED,
+        IDS[GRACE],
+        True,
+    )
+    assert status_of(store, GRACE) == "bounced"
+    assert store.is_suppressed(GRACE)
+    assert GRACE not in sendable(store) and len(sendable(store)) == 4
+    [(action, detail)] = consent_actions(store, IDS[GRACE])
+    assert action == "bounce"
+    assert detail["status"] == "5.1.1" and detail["kind"] == "hard"
+    assert detail["message_id"] == "<20261201081502.7F3A12C0441@mx1.harbour-mail.example.net>"
+    [report] = reports_of(store, IDS[GRACE])
+    assert report["kind"] == "hard" and report["detail"]["matched_by"] == "verp"
+    assert "User unknown" in report["detail"]["diagnostic"]
+
+
+def test_rule25_a_complaint_suppresses_at_once(store: Store, settings: BounceSettings) -> None:
+    outcome = process_message(store, fixture("complaint-arf.eml"), settings)
+    assert outcome.result is Outcome.APPLIED and outcome.suppressed
+    assert status_of(store, ADA) == "complained"
+    assert ADA not in sendable(store)
+    assert [action for action, _ in consent_actions(store, IDS[ADA])] == ["complaint"]
+
+
+def test_a_complaint_after_an_unsubscribe_strengthens_the_suppression(
+    store: Store, settings: BounceSettings
+) -> None:
+    store.unsubscribe(ADA, consent=Consent(source="web"))
+    outcome = process_message(store, fixture("complaint-arf.eml"), settings)
+    assert outcome.suppressed and status_of(store, ADA) == "complained"
+
+
+def test_a_report_without_verp_finds_a_known_address(
+    store: Store, settings: BounceSettings
+) -> None:
+    outcome = process_message(store, fixture("hard-no-verp.eml"), settings)
+    assert (outcome.result, outcome.subscriber_id) == (Outcome.APPLIED, IDS[KOFI])
+    assert status_of(store, KOFI) == "bounced"
+    assert reports_of(store, IDS[KOFI])[0]["detail"]["matched_by"] == "address"
+
+
+def test_an_unsigned_report_never_suppresses_an_unknown_address(
+    store: Store, settings: BounceSettings
+) -> None:
+    data = (
+        fixture("hard-no-verp.eml")
+        .replace(b"kofi.mensah", b"nobody.here")
+        .replace(b"Kofi.Mensah", b"Nobody.Here")
+    )
+    outcome = process_message(store, data, settings)
+    assert outcome.result is Outcome.UNMATCHED
+    assert not store.is_suppressed("nobody.here@example.net")
+    assert report_rows(store) == 0
+
+
+def test_rule24_a_forged_verp_address_changes_nothing(
+    store: Store, settings: BounceSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the forged report names Ada in Final-Recipient: the fallback must not take it
+    outcome = process_message(store, fixture("forged-verp.eml"), settings, origin="forged.eml")
+    assert outcome.result is Outcome.FORGED
+    assert status_of(store, ADA) == "active" and ADA in sendable(store)
+    assert report_rows(store) == 0 and consent_actions(store, IDS[ADA]) == []
+    assert "forged.eml: hard report with a forged VERP address" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["delivered.eml", "auto-reply.eml"])
+def test_reports_asking_for_nothing_change_nothing(
+    store: Store, settings: BounceSettings, name: str
+) -> None:
+    assert process_message(store, fixture(name), settings).result is Outcome.IGNORED
+    assert report_rows(store) == 0
+    assert len(sendable(store)) == 5
+
+
+def test_processing_the_same_report_twice_records_one_event(
+    store: Store, settings: BounceSettings
+) -> None:
+    data = fixture("hard-5.1.1.eml")
+    first = process_message(store, data, settings)
+    # the same report again, as another copy (CRLF, from an mbox) and after an unsubscribe
+    again = process_message(store, data.replace(b"\n", b"\r\n"), settings)
+    assert (first.result, again.result) == (Outcome.APPLIED, Outcome.DUPLICATE)
+    assert not again.suppressed
+    assert report_rows(store) == 1
+    assert [action for action, _ in consent_actions(store, IDS[GRACE])] == ["bounce"]
+    soft = fixture("soft-4.2.2.eml")
+    results = [process_message(store, soft, settings).result for _ in range(4)]
+    assert results == [Outcome.APPLIED] + [Outcome.DUPLICATE] * 3
+    assert status_of(store, LINUS) == "active"  # one soft bounce, not four
+
+
+def soft_report(number: int, when: datetime) -> bytes:
+    """The soft-bounce fixture as a distinct report (own Message-ID) dated ``when``."""
+    data = fixture("soft-4.2.2.eml")
+    data = data.replace(
+        b"<dsn.20261201082011.55821@relay.fjord.example.org>",
+        f"<dsn.soft{number}@relay.fjord.example.org>".encode(),
+    )
+    date = when.strftime("%a, %d %b %Y %H:%M:%S +0000").encode()
+    return data.replace(b"Date: Tue, 01 Dec 2026 08:20:11 +0000", b"Date: " + date)
+
+
+def test_rule25_soft_bounces_suppress_after_the_limit_within_the_window(
+    store: Store, settings: BounceSettings
+) -> None:
+    assert (settings.soft_limit, settings.soft_window) == (3, timedelta(days=30))
+    now = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
+    with time_machine.travel(now, tick=False):
+        dates = [now - timedelta(days=45), now - timedelta(days=19), now - timedelta(days=10)]
+        outcomes = [
+            process_message(store, soft_report(n, d), settings) for n, d in enumerate(dates)
+        ]
+        # the 45-day-old one is outside the window: two within it, one short of the limit
+        assert [o.suppressed for o in outcomes] == [False, False, False]
+        assert status_of(store, LINUS) == "active" and LINUS in sendable(store)
+        third = process_message(store, soft_report(9, now - timedelta(hours=2)), settings)
+    assert third.result is Outcome.APPLIED and third.suppressed
+    assert status_of(store, LINUS) == "bounced" and LINUS not in sendable(store)
+    [(action, detail)] = consent_actions(store, IDS[LINUS])
+    assert action == "bounce" and detail["soft_bounces"] == 3 and detail["window_days"] == 30
+    assert len(reports_of(store, IDS[LINUS])) == 4
+
+
+def test_soft_bounces_spread_wider_than_the_window_never_suppress(
+    store: Store, settings: BounceSettings
+) -> None:
+    start = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    for month in range(6):  # one soft bounce every 40 days, each processed the day it came
+        when = start + timedelta(days=40 * month)
+        with time_machine.travel(when + timedelta(hours=1), tick=False):
+            assert not process_message(store, soft_report(month, when), settings).suppressed
+    assert status_of(store, LINUS) == "active"
+
+
+def test_a_report_dated_in_the_future_counts_as_now(store: Store, settings: BounceSettings) -> None:
+    now = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
+    with time_machine.travel(now, tick=False):
+        process_message(store, soft_report(1, now + timedelta(days=365)), settings)
+    [report] = reports_of(store, IDS[LINUS])
+    assert report["reported_at"] == now
+
+
+def test_the_soft_limit_is_configurable(store: Store, settings: BounceSettings) -> None:
+    once = replace(settings, soft_limit=1)
+    outcome = process_message(store, fixture("delayed.eml"), once)
+    assert outcome.suppressed and status_of(store, INES) == "bounced"
+
+
+def test_bounces_config_section_is_validated_with_the_rest(ws: Workspace, tmp_path: Path) -> None:
+    data = {
+        "publication": {"name": "P", "base_url": "https://p.example.org"},
+        "sender": {"name": "P", "address": "p@example.org"},
+        "bounces": {"soft_limit": 0, "soft_window_days": -1, "soft_limt": 2},
+        "send": {"connections": 0},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, tmp_path / "newsletter.toml", {})
+    message = str(info.value)
+    for field in (
+        "bounces.soft_limit",
+        "bounces.soft_window_days",
+        "bounces.soft_limt",
+        "send.connections",
+    ):
+        assert field in message
+    good = parse_config(
+        {**data, "bounces": {"soft_limit": 5, "soft_window_days": 7}, "send": {}},
+        tmp_path / "newsletter.toml",
+        {},
+    )
+    assert (good.bounces.soft_limit, good.bounces.soft_window_days) == (5, 7)
+    assert ws.config.bounces.soft_limit == 3  # the sample workspace spells out the defaults
+
+
+def test_erasing_a_subscriber_deletes_their_reports(store: Store, settings: BounceSettings) -> None:
+    process_message(store, fixture("hard-5.1.1.eml"), settings)
+    assert reports_of(store, IDS[GRACE])
+    store.erase(GRACE, consent=Consent(source="cli"))
+    assert reports_of(store, IDS[GRACE]) == [] and report_rows(store) == 0
+    assert store.is_suppressed(GRACE)
+    # the same report again finds nobody to record it for
+    assert process_message(store, fixture("hard-5.1.1.eml"), settings).result is Outcome.UNMATCHED
+
+
+# --- a real send, its bounce and complaint, and the next send ------------------------------------
+
+
+def dsn_for(mail_from: str, rcpt: str, original: bytes, status: str = "5.1.1") -> bytes:
+    """A DSN the way a receiving MTA would write it about ``original`` sent to ``rcpt``."""
+    headers = original.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"\n").decode("ascii")
+    return (
+        "From: MAILER-DAEMON@mx.example.net\n"
+        f"To: {mail_from}\n"
+        "Subject: Undelivered Mail Returned to Sender\n"
+        f"Message-ID: <dsn-{rcpt}@mx.example.net>\n"
+        "Date: Tue, 01 Dec 2026 08:15:02 +0000\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nundeliverable\n\n"
+        "--b\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; mx.example.net\n\n"
+        f"Final-Recipient: rfc822; {rcpt}\nAction: failed\nStatus: {status}\n\n"
+        f"--b\nContent-Type: text/rfc822-headers\n\n{headers}\n\n--b--\n"
+    ).encode()
+
+
+def arf_for(original: bytes) -> bytes:
+    """A feedback-loop report with the whole ``original`` message attached."""
+    head = (
+        b"From: fbl@isp.example.com\nTo: fbl@example.org\nSubject: complaint\n"
+        b"Message-ID: <arf-1@isp.example.com>\nDate: Wed, 02 Dec 2026 17:03:12 +0000\n"
+        b"MIME-Version: 1.0\n"
+        b'Content-Type: multipart/report; report-type=feedback-report; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nspam report\n\n"
+        b"--b\nContent-Type: message/feedback-report\n\n"
+        b"Feedback-Type: abuse\nUser-Agent: test/1\nVersion: 1\n\n"
+        b"--b\nContent-Type: message/rfc822\n\n"
+    )
+    return head.replace(b"\n", b"\r\n") + original + b"\r\n--b--\r\n"
+
+
+def test_rule25_after_a_send_bounce_and_complaint_the_next_send_skips_them(
+    ws: Workspace, store: Store, settings: BounceSettings
+) -> None:
+    from newsletter.deliver import send_issue
+    from test_deliver import FAST, LedgerHandler, LedgerServer, write_issue
+
+    server = LedgerServer(LedgerHandler())
+    server.start()
+    try:
+        first = write_issue(ws.root, "2026-11-27-harbour")
+        send_issue(ws, first, smtp_url=server.url, tuning=FAST)
+        handler = server.handler
+        sent = {rcpt: (mail_from, data) for mail_from, rcpt, data in handler.received}
+        assert set(sent) == set(IDS)
+        mail_from, data = sent[GRACE]
+        assert process_message(store, dsn_for(mail_from, GRACE, data), settings).suppressed
+        assert process_message(store, arf_for(sent[ADA][1]), settings).suppressed
+        handler.received.clear()
+        second = write_issue(ws.root, "2026-12-04-lighthouse")
+        report = send_issue(ws, second, smtp_url=server.url, tuning=FAST)
+        assert Counter(rcpt for _, rcpt, _ in handler.received) == Counter(
+            dict.fromkeys((LINUS, INES, KOFI), 1)
+        )
+        assert report.sent == 3
+    finally:
+        server.stop()
+    assert (status_of(store, GRACE), status_of(store, ADA)) == ("bounced", "complained")
+
+
+# --- files, Maildirs, mboxes and the CLI -------------------------------------------------------
+
+ALL = sorted(path.name for path in FIXTURES.glob("*.eml"))
+FULL_RUN = "8 messages: hard 2, soft 2, complaints 1, ignored 3, suppressed 3"
+
+
+def test_every_fixture_is_counted_once(ws: Workspace) -> None:
+    report = process_paths(ws, [FIXTURES / name for name in ALL])
+    assert report.summary() == FULL_RUN
+    assert (report.forged, report.unmatched, report.duplicates, report.unreadable) == (1, 0, 0, [])
+    again = process_paths(ws, [FIXTURES / name for name in ALL])
+    assert again.summary() == "8 messages: hard 0, soft 0, complaints 0, ignored 8, suppressed 0"
+    assert again.duplicates == 5
+
+
+def test_a_missing_path_stops_before_anything_is_processed(ws: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(BounceSourceError, match=r"nowhere\.mbox: no such file"):
+        process_paths(ws, [FIXTURES / "hard-5.1.1.eml", tmp_path / "nowhere.mbox"])
+    with open_store_for(ws) as store:
+        assert status_of(store, GRACE) == "active"
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(ws: Workspace) -> Invoke:
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(cli, ["-w", str(ws.root), "bounces", *args])
+
+    return run
+
+
+def test_cli_on_a_maildir_with_new_and_cur(invoke: Invoke, ws: Workspace, tmp_path: Path) -> None:
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    for number, name in enumerate(ALL):
+        message = mailbox.MaildirMessage(fixture(name))
+        if number % 2:
+            message.set_subdir("cur")
+            message.set_flags("S")
+        box.add(message)
+    box.close()
+    assert len(list((tmp_path / "Maildir" / "cur").iterdir())) == 4
+
+    result = invoke(str(tmp_path / "Maildir"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == FULL_RUN
+    with open_store_for(ws) as store:
+        assert {status_of(store, a) for a in (GRACE, KOFI)} == {"bounced"}
+        assert status_of(store, ADA) == "complained"
+        assert sendable(store) == {LINUS, INES}
+
+
+def test_cli_on_an_mbox_warns_about_unreadable_paths(
+    invoke: Invoke, ws: Workspace, tmp_path: Path
+) -> None:
+    box = mailbox.mbox(tmp_path / "bounces.mbox", create=True)
+    for name in ("hard-5.1.1.eml", "soft-4.2.2.eml", "auto-reply.eml"):
+        box.add(fixture(name))
+    box.close()
+    (tmp_path / "empty.eml").write_bytes(b"")
+    (tmp_path / "folder").mkdir()
+
+    args = (str(tmp_path / "bounces.mbox"), str(tmp_path / "empty.eml"), str(tmp_path / "folder"))
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        "3 messages: hard 1, soft 1, complaints 0, ignored 1, suppressed 1"
+    )
+    assert f"warning: cannot read {tmp_path / 'empty.eml'}: empty file" in result.stderr
+    assert (
+        f"warning: cannot read {tmp_path / 'folder'}: a folder but not a Maildir" in result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 2
+    again = invoke(str(tmp_path / "bounces.mbox"))
+    assert (
+        again.stdout.strip() == "3 messages: hard 0, soft 0, complaints 0, ignored 3, suppressed 0"
+    )
+    with open_store_for(ws) as store:
+        assert status_of(store, GRACE) == "bounced" and status_of(store, LINUS) == "active"
+
+
+def test_cli_missing_path_is_an_error(invoke: Invoke, tmp_path: Path) -> None:
+    result = invoke(str(tmp_path / "missing"))
+    assert result.exit_code == 1
+    assert isinstance(result.exception, BounceSourceError)
+    assert str(tmp_path / "missing") in str(result.exception)
+
+
+def test_cli_needs_a_path(invoke: Invoke) -> None:
+    assert invoke().exit_code == 2
