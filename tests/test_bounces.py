@@ -172,6 +172,15 @@ def test_rule24_a_forged_verp_address_is_flagged_not_matched() -> None:
     assert other.forged and other.subscriber_id is None
 
 
+def test_mangled_reports_are_read_without_errors() -> None:
+    # a non-ASCII MAC in a VERP-shaped address: forged, not a crash
+    data = fixture("hard-5.1.1.eml").replace(b"4e5acdf31d18", "4e5acdf31d1ß".encode())
+    assert classify(data, keys=(KEY,), bounce_address=BASE).forged
+    whole = fixture("complaint-arf.eml")
+    for cut in range(0, len(whole), 97):  # every truncation point reads as something
+        assert classify(whole[:cut], keys=(KEY,), bounce_address=BASE).kind in set(Kind)
+
+
 def test_a_tampered_unsubscribe_token_in_a_complaint_is_forged() -> None:
     # the report also carries Ada's valid VERP address: one bad reference spoils it all
     data = fixture("complaint-arf.eml").replace(b"WzEsMSwxXQ.", b"WzIsMSwxXQ.")  # id 1 -> 2

@@ -1,0 +1,82 @@
+"""Bounce processing on a real PostgreSQL server: portable SQL, and the same report handled by
+several processes at once recorded once (the unique report key decides the race).
+
+Uses the throwaway cluster of test_store_postgres.py; skipped where the PostgreSQL server
+binaries or psycopg are missing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter.bounces import BounceSettings, MessageOutcome, process_message
+from newsletter.bounces import Result as Outcome
+from newsletter.people import import_file
+from newsletter.store import Store, open_store
+from newsletter.store.bounce_reports import bounce_reports
+from newsletter.store.schema import consents
+from test_bounces import BASE, IDS, KEY, fixture, soft_report, status_of
+from test_store_postgres import pg_server, pg_url  # noqa: F401  (fixtures)
+
+pytest.importorskip("psycopg")
+
+SAMPLE_CSV = Path(__file__).resolve().parents[1] / "subscribers" / "subscribers.csv"
+SETTINGS = BounceSettings(keys=(KEY,), bounce_address=BASE)
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:  # noqa: F811
+    with open_store(pg_url) as opened:
+        import_file(opened, SAMPLE_CSV, list_name=None, default_list="main")
+        yield opened
+
+
+def test_every_fixture_applies_on_postgresql(pg_store: Store) -> None:
+    for address, subscriber_id in IDS.items():
+        assert pg_store.get_by_email(address).id == subscriber_id  # type: ignore[union-attr]
+    names = ("hard-5.1.1.eml", "hard-no-verp.eml", "complaint-arf.eml", "forged-verp.eml")
+    results = [process_message(pg_store, fixture(name), SETTINGS).result for name in names]
+    assert results == [Outcome.APPLIED, Outcome.APPLIED, Outcome.APPLIED, Outcome.FORGED]
+    statuses = {address: status_of(pg_store, address) for address in IDS}
+    assert Counter(statuses.values()) == Counter(bounced=2, complained=1, active=2)
+    now = datetime.now(UTC)
+    outcomes = [process_message(pg_store, soft_report(n, now), SETTINGS) for n in range(3)]
+    assert [o.suppressed for o in outcomes] == [False, False, True]
+    assert status_of(pg_store, "linus.t@example.org") == "bounced"
+
+
+def test_the_same_report_from_several_workers_at_once_counts_once(pg_store: Store) -> None:
+    data = fixture("hard-5.1.1.eml")
+    barrier = threading.Barrier(4)
+    outcomes: list[MessageOutcome] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(process_message(pg_store, data, SETTINGS))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Counter(o.result for o in outcomes) == Counter(
+        {Outcome.APPLIED: 1, Outcome.DUPLICATE: 3}
+    )
+    with pg_store.read() as conn:
+        assert conn.scalar(select(func.count()).select_from(bounce_reports)) == 1
+        bounces = conn.scalar(
+            select(func.count()).select_from(consents).where(consents.c.action == "bounce")
+        )
+    assert bounces == 1
