@@ -275,6 +275,19 @@ def test_rule25_a_hard_bounce_suppresses_at_once_with_a_record(
     assert "User unknown" in report["detail"]["diagnostic"]
 
 
+def test_rule13_reimporting_the_list_does_not_bring_bounced_or_complained_back(
+    ws: Workspace, store: Store, settings: BounceSettings
+) -> None:
+    process_message(store, fixture("hard-5.1.1.eml"), settings)
+    process_message(store, fixture("complaint-arf.eml"), settings)
+    report = import_file(
+        store, ws.root / "subscribers" / "subscribers.csv", list_name=None, default_list="main"
+    )
+    assert "2 suppressed" in report.summary()
+    assert (status_of(store, GRACE), status_of(store, ADA)) == ("bounced", "complained")
+    assert sendable(store) == {LINUS, INES, KOFI}
+
+
 def test_rule25_a_complaint_suppresses_at_once(store: Store, settings: BounceSettings) -> None:
     outcome = process_message(store, fixture("complaint-arf.eml"), settings)
     assert outcome.result is Outcome.APPLIED and outcome.suppressed

@@ -361,12 +361,10 @@ def _token_references(
     tokens = UnsubscribeTokens(keys)
     found: list[tuple[str, int | None]] = []
     for value in _header_values(original, "List-Unsubscribe"):
-        for uri in _BRACKETED.findall(value):
-            path = urlsplit(uri.strip()).path
-            if not uri.strip().lower().startswith(("https://", "http://")):
-                continue
-            if UNSUBSCRIBE_PATH not in path:
-                continue
+        for uri in (found_uri.strip() for found_uri in _BRACKETED.findall(value)):
+            path = urlsplit(uri).path
+            if not uri.lower().startswith(("https://", "http://")) or UNSUBSCRIBE_PATH not in path:
+                continue  # a mailto: link, or not one of ours
             token = path.rsplit(UNSUBSCRIBE_PATH, 1)[1]
             try:
                 found.append(("token", tokens.read(token).subscriber_id))
