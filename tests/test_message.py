@@ -409,6 +409,10 @@ def test_rule24_configured_bounce_address_and_forgery() -> None:
     assert decode_verp(forged, KEYS) is None
     assert decode_verp("returns@mail.harbour.example.org", KEYS) is None
     assert decode_verp("someone+x-y@example.net", KEYS) is None
+    # non-ASCII in a forged address is a "no", never an error
+    mac = sender.partition("-")[2].partition("@")[0]
+    assert decode_verp(f"returns+9-{mac[:-1]}é@mail.harbour.example.org", KEYS) is None
+    assert decode_verp(f"returns+٩-{mac}@mail.harbour.example.org", KEYS) is None
     # after rotation the old key still decodes bounces of mail sent before
     old = verp_address("b@harbour.example.org", 5, ("test-key-old",))
     assert decode_verp(old, KEYS) == 5

@@ -347,8 +347,7 @@ def _verp_references(
     for address in addresses:
         their_local, _, their_domain = address.lower().rpartition("@")
         if their_domain == domain and their_local.startswith(local + "+"):
-            # ours are ASCII; decode_verp's MAC comparison raises on anything else
-            found.append(("verp", decode_verp(address, keys) if address.isascii() else None))
+            found.append(("verp", decode_verp(address, keys)))
     return found
 
 

@@ -350,7 +350,11 @@ def decode_verp(address: str, keys: Sequence[str]) -> int | None:
     local = address.strip().strip("<>").rpartition("@")[0].lower()
     _, plus, tag = local.rpartition("+")
     id_text, dash, mac = tag.partition("-")
-    if not plus or not dash or not id_text.isdigit() or len(id_text) > 18:
+    # ASCII only: str.isdigit() takes other scripts' digits, and compare_digest refuses
+    # non-ASCII text (a TypeError, not a "no")
+    if not plus or not dash or not (id_text.isascii() and id_text.isdigit()):
+        return None
+    if len(id_text) > 18 or not mac.isascii():
         return None
     subscriber_id = int(id_text)
     for key in keys:
