@@ -273,6 +273,9 @@ def test_rule25_a_hard_bounce_suppresses_at_once_with_a_record(
     [report] = reports_of(store, IDS[GRACE])
     assert report["kind"] == "hard" and report["detail"]["matched_by"] == "verp"
     assert "User unknown" in report["detail"]["diagnostic"]
+    # the data-subject export (rule 27) shows the report too
+    exported = store.describe(GRACE)
+    assert exported is not None and exported["bounce_reports"][0]["kind"] == "hard"
 
 
 def test_rule13_reimporting_the_list_does_not_bring_bounced_or_complained_back(

@@ -293,6 +293,19 @@ def test_full_send_reaches_each_subscriber_once_personalised(
     assert set(ledger(ws).values()) == {("sent", 1, 250)}
 
 
+def test_rule27_the_data_subject_export_lists_the_messages_sent(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    with open_store_for(ws) as store:
+        data = store.describe("ada.lovelace@example.com")
+    assert data is not None
+    [sent] = data["deliveries"]
+    assert sent["issue"] == issue.name and sent["status"] == "sent"
+    assert sent["address"] == "ada.lovelace@example.com" and sent["reply"].startswith("250")
+    json.dumps(data)  # JSON-ready
+
+
 def test_rule28_a_finished_send_never_goes_out_again(
     ws: Workspace, issue: Path, server: LedgerServer
 ) -> None:

@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.store.ops import SUPPRESS_ACTION, consent_row, record_consents, suppress_subscriber
 from newsletter.store.records import Consent, utcnow
 from newsletter.store.schema import BOUNCED, COMPLAINED, UtcDateTime, metadata, subscribers
-from newsletter.store.subscribers import ERASE_HOOKS, Store
+from newsletter.store.subscribers import DESCRIBE_HOOKS, ERASE_HOOKS, Store, iso
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +219,15 @@ def soft_bounces_since(
 def reports_of(store: Store, subscriber_id: int) -> list[dict[str, Any]]:
     """Every recorded report about ``subscriber_id``, oldest first (kind, status, times, detail)."""
     with store.read() as conn:
-        rows = conn.execute(
-            select(bounce_reports)
-            .where(bounce_reports.c.subscriber_id == subscriber_id)
-            .order_by(bounce_reports.c.reported_at, bounce_reports.c.id)
-        ).all()
+        return _reports(conn, subscriber_id)
+
+
+def _reports(conn: Connection, subscriber_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(bounce_reports)
+        .where(bounce_reports.c.subscriber_id == subscriber_id)
+        .order_by(bounce_reports.c.reported_at, bounce_reports.c.id)
+    ).all()
     return [
         {
             "kind": row.kind,
@@ -241,5 +245,16 @@ def _delete_reports(conn: Connection, subscriber_id: int) -> None:
     conn.execute(delete(bounce_reports).where(bounce_reports.c.subscriber_id == subscriber_id))
 
 
+def _describe_reports(conn: Connection, subscriber_id: int) -> tuple[str, Any]:
+    """Describe hook: the reports about the subscriber, for the data-subject export."""
+    reports = _reports(conn, subscriber_id)
+    for report in reports:
+        report["reported_at"] = iso(report["reported_at"])
+        report["recorded_at"] = iso(report["recorded_at"])
+    return "bounce_reports", reports
+
+
 if _delete_reports not in ERASE_HOOKS:
     ERASE_HOOKS.append(_delete_reports)
+if _describe_reports not in DESCRIBE_HOOKS:
+    DESCRIBE_HOOKS.append(_describe_reports)

@@ -79,7 +79,7 @@ from newsletter.store.schema import (
     subscribers,
     suppressions,
 )
-from newsletter.store.subscribers import ERASE_HOOKS, WRITE_OPTION, Store
+from newsletter.store.subscribers import DESCRIBE_HOOKS, ERASE_HOOKS, WRITE_OPTION, Store, iso
 
 # campaign states
 RUNNING = "running"
@@ -1051,5 +1051,34 @@ def ids_with_status(conn: Connection, campaign_id: int, statuses: Iterable[str])
     )
 
 
+def _describe_deliveries(conn: Connection, subscriber_id: int) -> tuple[str, Any]:
+    """Describe hook: every message sent (or tried) to the subscriber, for the export."""
+    rows = conn.execute(
+        select(
+            campaigns.c.label,
+            deliveries.c.email,
+            deliveries.c.status,
+            deliveries.c.sent_at,
+            deliveries.c.code,
+            deliveries.c.reply,
+        )
+        .join(campaigns, campaigns.c.id == deliveries.c.campaign_id)
+        .where(deliveries.c.subscriber_id == subscriber_id)
+        .order_by(deliveries.c.id)
+    ).all()
+    return "deliveries", [
+        {
+            "issue": row.label,
+            "address": row.email,
+            "status": row.status,
+            "sent_at": iso(row.sent_at),
+            "reply": f"{row.code or ''} {row.reply}".strip(),
+        }
+        for row in rows
+    ]
+
+
 if _scrub_deliveries not in ERASE_HOOKS:
     ERASE_HOOKS.append(_scrub_deliveries)
+if _describe_deliveries not in DESCRIBE_HOOKS:
+    DESCRIBE_HOOKS.append(_describe_deliveries)

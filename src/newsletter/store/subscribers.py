@@ -83,6 +83,10 @@ WRITE_OPTION = "newsletter_write"
 # their own copy of personal data (deliveries, ...) register a scrubber here.
 ERASE_HOOKS: list[Callable[[Connection, int], None]] = []
 
+# Called inside describe()'s read with (connection, subscriber id) -> (key, JSON-ready
+# value): the same modules add what they hold to the data-subject export.
+DESCRIBE_HOOKS: list[Callable[[Connection, int], tuple[str, Any]]] = []
+
 
 @dataclass(frozen=True)
 class PendingResult:
@@ -719,12 +723,14 @@ class Store:
             ).first()
             sub = self._load(conn, subscribers.c.email == normalized)
             history = [] if sub is None else _consent_history(conn, sub.id)
+            held = [] if sub is None else [hook(conn, sub.id) for hook in DESCRIBE_HOOKS]
         if sub is None and suppression is None:
             return None
         data: dict[str, Any] = {"email": normalized}
         if sub is not None:
             data.update(_subscriber_data(sub))
             data["consents"] = history
+            data.update(held)
         else:
             data["note"] = "no personal data held; only the address hash is kept to block it"
         data["suppression"] = (
@@ -847,7 +853,8 @@ def _subscriber(row: Any, member_of: tuple[Membership, ...]) -> Subscriber:
     )
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """``value`` as ISO 8601 text (None stays None), for JSON exports."""
     return None if value is None else value.isoformat()
 
 
@@ -857,15 +864,15 @@ def _subscriber_data(sub: Subscriber) -> dict[str, Any]:
         "name": sub.name,
         "attributes": sub.attributes,
         "status": sub.status,
-        "created_at": _iso(sub.created_at),
-        "updated_at": _iso(sub.updated_at),
+        "created_at": iso(sub.created_at),
+        "updated_at": iso(sub.updated_at),
         "lists": [
             {
                 "list": m.list_name,
                 "status": m.status,
-                "created_at": _iso(m.created_at),
-                "updated_at": _iso(m.updated_at),
-                "confirmed_at": _iso(m.confirmed_at),
+                "created_at": iso(m.created_at),
+                "updated_at": iso(m.updated_at),
+                "confirmed_at": iso(m.confirmed_at),
             }
             for m in sub.memberships
         ],
@@ -881,7 +888,7 @@ def _consent_history(conn: Connection, subscriber_id: int) -> list[dict[str, Any
     )
     return [
         {
-            "at": _iso(row.at),
+            "at": iso(row.at),
             "action": row.action,
             "list": row.list_name,
             "source": row.source,
