@@ -246,8 +246,10 @@ def test_the_missed_window_is_configurable(
     clock: Clock,
 ) -> None:
     config = workspace_dir / "newsletter.toml"
-    config.write_text(
-        config.read_text(encoding="utf-8") + "missed_window_hours = 1\n", encoding="utf-8"
+    text = config.read_text(encoding="utf-8")
+    assert "\n[serve]\n" in text
+    config.write_text(  # into [serve], wherever it sits in the file
+        text.replace("\n[serve]\n", "\n[serve]\nmissed_window_hours = 1\n", 1), encoding="utf-8"
     )
     from newsletter.workspace import load_workspace
 
