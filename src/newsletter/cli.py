@@ -60,6 +60,8 @@ def cli(ctx: click.Context, workspace: Path | None, verbose: int) -> None:
     shape = "%(levelname)s %(name)s: %(message)s" if verbose else "%(levelname)s: %(message)s"
     handler = logging.StreamHandler()
     handler.setFormatter(_LowerLevelFormatter(shape))
+    if not verbose:
+        handler.addFilter(_not_about_an_interrupt)
     logging.basicConfig(level=level, handlers=[handler])
     # alembic announces every migration step at INFO; only -vv wants that
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
@@ -70,6 +72,12 @@ class _LowerLevelFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record.levelname = record.levelname.lower()
         return super().format(record)
+
+
+def _not_about_an_interrupt(record: logging.LogRecord) -> bool:
+    """Drop what a library logs about the user's own second Ctrl-C (say, a connection it
+    could not close because the interrupt landed there): the CLI says "aborted"."""
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
 # --- compose, render, extract -------------------------------------------------------------
