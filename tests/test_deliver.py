@@ -690,10 +690,12 @@ class GreetingSMTP(SMTP):
     busy = False
     active = 0
     most = 0
+    refused = 0
 
     async def _handle_client(self) -> None:  # aiosmtpd's greeting; no public hook for it
         cls = type(self)
         if cls.busy or cls.active >= cls.limit:
+            cls.refused += 1
             await self.push("421 4.7.0 not now, try again later")
             assert self.transport is not None
             self.transport.close()
@@ -785,6 +787,32 @@ def test_a_server_refusing_sessions_for_a_while_defers_rows_and_stops_nothing(
     assert (report.sent, report.deferred, report.failed) == (4, 6, 0)
     assert report.state == "waiting"
     assert {status for status, _, _ in ledger(ws).values()} == {"sent", "deferred"}
+    # one row spends the retries; the other five are deferred with it, not tried in vain
+    assert smtp_class.refused == FAST.reconnect_attempts + 1
+
+
+def test_a_row_handed_back_by_a_narrowed_run_is_still_sent_or_deferred(
+    ws: Workspace, issue: Path, greeting_server: LedgerServer
+) -> None:
+    """Sessions refused (421) from the fourth message on, with the claims all made: the
+    lanes still holding rows give them back or defer them; none is left queued."""
+    smtp_class: Any = greeting_server.smtp_class
+
+    def busy_after_four(count: int, rcpt: str) -> None:
+        if count == 4:
+            smtp_class.busy = True
+
+    handler_of(greeting_server).after_store = busy_after_four
+    report = send_issue(
+        with_send(ws, messages_per_connection=2),
+        issue,
+        smtp_url=greeting_server.url,
+        connections=2,
+        tuning=FAST,
+    )
+    statuses = Counter(status for status, _, _ in ledger(ws).values())
+    assert statuses["queued"] == 0 and statuses["sending"] == 0
+    assert (report.sent, report.deferred, report.state) == (4, 1, "waiting")
 
 
 def test_many_tls_connections_in_one_loop_deliver_each_message_once(

@@ -369,10 +369,22 @@ def test_unreachable_server_is_a_delivery_error() -> None:
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("security", [TLS_NONE, TLS_IMPLICIT])
+def _stall_after_starttls(accepted: socket.socket) -> None:
+    """Play a server that offers STARTTLS, says go, then never answers the TLS hello."""
+    reader = accepted.makefile("rb")
+    accepted.sendall(b"220 mail.example.net ready\r\n")
+    reader.readline()  # EHLO
+    accepted.sendall(b"250-mail.example.net\r\n250 STARTTLS\r\n")
+    reader.readline()  # STARTTLS
+    accepted.sendall(b"220 go ahead\r\n")
+    accepted.recv(1)  # the client hello has started: the client is in the handshake
+
+
+@pytest.mark.parametrize("security", [TLS_NONE, TLS_IMPLICIT, TLS_STARTTLS])
 def test_an_open_stuck_on_a_silent_server_can_be_aborted(security: str) -> None:
-    """A server that takes the TCP connection and never greets (or never answers the
-    TLS hello): ``abort_open`` from another thread ends the wait, not the timeout."""
+    """A server that takes the TCP connection and never greets, never answers the TLS
+    hello, or stalls after STARTTLS: ``abort_open`` from another thread ends the wait,
+    not the timeout."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -392,6 +404,8 @@ def test_an_open_stuck_on_a_silent_server_can_be_aborted(security: str) -> None:
         opener.start()
         accepted, _ = listener.accept()  # the client is now waiting for a greeting
         with accepted:
+            if security == TLS_STARTTLS:
+                _stall_after_starttls(accepted)
             connection.abort_open()
             opener.join(timeout=10)
         assert not opener.is_alive(), "abort_open did not end the open"

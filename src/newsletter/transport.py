@@ -603,7 +603,11 @@ class _SmtpSsl(smtplib.SMTP_SSL):
             tcp, server_hostname=host_name, do_handshake_on_connect=False
         )
         self._on_socket(sock)
-        sock.do_handshake()
+        try:
+            sock.do_handshake()
+        except BaseException:
+            sock.close()  # smtplib never saw it: nobody else would
+            raise
         return sock
 
 
@@ -631,16 +635,21 @@ class SmtpConnection:
         self._aborted = False
 
     def _opening_on(self, sock: socket.socket) -> None:
-        self._tcp = sock
+        # a descriptor of our own for the same connection: STARTTLS and implicit TLS wrap
+        # (and detach) the socket smtplib made, and shutting ours ends theirs too
+        self._tcp = socket.fromfd(sock.fileno(), sock.family, sock.type)
         if self._aborted:
-            self._shut(sock)
+            self._shut(self._tcp)
+
+    def _opened_or_failed(self) -> None:
+        tcp, self._tcp = self._tcp, None
+        if tcp is not None:
+            tcp.close()
 
     @staticmethod
     def _shut(sock: socket.socket) -> None:
-        # the plain socket call, also for a TLS socket: only the descriptor is shut, so a
-        # read blocked in another thread ends; the TLS state stays for that thread
         with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
 
     def abort_open(self) -> None:
         """From another thread: make an ``open`` blocked on a silent server (no greeting,
@@ -648,8 +657,8 @@ class SmtpConnection:
         later ``open`` fail at once: the connection is finished."""
         self._aborted = True
         sock = self._tcp
-        if sock is not None and self._smtp is None:
-            self._shut(sock)
+        if sock is not None:
+            self._shut(sock)  # closed already if the open ended: then a no-op
 
     def __enter__(self) -> SmtpConnection:
         return self
@@ -717,6 +726,8 @@ class SmtpConnection:
             if error is None:
                 raise
             raise error from None
+        finally:
+            self._opened_or_failed()
         self._smtp = smtp
         self._sent_on_connection = 0
         self.connections_opened += 1

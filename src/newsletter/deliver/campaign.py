@@ -154,7 +154,8 @@ def _stop_on_sigint(stop: threading.Event, enabled: bool) -> Iterator[None]:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        log.warning("stopping after the messages in flight (Ctrl-C again to abort at once)")
+        again = "Ctrl-C again" if signum == signal.SIGINT else "the same signal again"
+        log.warning("stopping after the messages in flight (%s to abort at once)", again)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -425,7 +426,13 @@ def send_issue(
     if run.fatal is not None:
         error = run.fatal
         raise type(error)(
-            f"{error.message}; stopped after sending {run.sent} in this run",
+            f"{error.message}; stopped after sending {run.sent} in this run"
+            + (
+                f" ({run.unknown} got no reply after their data: maybe delivered, "
+                "never resent by itself; see --retry-unknown)"
+                if run.unknown
+                else ""
+            ),
             hint=(error.hint + "; " if error.hint else "")
             + "run the same send again to resume where it stopped",
         )

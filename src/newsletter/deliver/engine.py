@@ -260,6 +260,8 @@ class LedgerRun:
         self._halted = False  # no more sending: stop asked, or a fatal error
         self._items: list[_Item] = []  # outcomes not yet recorded
         self._rate_wait = 0.0
+        self._next_claim: float | None = None  # under --rate: when the next claim may go
+        self._server_busy = ""  # why the server refuses sessions, once a row was deferred
         self.counts = RunCounts()
         self._started = time.monotonic()
 
@@ -300,13 +302,10 @@ class LedgerRun:
         while True:
             self._check_stop()
             free = [lane for lane in lanes if lane.row is None and not lane.retired]
-            want = 0 if self._halted or exhausted else len(free)
+            want = 0 if self._halted or exhausted or self._server_busy else len(free)
+            self._next_claim = None
             if want and self._limiter.interval:
-                # under --rate, claim a row only when it may go at once and no other
-                # claimed row is still waiting to start: a row claimed early would wait
-                # unchecked while its reader might unsubscribe
-                waiting = any(lane.row is not None and lane.exchange is None for lane in lanes)
-                want = 1 if not waiting and self._limiter.ready_in() == 0 else 0
+                want = self._rate_limited_claims(lanes)
             beat = time.monotonic() - last_beat >= self.tuning.heartbeat_seconds
             rechecks = [lane for lane in lanes if self._due_for_recheck(lane)]
             if self._items or want or beat or rechecks:
@@ -314,6 +313,8 @@ class LedgerRun:
                 results = [self._result(item, now) for item in self._items]
                 self._items = []
                 want = 0 if self._halted else want  # a fatal outcome just recorded
+                if not self._halted and any(r.status == QUEUED for r in results):
+                    exhausted = False  # a row handed back (a retired lane) goes out later
                 step = self._session.step(
                     results,
                     want,
@@ -334,6 +335,9 @@ class LedgerRun:
                     if lane.row is not None and lane.row.id in step.dropped:
                         log.info("not retrying delivery %d: its reader left", lane.row.id)
                         lane.row = lane.message = None
+                if self._server_busy and not exhausted:
+                    exhausted = True
+                    self._defer_the_rest(now, self._server_busy)
             if all(lane.row is None for lane in lanes) and (exhausted or self._halted):
                 return
             self._rate_wait = 0.0
@@ -342,6 +346,36 @@ class LedgerRun:
             if self._items:
                 continue  # record them before waiting
             self._wait(lanes, last_beat)
+
+    def _defer_the_rest(self, now: datetime, why: str) -> None:
+        """The server keeps refusing sessions: defer every queued row to a later run."""
+        deferred = self._session.defer_queued(
+            now, now + backoff(1, self.send_config), f"not tried: {why}"
+        )
+        log.warning("%s; %d messages deferred to a later run", why, deferred)
+        self.counts.deferred += deferred
+
+    def _rate_limited_claims(self, lanes: list[_Lane]) -> int:
+        """Under --rate, how many rows to claim now: one when it may go at once and no
+        claimed row is ready and only waiting for the limiter, else none (and when the
+        next slot comes, in ``_next_claim``). A row claimed early would wait unchecked
+        while its reader might unsubscribe."""
+        now = time.monotonic()
+        held = any(
+            lane.row is not None
+            and lane.exchange is None
+            and lane.opening is None
+            and not lane.recheck
+            and now >= lane.resume_at
+            for lane in lanes
+        )
+        if held:
+            return 0  # that row's own wait for the limiter wakes the loop
+        wait = self._limiter.ready_in()
+        if wait > 0:
+            self._next_claim = now + wait
+            return 0
+        return 1
 
     def _check_stop(self) -> None:
         if self.stop.is_set() and not self._halted:
@@ -354,8 +388,8 @@ class LedgerRun:
         act on it; outcomes land in ``self._items``."""
         now = time.monotonic()
         until = [last_beat + self.tuning.heartbeat_seconds, now + _STOP_POLL_SECONDS]
-        if self._limiter.interval and any(lane.row is None for lane in lanes):
-            until.append(now + self._limiter.ready_in())  # the next claim
+        if self._next_claim is not None:
+            until.append(self._next_claim)
         for lane in lanes:
             if lane.exchange is not None:
                 until.append(lane.exchange.deadline)
@@ -469,7 +503,9 @@ class LedgerRun:
         trouble = Outcome(row.email, Status.TRANSIENT, None, "", str(error))
         if isinstance(error, ServerBusyError):
             others = [other for other in self._lanes if other is not lane and not other.retired]
-            if any(other.connection.is_open for other in others):
+            if any(
+                other.connection.is_open and not other.connection.needs_open for other in others
+            ):
                 # a cap on connections per client: go on with the ones it allows
                 log.warning("%s; going on with one connection fewer", error)
                 lane.retired = True
@@ -481,9 +517,11 @@ class LedgerRun:
                 return
             if self._connected and lane.retries >= self.tuning.reconnect_attempts:
                 # busy for a while (a restart, a maintenance window): not the reader's
-                # fault, not a reason to stop; a later run tries again
+                # fault, not a reason to stop; a later run tries again, this row and
+                # (see _loop) every row still queued, rather than each in vain now
                 self._items.append(_Done(row, replace(trouble, code=421)))
                 lane.row = lane.message = None
+                self._server_busy = str(error)
                 return
         # never connected in this run (wrong host, password) or reconnecting keeps
         # failing: the whole run stops; a server that worked gets a few tries

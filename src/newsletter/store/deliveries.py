@@ -739,6 +739,27 @@ class LedgerSession:
         finally:
             self._conn.close()
 
+    def defer_queued(self, now: datetime, next_attempt_at: datetime, reply: str) -> int:
+        """Every still-queued row of the campaign -> deferred until ``next_attempt_at``
+        with ``reply``, in one transaction -> how many (for a server refusing sessions:
+        a later run tries them, instead of this one trying each in vain)."""
+        with self._conn.begin():
+            result = self._conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.campaign_id == self.campaign_id,
+                    deliveries.c.status == QUEUED,
+                )
+                .values(
+                    status=DEFERRED,
+                    reply=reply,
+                    first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, now),
+                    next_attempt_at=next_attempt_at,
+                    updated_at=now,
+                )
+            )
+        return int(result.rowcount or 0)
+
     def _checkpoint(self) -> None:
         """Copy the WAL into the database file as far as readers allow (SQLite only;
         PASSIVE: never waits for, nor blocks, other connections)."""
