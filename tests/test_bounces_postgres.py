@@ -1,5 +1,6 @@
-"""Bounce processing on a real PostgreSQL server: portable SQL, and the same report handled by
-several processes at once recorded once (the unique report key decides the race).
+"""Bounce processing on a real PostgreSQL server: portable SQL (the soft-bounce count of
+distinct originals too), and the same report handled by several processes at once recorded
+once (the unique report key decides the race).
 
 Uses the throwaway cluster of test_store_postgres.py; skipped where the PostgreSQL server
 binaries or psycopg are missing.
@@ -10,17 +11,19 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from sqlalchemy import func, select
 
 from newsletter.bounces import BounceSettings, MessageOutcome, process_message
 from newsletter.bounces import Result as Outcome
 from newsletter.people import import_file
 from newsletter.store import Store, open_store
-from newsletter.store.bounce_reports import bounce_reports
+from newsletter.store.bounce_reports import bounce_reports, soft_bounces_since
 from newsletter.store.schema import consents
 from test_bounces import BASE, IDS, KEY, fixture, soft_report, status_of
 from test_store_postgres import pg_server, pg_url  # noqa: F401  (fixtures)
@@ -43,10 +46,25 @@ def test_every_fixture_applies_on_postgresql(pg_store: Store) -> None:
         assert pg_store.get_by_email(address).id == subscriber_id  # type: ignore[union-attr]
     names = ("hard-5.1.1.eml", "hard-no-verp.eml", "complaint-arf.eml", "forged-verp.eml")
     results = [process_message(pg_store, fixture(name), SETTINGS).result for name in names]
-    assert results == [Outcome.APPLIED, Outcome.APPLIED, Outcome.APPLIED, Outcome.FORGED]
+    assert results == [Outcome.APPLIED, Outcome.UNSIGNED, Outcome.APPLIED, Outcome.FORGED]
+    trusting = replace(SETTINGS, trust_unsigned=True)
+    assert process_message(pg_store, fixture("hard-no-verp.eml"), trusting).suppressed
     statuses = {address: status_of(pg_store, address) for address in IDS}
     assert Counter(statuses.values()) == Counter(bounced=2, complained=1, active=2)
     now = datetime.now(UTC)
+    # two delay warnings about one message to Inés: one soft bounce, even with a limit of 2
+    twice = replace(SETTINGS, soft_limit=2)
+    then = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)  # after both warnings
+    with time_machine.travel(then, tick=False):
+        warnings = [
+            process_message(pg_store, fixture(name), twice)
+            for name in ("delayed.eml", "delayed-again.eml")
+        ]
+    with pg_store.read() as conn:
+        ines = IDS["ines.gomez@example.com"]
+        assert soft_bounces_since(conn, ines, then - timedelta(days=1), then) == 1
+    assert [(o.result, o.suppressed) for o in warnings] == [(Outcome.APPLIED, False)] * 2
+    assert status_of(pg_store, "ines.gomez@example.com") == "active"
     outcomes = [process_message(pg_store, soft_report(n, now), SETTINGS) for n in range(3)]
     assert [o.suppressed for o in outcomes] == [False, False, True]
     assert status_of(pg_store, "linus.t@example.org") == "bounced"

@@ -28,20 +28,28 @@ recipient when the caller knows it, Delivered-To, X-Original-To, To; for a compl
 also Original-Mail-From and the attached message's Return-Path), and the unsubscribe
 token in the attached original's List-Unsubscribe. A reference that looks like ours
 but does not verify, or two that name different subscribers, mark the report as forged:
-it counts for nothing, not even through the unsigned fallback. Without any signed
-reference the report's own addresses (Final-Recipient / Original-Recipient; a
-complaint's Original-Rcpt-To and the attached message's To) are looked up among
-existing subscribers. An address nobody has is never suppressed on the word of an
-unsigned report.
+it counts for nothing, not even through the unsigned fallback. A link that does not
+even parse as a URL is not ours and is skipped.
+
+A report without any signed reference is "unsigned": anyone who can mail the bounce
+address can write one about anyone, and every message we send carries both signed
+references, so by default it changes nothing. Only with ``[bounces] trust_unsigned =
+true`` are the report's own addresses (Final-Recipient / Original-Recipient; a
+complaint's Original-Rcpt-To and the attached message's To) looked up among existing
+subscribers; an address nobody has is never suppressed on the word of an unsigned
+report.
 
 What it does
 ------------
 ``process_message`` records a matched report once (``store.bounce_reports``: the key
 is a hash of the report's Message-ID) and applies it: a hard bounce or a complaint
-suppresses the subscriber everywhere at once; soft bounces suppress after
-``bounces.soft_limit`` of them within ``bounces.soft_window_days``.
+suppresses the subscriber everywhere at once; soft bounces suppress once
+``bounces.soft_limit`` different messages soft-bounced within
+``bounces.soft_window_days`` (the Message-ID of the attached original tells the
+messages apart, so repeated delay warnings about one message count once).
 ``process_paths`` does that for .eml files, Maildir folders and mbox files and returns
-a ``BounceRunReport`` for the CLI to print.
+a ``BounceRunReport`` for the CLI to print; a message that fails in an unexpected way
+is listed there and the run goes on with the next one.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ import enum
 import hashlib
 import logging
 import mailbox
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -62,6 +71,8 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.errors import NewsletterError, TokenError
 from newsletter.message import MessageSettings, decode_verp
@@ -115,7 +126,8 @@ class Classification:
     unsigned recipient addresses the report names, for a lookup when no signed
     reference was found. ``status``: enhanced status code of a bounce, feedback type
     of a complaint. ``report_key``: 64 hex characters, the same for the same report.
-    ``reported_at``: the report's Date (UTC) or None.
+    ``reported_at``: the report's Date (UTC) or None. ``original_message_id``: the
+    Message-ID of the attached original ("" when nothing is attached).
     """
 
     kind: Kind
@@ -129,6 +141,7 @@ class Classification:
     diagnostic: str = ""
     message_id: str = ""
     reported_at: datetime | None = None
+    original_message_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,13 +150,15 @@ class BounceSettings:
 
     ``keys``: signing keys, newest first; ``bounce_address``: the mailbox VERP
     addresses derive from; ``soft_limit`` soft bounces within ``soft_window``
-    suppress an address.
+    suppress an address; ``trust_unsigned``: let a report without a signed reference
+    act on a known address it names.
     """
 
     keys: tuple[str, ...]
     bounce_address: str
     soft_limit: int = 3
     soft_window: timedelta = timedelta(days=30)
+    trust_unsigned: bool = False
 
     @classmethod
     def from_workspace(cls, workspace: Workspace) -> BounceSettings:
@@ -155,6 +170,7 @@ class BounceSettings:
             bounce_address=message.envelope_base,
             soft_limit=limits.soft_limit,
             soft_window=timedelta(days=limits.soft_window_days),
+            trust_unsigned=limits.trust_unsigned,
         )
 
 
@@ -228,6 +244,7 @@ def _classify_dsn(
         status=_status_of(block),
         action=_action_of(block),
         diagnostic=" ".join(_first(block, "Diagnostic-Code").split()),
+        original_message_id=_message_id_of(original),
     )
 
 
@@ -267,6 +284,7 @@ def _classify_arf(
         addresses=tuple(dict.fromkeys(addresses)),
         status=feedback_type,
         action="complaint" if kind is Kind.COMPLAINT else feedback_type,
+        original_message_id=_message_id_of(original),
     )
 
 
@@ -361,7 +379,10 @@ def _token_references(
     found: list[tuple[str, int | None]] = []
     for value in _header_values(original, "List-Unsubscribe"):
         for uri in (found_uri.strip() for found_uri in _BRACKETED.findall(value)):
-            path = urlsplit(uri).path
+            try:
+                path = urlsplit(uri).path
+            except ValueError:  # "Invalid IPv6 URL" and the like: we never write such links
+                continue
             if not uri.lower().startswith(("https://", "http://")) or UNSUBSCRIBE_PATH not in path:
                 continue  # a mailto: link, or not one of ours
             token = path.rsplit(UNSUBSCRIBE_PATH, 1)[1]
@@ -408,6 +429,11 @@ def _attached_headers(parts: list[Message]) -> Message | None:
     return None
 
 
+def _message_id_of(original: Message | None) -> str:
+    """The Message-ID of an attached original, whitespace folded away ("" without one)."""
+    return "".join(_first(original, "Message-ID").split()) if original is not None else ""
+
+
 def _header_values(message: Message, name: str) -> list[str]:
     """Every value of header ``name`` as text ([] when absent or unparseable)."""
     try:
@@ -450,6 +476,13 @@ def _report_key(message_id: str, data: bytes) -> str:
     return hashlib.sha256(b"bytes:" + data.replace(b"\r\n", b"\n")).hexdigest()
 
 
+def _original_key(original_message_id: str) -> str:
+    """The same key for every report about one sent message ("" when it is unknown)."""
+    if not original_message_id:
+        return ""
+    return hashlib.sha256(b"original:" + original_message_id.encode("utf-8", "replace")).hexdigest()
+
+
 # --- applying reports --------------------------------------------------------------------------
 
 
@@ -459,6 +492,7 @@ class Result(enum.StrEnum):
     APPLIED = "applied"  # recorded (and maybe suppressed someone)
     DUPLICATE = "duplicate"  # this report was recorded before
     FORGED = "forged"  # a VERP address or token in our shape that does not verify
+    UNSIGNED = "unsigned"  # no VERP address or token at all, and trust_unsigned is off
     UNMATCHED = "unmatched"  # a failure or complaint about nobody we know
     IGNORED = "ignored"  # not a report, or a report asking for nothing
 
@@ -503,6 +537,13 @@ def process_message(
             found.kind,
         )
         return MessageOutcome(found, Result.FORGED)
+    if found.subscriber_id is None and not settings.trust_unsigned:
+        log.info(
+            "%s: %s report ignored (unsigned: no VERP address or token of ours)",
+            origin,
+            found.kind,
+        )
+        return MessageOutcome(found, Result.UNSIGNED)
     subscriber_id = _subscriber_of(store, found)
     if subscriber_id is None:
         log.info("%s: %s report about no known subscriber, ignored", origin, found.kind)
@@ -515,6 +556,7 @@ def process_message(
         status=found.status,
         reported_at=min(found.reported_at or moment, moment),
         detail=_detail(found),
+        original_key=_original_key(found.original_message_id),
     )
     outcome = record_bounce(
         store,
@@ -554,6 +596,7 @@ def _subscriber_of(store: Store, found: Classification) -> int | None:
 def _detail(found: Classification) -> dict[str, Any]:
     detail = {
         "message_id": found.message_id,
+        "original_message_id": found.original_message_id,
         "action": found.action,
         "diagnostic": found.diagnostic[:500],
         "matched_by": found.matched_by or "address",
@@ -566,12 +609,15 @@ def _detail(found: Classification) -> dict[str, Any]:
 
 @dataclass
 class BounceRunReport:
-    """What ``process_paths`` did: counts per kind and the messages it could not read.
+    """What ``process_paths`` did: counts per kind and the messages it could not handle.
 
-    ``hard``/``soft``/``complaints``: reports recorded now; ``ignored``: everything
-    else read (not a report, nothing to do, already processed, forged, nobody we
-    know); ``suppressed``: subscribers suppressed by this run; ``unreadable``: (what,
-    why) for each file or mailbox entry that could not be read.
+    ``messages``: every message read; ``hard``/``soft``/``complaints``: reports recorded
+    now; ``ignored``: the rest that was handled, split into ``nothing_to_do`` (not a
+    report, or one asking for nothing), ``duplicates`` (already processed), ``forged``,
+    ``unsigned`` and ``unmatched`` (about nobody we know); ``suppressed``: subscribers
+    suppressed by this run. ``unreadable``: (what, why) for each file or mailbox entry
+    that could not be read; ``unclassified``: (what, why) for each message read that
+    failed in an unexpected way (counted in ``messages``, in no other count).
     """
 
     messages: int = 0
@@ -580,10 +626,18 @@ class BounceRunReport:
     complaints: int = 0
     ignored: int = 0
     suppressed: int = 0
+    nothing_to_do: int = 0
     duplicates: int = 0
     forged: int = 0
+    unsigned: int = 0
     unmatched: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    unclassified: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def incomplete(self) -> bool:
+        """True when some input could not be read or classified (worth a non-zero exit)."""
+        return bool(self.unreadable or self.unclassified)
 
     def count(self, outcome: MessageOutcome) -> None:
         """Add one processed message."""
@@ -598,21 +652,63 @@ class BounceRunReport:
                 self.complaints += 1
         else:
             self.ignored += 1
-            if outcome.result is Result.DUPLICATE:
+            if outcome.result is Result.IGNORED:
+                self.nothing_to_do += 1
+            elif outcome.result is Result.DUPLICATE:
                 self.duplicates += 1
             elif outcome.result is Result.FORGED:
                 self.forged += 1
+            elif outcome.result is Result.UNSIGNED:
+                self.unsigned += 1
             elif outcome.result is Result.UNMATCHED:
                 self.unmatched += 1
         self.suppressed += outcome.suppressed
 
+    def count_unclassified(self, origin: str, reason: str) -> None:
+        """Add one message that was read but failed while being classified or applied."""
+        self.messages += 1
+        self.unclassified.append((origin, reason))
+
     def summary(self) -> str:
-        """One line: hard N, soft N, complaints N, ignored N, suppressed N."""
+        """One line: the counts per kind, why messages were ignored, what failed.
+
+        ``8 messages: hard 2, soft 2, complaints 1, ignored 3 (already processed 2,
+        forged 1), suppressed 3``; ``could not classify N`` before ``suppressed`` and
+        ``; could not read N`` at the end when there are any.
+        """
         noun = "message" if self.messages == 1 else "messages"
-        return (
-            f"{self.messages} {noun}: hard {self.hard}, soft {self.soft}, "
-            f"complaints {self.complaints}, ignored {self.ignored}, suppressed {self.suppressed}"
-        )
+        reasons = [
+            (label, number)
+            for label, number in (
+                ("nothing to do", self.nothing_to_do),
+                ("already processed", self.duplicates),
+                ("forged", self.forged),
+                ("unsigned", self.unsigned),
+                ("no known subscriber", self.unmatched),
+            )
+            if number
+        ]
+        ignored = f"ignored {self.ignored}"
+        if reasons:
+            ignored += " (" + ", ".join(f"{label} {number}" for label, number in reasons) + ")"
+        counts = [
+            f"hard {self.hard}",
+            f"soft {self.soft}",
+            f"complaints {self.complaints}",
+            ignored,
+        ]
+        if self.unclassified:
+            counts.append(f"could not classify {len(self.unclassified)}")
+        counts.append(f"suppressed {self.suppressed}")
+        line = f"{self.messages} {noun}: " + ", ".join(counts)
+        if self.unreadable:
+            line += f"; could not read {len(self.unreadable)}"
+        return line
+
+
+# the database itself is unusable (locked past the busy timeout, connection lost, schema
+# missing): every further message would fail the same way, so the run stops there
+_STORE_FAILURES = (OperationalError, InterfaceError)
 
 
 def process_paths(
@@ -625,14 +721,16 @@ def process_paths(
 
     Every path is checked first: a missing one raises BounceSourceError before any
     message is processed. A file or mailbox entry that cannot be read is listed in
-    ``unreadable`` and the run goes on. Each message commits on its own, so an
-    interrupted run keeps what it did and a rerun skips what it already recorded.
+    ``unreadable``, a message that fails in an unexpected way in ``unclassified``
+    (logged with its traceback at INFO), and the run goes on. Each message commits
+    on its own, so an interrupted run keeps what it did and a rerun skips what it
+    already recorded.
     """
     missing = [path for path in paths if not path.exists()]
     if missing:
         raise BounceSourceError(
             f"{missing[0]}: no such file or folder",
-            hint="give .eml files, Maildir folders (with new/ and cur/) or mbox files",
+            hint="give .eml files, Maildir folders (with new/ or cur/) or mbox files",
         )
     settings = BounceSettings.from_workspace(workspace)
     report = BounceRunReport()
@@ -640,11 +738,29 @@ def process_paths(
     active = open_store_for(workspace) if store is None else store
     try:
         for origin, data in _read_messages(paths, report.unreadable):
-            report.count(process_message(active, data, settings, origin=origin))
+            try:
+                outcome = process_message(active, data, settings, origin=origin)
+            except _STORE_FAILURES:
+                raise
+            except Exception as exc:
+                # a message we cannot make sense of must not stop this run, nor every
+                # rerun (it stays in the mailbox): list it, say why, go on
+                reason = _one_line(exc)
+                log.info("%s: could not classify: %s", origin, reason, exc_info=True)
+                report.count_unclassified(origin, reason)
+                continue
+            report.count(outcome)
     finally:
         if owned:
             active.close()
     return report
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line, at most 200 characters."""
+    text = " ".join(str(exc).split())
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def _read_messages(
@@ -656,23 +772,22 @@ def _read_messages(
             if not ((path / "new").is_dir() or (path / "cur").is_dir()):
                 unreadable.append((str(path), "a folder but not a Maildir (no new/ or cur/)"))
                 continue
-            maildir = mailbox.Maildir(path, factory=None, create=False)
-            yield from _mailbox_messages(maildir, path, unreadable)
+            yield from _maildir_messages(path, unreadable)
             continue
         try:
             with path.open("rb") as handle:
                 head = handle.read(5)
         except OSError as exc:
-            unreadable.append((str(path), exc.strerror or str(exc)))
+            unreadable.append((str(path), _why(exc)))
             continue
         if head == b"From ":  # the mbox separator line, which no message starts with
             mbox = mailbox.mbox(path, factory=None, create=False)
-            yield from _mailbox_messages(mbox, path, unreadable)
+            yield from _mbox_messages(mbox, path, unreadable)
             continue
         try:
             data = path.read_bytes()
         except OSError as exc:
-            unreadable.append((str(path), exc.strerror or str(exc)))
+            unreadable.append((str(path), _why(exc)))
             continue
         if not data.strip():
             unreadable.append((str(path), "empty file"))
@@ -680,24 +795,57 @@ def _read_messages(
         yield str(path), data
 
 
-def _mailbox_messages(
-    box: mailbox.Mailbox[Any], path: Path, unreadable: list[tuple[str, str]]
+def _maildir_messages(path: Path, unreadable: list[tuple[str, str]]) -> Iterator[tuple[str, bytes]]:
+    """Every message file in ``path``/new and ``path``/cur (whichever exist), read-only.
+
+    Read by hand rather than with ``mailbox.Maildir``, which fails on a folder missing
+    new/ or cur/ (mail delivery creates new/ first; some tools keep only cur/), and
+    which would move nothing here anyway. Names starting with a dot are not messages.
+    """
+    for subdir in ("new", "cur"):
+        folder = path / subdir
+        if not folder.is_dir():
+            continue
+        try:
+            names = sorted(
+                entry.name
+                for entry in os.scandir(folder)
+                if not entry.name.startswith(".") and entry.is_file()
+            )
+        except OSError as exc:
+            unreadable.append((str(folder), _why(exc)))
+            continue
+        for name in names:
+            file = folder / name
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                unreadable.append((str(file), _why(exc)))
+                continue
+            yield str(file), data
+
+
+def _mbox_messages(
+    box: mailbox.mbox, path: Path, unreadable: list[tuple[str, str]]
 ) -> Iterator[tuple[str, bytes]]:
-    """Every message of a stdlib mailbox at ``path`` as (name, bytes), in key order, read-only."""
+    """Every message of the mbox file at ``path`` as (name, bytes), in order, read-only."""
     try:
         keys = sorted(box.keys())
     except OSError as exc:
-        unreadable.append((str(path), exc.strerror or str(exc)))
+        unreadable.append((str(path), _why(exc)))
         return
-    for key in keys:
-        # mbox keys count messages from 0; Maildir keys are the unique file names
-        name = f"{path} [message {key + 1}]" if isinstance(key, int) else f"{path} [{key}]"
+    for number, key in enumerate(keys, 1):
+        name = f"{path} [message {number}]"
         try:
             data = box.get_bytes(key)
         except (OSError, KeyError) as exc:
             unreadable.append((name, getattr(exc, "strerror", None) or str(exc)))
             continue
         yield name, data
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 __all__ = [

@@ -690,20 +690,27 @@ def unsubscribe(ctx: click.Context, address: str, list_name: str | None) -> None
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+# readable=False: an unreadable file is the core's one-line warning, not a usage error
+# that would leave every other path unprocessed
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
 @click.pass_context
 def bounces(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Process bounces and complaints in PATHS (.eml files, Maildir folders, mbox files).
 
     Hard bounces and spam complaints suppress the subscriber at once, soft bounces
     after bounces.soft_limit within bounces.soft_window_days. Safe to run again.
+    Exits 1 when something could not be read or classified (the rest is processed).
     """
     from newsletter.bounces import process_paths
 
     report = process_paths(_workspace(ctx), list(paths))
     for what, why in report.unreadable:
         click.secho(f"warning: cannot read {what}: {why}", fg="yellow", err=True)
+    for what, why in report.unclassified:
+        click.secho(f"warning: could not classify {what}: {why}", fg="yellow", err=True)
     click.echo(report.summary())
+    if report.incomplete:
+        ctx.exit(1)
 
 
 # --- end bounces ----------------------------------------------------------------------------

@@ -155,6 +155,10 @@ class Bounces(_Section):
     # soft bounces (4.x.x, delayed) within the window that suppress like one hard bounce
     soft_limit: int = Field(default=3, ge=1)
     soft_window_days: float = Field(default=30, gt=0)
+    # a report with no VERP address or unsubscribe token of ours could be written by anyone
+    # who can mail the bounce address: by default it changes nothing; true looks its
+    # Final-Recipient / Original-Rcpt-To up among existing subscribers instead
+    trust_unsigned: bool = False
 
 
 class ConfigModel(_Section):

@@ -3,8 +3,10 @@
 ``bounce_reports`` keeps every hard bounce, soft bounce and complaint that named one
 of our subscribers, keyed by ``report_key`` (a hash of the report's Message-ID), so
 the same report processed twice is recorded once and acts once. Soft bounces are
-counted from these rows: ``record_bounce`` suppresses a subscriber once they have
-``soft_limit`` soft bounces reported within ``soft_window``.
+counted from these rows: ``record_bounce`` suppresses a subscriber once soft bounces
+about ``soft_limit`` different messages were reported within ``soft_window``. Each row's
+``original_key`` names the sent message the report is about (0005), so the delay
+warnings a mail server repeats every few hours about one message count as one.
 
 Effects, in the one write transaction that records the row:
 
@@ -71,6 +73,8 @@ bounce_reports = Table(
     Column("reported_at", UtcDateTime, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
     Column("detail", JSON, nullable=True),
+    # hash of the returned message's Message-ID, else report_key (0005 sets it on old rows)
+    Column("original_key", String(64), nullable=True),
     CheckConstraint("kind IN ('hard', 'soft', 'complaint')", name="kind"),
     # counting one subscriber's recent soft bounces reads only this index
     Index("ix_bounce_reports_subscriber_kind_at", "subscriber_id", "kind", "reported_at"),
@@ -84,7 +88,9 @@ class BounceEvent:
     ``report_key``: 64 hex characters identifying the report (same report, same key);
     ``kind``: hard | soft | complaint; ``status``: enhanced status code or feedback
     type; ``reported_at``: when the report says it happened (aware, not in the
-    future); ``detail``: what to keep from it (Message-ID, action, diagnostic).
+    future); ``detail``: what to keep from it (Message-ID, action, diagnostic);
+    ``original_key``: 64 hex characters naming the message the report is about, the
+    same for every report about it ("" = unknown: the report counts on its own).
     """
 
     report_key: str
@@ -93,6 +99,7 @@ class BounceEvent:
     status: str
     reported_at: datetime
     detail: Mapping[str, Any]
+    original_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ class BounceOutcome:
 
     ``recorded``: False when the report was already recorded (or the subscriber is
     gone); ``suppressed``: True when this report suppressed the subscriber now;
-    ``soft_count``: soft bounces within the window including this one (soft only).
+    ``soft_count``: messages soft-bounced within the window, this one included (soft only).
     """
 
     recorded: bool
@@ -163,6 +170,7 @@ def _record(
             reported_at=min(event.reported_at, now),
             recorded_at=now,
             detail=dict(event.detail) or None,
+            original_key=event.original_key or event.report_key,
         )
     )
     if event.kind == SOFT:
@@ -200,10 +208,14 @@ def _suppress(
 def soft_bounces_since(
     conn: Connection, subscriber_id: int, since: datetime, until: datetime
 ) -> int:
-    """How many soft bounces of ``subscriber_id`` were reported in [``since``, ``until``]."""
+    """How many messages to ``subscriber_id`` soft-bounced in [``since``, ``until``].
+
+    Distinct originals, not reports: repeated delay warnings about one message are one.
+    """
+    original = func.coalesce(bounce_reports.c.original_key, bounce_reports.c.report_key)
     return int(
         conn.scalar(
-            select(func.count())
+            select(func.count(original.distinct()))
             .select_from(bounce_reports)
             .where(
                 bounce_reports.c.subscriber_id == subscriber_id,
