@@ -65,6 +65,22 @@ def workspace(workspace_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace
     return load_workspace(workspace_dir)
 
 
+@pytest.fixture
+def ws(workspace: Workspace) -> Workspace:
+    """The sample workspace with its five subscribers imported onto list main."""
+    from newsletter.people import import_file
+    from newsletter.store import open_store_for
+
+    with open_store_for(workspace) as store:
+        import_file(
+            store,
+            workspace.root / "subscribers" / "subscribers.csv",
+            list_name=None,
+            default_list="main",
+        )
+    return workspace
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright (never a downloaded browser build)."""

@@ -75,19 +75,6 @@ def classify_fixture(name: str, *, keys: tuple[str, ...] = (KEY,)) -> Classifica
 
 
 @pytest.fixture
-def ws(workspace: Workspace) -> Workspace:
-    """The sample workspace (test key) with its five subscribers imported."""
-    with open_store_for(workspace) as store:
-        import_file(
-            store,
-            workspace.root / "subscribers" / "subscribers.csv",
-            list_name=None,
-            default_list="main",
-        )
-    return workspace
-
-
-@pytest.fixture
 def store(ws: Workspace) -> Iterator[Store]:
     with open_store_for(ws) as opened:
         yield opened

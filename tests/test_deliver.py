@@ -42,7 +42,6 @@ from newsletter.deliver import (
 )
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError, RenderError
 from newsletter.message import ONE_CLICK
-from newsletter.people import import_file
 from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.store.deliveries import LedgerSession, campaigns, deliveries, runner_name
 from newsletter.tokens import UnsubscribeTokens
@@ -189,19 +188,6 @@ def write_issue(root: Path, name: str = "2026-11-27-harbour", intro: str = "") -
     }
     (folder / "issue.json").write_text(json.dumps(issue), encoding="utf-8")
     return folder
-
-
-@pytest.fixture
-def ws(workspace: Workspace) -> Workspace:
-    """The sample workspace with its five subscribers imported."""
-    with open_store_for(workspace) as store:
-        import_file(
-            store,
-            workspace.root / "subscribers" / "subscribers.csv",
-            list_name=None,
-            default_list="main",
-        )
-    return workspace
 
 
 @pytest.fixture
