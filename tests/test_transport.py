@@ -9,6 +9,7 @@ Sender rules covered: 3 (bytes received verify), 22 (connection-level), 23.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import socket
 import ssl
@@ -572,40 +573,21 @@ def test_settings_from_the_workspace(workspace: Workspace, monkeypatch: pytest.M
 
 def test_rate_limiter_spaces_messages_on_a_fake_clock() -> None:
     now = [100.0]
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        now[0] += seconds
-
-    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
-    for _ in range(5):
-        limiter.wait()
-    assert waits == [0.25, 0.25, 0.25, 0.25]
+    limiter = RateLimiter(4.0, clock=lambda: now[0])
+    sent_at: list[float] = []
+    while len(sent_at) < 5:
+        wait = limiter.try_take()
+        if wait:
+            assert limiter.ready_in() == wait  # looking takes nothing
+            now[0] += wait
+        else:
+            sent_at.append(now[0])
+    assert [round(b - a, 6) for a, b in itertools.pairwise(sent_at)] == [0.25] * 4
     now[0] += 10  # idle time does not build up a burst
-    limiter.wait()
-    limiter.wait()
-    assert waits[-1] == 0.25 and len(waits) == 5
-    assert RateLimiter(0).wait() == 0.0
-
-
-def test_rate_limiter_is_shared_across_threads() -> None:
-    lock = threading.Lock()
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        with lock:
-            slept.append(seconds)
-
-    limiter = RateLimiter(10.0, clock=lambda: now[0], sleep=sleep)
-    threads = [threading.Thread(target=limiter.wait) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    # the clock stood still: the 8 calls were handed 8 distinct slots 0.1 s apart
-    assert sorted(round(s, 6) for s in slept) == [round(0.1 * k, 6) for k in range(1, 8)]
+    assert limiter.try_take() == 0.0
+    assert limiter.try_take() == 0.25
+    unlimited = RateLimiter(0)
+    assert [unlimited.try_take() for _ in range(3)] == [0.0, 0.0, 0.0]
 
 
 # --- the embedded server ----------------------------------------------------------------------

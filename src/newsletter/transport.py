@@ -57,7 +57,6 @@ import selectors
 import smtplib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -955,53 +954,25 @@ def _wait(exchange: Exchange) -> Exchange:
 
 
 class RateLimiter:
-    """At most ``per_second`` messages per second across all threads (0 = no limit).
+    """At most ``per_second`` messages per second (0 = no limit), for a caller that must
+    never block (the send loop): ``try_take`` a slot or learn how long until one,
+    ``ready_in`` to look without taking. ``clock`` is injectable for tests."""
 
-    ``wait()`` blocks the calling worker until its turn. ``clock`` and ``sleep`` are
-    injectable so tests run on a fake clock.
-    """
-
-    def __init__(
-        self,
-        per_second: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, per_second: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self._clock = clock
-        self._sleep = sleep
         self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> float:
-        """Block until the next message may go; return the seconds waited."""
-        if not self.interval:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            slot = max(self._next, now)
-            self._next = slot + self.interval
-        delay = slot - now
-        if delay > 0:
-            self._sleep(delay)
-        return max(delay, 0.0)
 
     def ready_in(self) -> float:
         """Seconds until a message may go (0.0: now); takes nothing."""
         if not self.interval:
             return 0.0
-        with self._lock:
-            return max(self._next - self._clock(), 0.0)
+        return max(self._next - self._clock(), 0.0)
 
     def try_take(self) -> float:
-        """For a caller that must not block: 0.0 when a message may go now (its slot is
-        taken), else the seconds until one may (nothing taken)."""
-        if not self.interval:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            if self._next > now:
-                return self._next - now
-            self._next = now + self.interval
-        return 0.0
+        """0.0 when a message may go now (its slot is taken), else the seconds until one
+        may (nothing taken). Idle time builds up no burst: the next slot counts from now."""
+        wait = self.ready_in()
+        if self.interval and not wait:
+            self._next = self._clock() + self.interval
+        return wait

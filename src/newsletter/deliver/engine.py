@@ -277,7 +277,7 @@ class LedgerRun:
         try:
             with LedgerSession(self.store, self.campaign_id, self.list_id) as session:
                 self._session = session
-                self._loop(lanes)
+                self._loop()
         finally:
             self._halted = True
             for lane in lanes:
@@ -296,7 +296,8 @@ class LedgerRun:
 
     # -- the loop --
 
-    def _loop(self, lanes: list[_Lane]) -> None:
+    def _loop(self) -> None:
+        lanes = self._lanes
         exhausted = False
         last_beat = time.monotonic()
         while True:
@@ -305,7 +306,7 @@ class LedgerRun:
             want = 0 if self._halted or exhausted or self._server_busy else len(free)
             self._next_claim = None
             if want and self._limiter.interval:
-                want = self._rate_limited_claims(lanes)
+                want = self._rate_limited_claims()
             beat = time.monotonic() - last_beat >= self.tuning.heartbeat_seconds
             rechecks = [lane for lane in lanes if self._due_for_recheck(lane)]
             if self._items or want or beat or rechecks:
@@ -345,7 +346,7 @@ class LedgerRun:
                 self._advance(lane)
             if self._items:
                 continue  # record them before waiting
-            self._wait(lanes, last_beat)
+            self._wait(last_beat)
 
     def _defer_the_rest(self, now: datetime, why: str) -> None:
         """The server keeps refusing sessions: defer every queued row to a later run."""
@@ -355,7 +356,7 @@ class LedgerRun:
         log.warning("%s; %d messages deferred to a later run", why, deferred)
         self.counts.deferred += deferred
 
-    def _rate_limited_claims(self, lanes: list[_Lane]) -> int:
+    def _rate_limited_claims(self) -> int:
         """Under --rate, how many rows to claim now: one when it may go at once and no
         claimed row is ready and only waiting for the limiter, else none (and when the
         next slot comes, in ``_next_claim``). A row claimed early would wait unchecked
@@ -367,7 +368,7 @@ class LedgerRun:
             and lane.opening is None
             and not lane.recheck
             and now >= lane.resume_at
-            for lane in lanes
+            for lane in self._lanes
         )
         if held:
             return 0  # that row's own wait for the limiter wakes the loop
@@ -383,9 +384,10 @@ class LedgerRun:
             self.counts.stopped = True
             self._halted = True
 
-    def _wait(self, lanes: list[_Lane], last_beat: float) -> None:
+    def _wait(self, last_beat: float) -> None:
         """Block until a socket is ready, a connection opened, or a deadline passed, and
         act on it; outcomes land in ``self._items``."""
+        lanes = self._lanes
         now = time.monotonic()
         until = [last_beat + self.tuning.heartbeat_seconds, now + _STOP_POLL_SECONDS]
         if self._next_claim is not None:
