@@ -169,7 +169,8 @@ def test_http_error_status(site: Site) -> None:
 def test_timeout(site: Site) -> None:
     url = f"{site.base}/slow"
     assert fetch_error(url, timeout=0.2) == (
-        f"cannot fetch {url}: no answer within 0.2 s (check the address or your connection)"
+        f"cannot fetch {url}: no complete answer within 0.2 s"
+        " (check the address or your connection)"
     )
 
 
