@@ -32,7 +32,7 @@ from newsletter.ingest.boilerplate import (
     same_text,
     word_count,
 )
-from newsletter.ingest.fields import absolute_url, iso_date, join_names
+from newsletter.ingest.fields import absolute_url, iso_date, join_names, web_url
 from newsletter.ingest.htmltext import html_to_paragraphs, html_to_text, parse_fragment
 from newsletter.ingest.titles import title_from_text
 from newsletter.models import Article
@@ -82,8 +82,8 @@ def read_feed(data: bytes, source: str, *, url: str = "", content_type: str = ""
 
 def entry_article(entry: Any, *, source: str, base: str) -> Article | None:
     """The Article for one feedparser entry, or None when it has no text at all."""
-    link = absolute_url(str(entry.get("link", "")), base)
     title = html_to_text(str(entry.get("title", "")))
+    link = web_url(str(entry.get("link", "")), base, where=f"{source}: link of {title!r}")
     content_html = _content_html(entry)
     summary_html = str(entry.get("summary", ""))
     body_html = content_html or summary_html

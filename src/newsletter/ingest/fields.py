@@ -1,17 +1,20 @@
 """Normalise the small fields every reader fills: dates, image URLs, author lists, titles.
 
 In: whatever the source had (a date line, a relative image path, a list of authors).
-Out: the one form an ``Article`` holds: ISO dates, absolute http(s) image URLs or "",
+Out: the one form an ``Article`` holds: ISO dates, absolute, sendable http(s) URLs or "",
 comma-joined bylines.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import time
 from collections.abc import Iterable
-from urllib.parse import urljoin, urlparse
+from urllib.parse import quote, urljoin, urlparse, urlsplit, urlunsplit
+
+log = logging.getLogger(__name__)
 
 _MONTHS = {
     name: number
@@ -79,22 +82,81 @@ def is_web_url(value: str) -> bool:
 
 
 def absolute_url(value: str, base: str = "") -> str:
-    """``value`` made absolute against ``base``; "" when it cannot be an http(s) URL.
+    """``value`` as a sendable absolute http(s) URL, resolved against ``base``; else "".
 
-    Images in an email must be absolute: a relative path with no base to resolve it
-    against is dropped rather than shipped broken.
+    Every URL an Article gets (its link, its image) goes through here. Images and links
+    in an email must be absolute: a relative path with no base to resolve it against is
+    dropped rather than shipped broken, and so is any other scheme (javascript:, data:,
+    mailto:). What remains is normalised the way browsers read it: tabs and line breaks
+    removed, the host in IDNA form, and spaces, non-ASCII and other characters a URL
+    may not hold percent-encoded (valid URLs stay as they are).
     """
-    value = (value or "").strip()
-    if not value or value.startswith("data:"):
+    value = _CONTROL.sub("", (value or "").strip())
+    if not value or value.lower().startswith("data:"):
         return ""
     if value.startswith("//"):
         value = "https:" + value
-    if is_web_url(value):
-        return value
-    if base and is_web_url(base):
-        joined = urljoin(base, value)
-        return joined if is_web_url(joined) else ""
-    return ""
+    if not is_web_url(value):
+        if not (base and is_web_url(base)):
+            return ""
+        value = urljoin(base, value)
+    return _encoded(value) if is_web_url(value) else ""
+
+
+def web_url(value: str, base: str = "", *, where: str) -> str:
+    """``absolute_url(value, base)``, with a warning naming ``where`` when a given value is
+    dropped (a javascript: link, a data: image, a relative path with nothing to resolve it).
+    """
+    url = absolute_url(value, base)
+    if value and value.strip() and not url:
+        log.warning("%s: %r is not a web address; left out", where, _shown(value))
+    return url
+
+
+def _shown(value: str) -> str:
+    """At most 80 characters of an untrusted value, for a log line."""
+    value = " ".join(value.split())
+    return value if len(value) <= 80 else value[:77] + "..."
+
+
+# WHATWG URL parsing drops tabs and line breaks anywhere in a URL
+_CONTROL = re.compile(r"[\t\r\n]")
+# a "%" that does not start an escape is a literal percent sign
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# a DNS name (after IDNA) or an IP literal; nothing else is a host a mail client can reach
+_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|[0-9a-f:.]*:[0-9a-f:.]*")
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def _encoded(url: str) -> str:
+    """``url`` (absolute http(s)) with an IDNA host and percent-encoded parts; "" if broken."""
+    parts = urlsplit(url)
+    try:
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+        port = parts.port
+    except (UnicodeError, ValueError):
+        return ""
+    if not _HOST.fullmatch(host):
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (quote(userinfo, safe="%:!$&'()*+,;=-._~") + "@" if userinfo else "") + host
+    netloc += f":{port}" if port is not None else ""
+    return urlunsplit(
+        (
+            parts.scheme.lower(),
+            netloc,
+            _quote(parts.path, _PATH_SAFE),
+            _quote(parts.query, _QUERY_SAFE),
+            _quote(parts.fragment, _QUERY_SAFE),
+        )
+    )
+
+
+def _quote(part: str, safe: str) -> str:
+    return quote(_LONE_PERCENT.sub("%25", part), safe=safe)
 
 
 def join_names(value: object) -> str:

@@ -24,7 +24,7 @@ from markdown_it import MarkdownIt
 
 from newsletter.errors import SourceError
 from newsletter.ingest.boilerplate import normalise_space, same_text
-from newsletter.ingest.fields import absolute_url, is_web_url, iso_date, join_names
+from newsletter.ingest.fields import absolute_url, iso_date, join_names
 from newsletter.ingest.htmltext import html_to_paragraphs, parse_fragment
 from newsletter.ingest.titles import title_from_text
 from newsletter.models import Article
@@ -68,7 +68,7 @@ def read_markdown(content: str, source: str, *, url: str = "") -> Article:
         title=title,
         text="\n\n".join(paragraphs),
         source=source,
-        url=fields.get("url", url),
+        url=fields.get("url", absolute_url(url)),
         image=image,
         image_alt=(image_alt or title) if image else "",
         byline=fields.get("byline", ""),
@@ -154,12 +154,14 @@ def _field_value(field_name: str, key: str, value: Any, where: str) -> str:
     if isinstance(value, (dict, list, dt.date, dt.datetime)):
         raise SourceError(f"{where}: front matter '{key}' must be text", hint="write one value")
     text = normalise_space(str(value))
-    if field_name in {"url", "image"} and not is_web_url(text):
+    if field_name not in {"url", "image"}:
+        return text
+    if not (url := absolute_url(text)):
         raise SourceError(
             f"{where}: front matter '{key}' must be an absolute http(s) URL ({text!r})",
             hint="write the full address, e.g. https://example.org/picture.jpg",
         )
-    return text
+    return url
 
 
 def _first_image(root: Any, base: str) -> tuple[str, str]:

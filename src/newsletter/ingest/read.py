@@ -13,7 +13,7 @@ from pathlib import Path
 from newsletter.errors import SourceError
 from newsletter.ingest.feed import read_feed
 from newsletter.ingest.fetch import fetch
-from newsletter.ingest.fields import is_web_url
+from newsletter.ingest.fields import is_web_url, web_url
 from newsletter.ingest.markdown_file import read_markdown
 from newsletter.ingest.sniff import (
     KIND_BY_EXTENSION,
@@ -39,8 +39,24 @@ def read_source(source: str, *, timeout: float = 15.0) -> list[Article]:
 
     In: a file path, a folder (all its article files, sorted), or an http(s) URL; the
     network timeout in seconds. Out: the articles (one per feed entry; one for any
-    other file or page). Raises ``SourceError`` naming the source and what to do.
+    other file or page), their link and image sendable http(s) URLs or "". Raises
+    ``SourceError`` naming the source and what to do.
     """
+    return [_sendable(article) for article in _read(source, timeout=timeout)]
+
+
+def _sendable(article: Article) -> Article:
+    """``article`` with its link and image normalised by the one URL rule (or dropped)."""
+    where = f"{article.source}: {article.title!r}"
+    article.url = web_url(article.url, where=f"{where} link")
+    article.image = web_url(article.image, where=f"{where} image")
+    if not article.image:
+        article.image_alt = ""
+    return article
+
+
+def _read(source: str, *, timeout: float) -> list[Article]:
+    """The articles of ``source`` as its reader gives them (see ``read_source``)."""
     if source.lower().startswith(("http://", "https://")):
         return _read_url(source, timeout=timeout)
     path = Path(source)

@@ -28,7 +28,7 @@ from lxml.html import HtmlElement
 
 from newsletter.errors import SourceError
 from newsletter.ingest.boilerplate import clean_paragraphs, is_credit, normalise_space, word_count
-from newsletter.ingest.fields import absolute_url, iso_date, join_names
+from newsletter.ingest.fields import absolute_url, iso_date, join_names, web_url
 from newsletter.ingest.titles import choose_title, site_keys, title_from_text
 from newsletter.models import Article
 
@@ -69,12 +69,12 @@ def read_html(page: str, source: str, *, url: str = "") -> Article:
     if word_count(" ".join(cleaned.paragraphs)) < MIN_ARTICLE_WORDS:
         raise _no_article(source)
     title = title or title_from_text(cleaned.paragraphs[0])
-    image = absolute_url(document.image or facts.image, page_url)
+    image = web_url(document.image or facts.image, page_url, where=f"{source}: image")
     return Article(
         title=title,
         text="\n\n".join(cleaned.paragraphs),
         source=source,
-        url=page_url if page_url.startswith(("http://", "https://")) else "",
+        url=absolute_url(page_url, url),
         image=image,
         image_alt=(_image_alt(facts, image, page_url) or title) if image else "",
         byline=join_names((document.author or "").split("; ")) or cleaned.byline,
