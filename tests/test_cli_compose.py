@@ -151,3 +151,33 @@ def test_real_console_script_compose_then_render(workspace_dir: Path) -> None:
     broken = run("render", "issues/not-there")
     assert broken.returncode == 1
     assert "no such issue folder" in broken.stderr and "Traceback" not in broken.stderr
+
+
+@pytest.mark.e2e
+def test_the_readme_first_run_prints_no_warnings(workspace_dir: Path) -> None:
+    """README command 1 on a fresh copy of the sample workspace: information, no warnings."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "newsletter", *args],
+            cwd=workspace_dir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    imported = run("subscribers", "import", "subscribers/subscribers.csv")
+    composed = run("compose", "seeds/", "--subject", "The Weekly Brief")
+    sent = run("send", "--latest", "--yes")
+    assert "sent 5, failed 0" in sent.stdout
+    key_file = workspace_dir / "subscribers" / ".secret_key"
+    assert sent.stderr == (
+        f"generated the key that signs links in {key_file} (ignored by git; "
+        "NEWSLETTER_SECRET_KEY replaces it)\n"
+    )
+    for done in (imported, composed):
+        assert done.stderr == ""
+    again = run("send", "--latest", "--yes", "--retry-failed")
+    assert "warning" not in again.stderr.lower() and "generated" not in again.stderr

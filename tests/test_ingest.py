@@ -76,6 +76,20 @@ def test_seed_scrape_title_and_text() -> None:
     assert_clean(article)
 
 
+def test_a_scrape_line_holding_only_an_address_is_the_link(tmp_path: Path) -> None:
+    assert read_source(str(SEED))[0].url == (
+        "https://www.example.org/world/blinken-g7-unity-israel-hamas-war"
+    )
+    scrape = tmp_path / "ferry.txt"
+    body = "The island ferry will run four times a day from December, the operator said."
+    scrape.write_text(
+        f"Ferry timetable changes for winter\n\n{body}\n\n<https://harbour.example.org/f>\n",
+        encoding="utf-8",
+    )
+    [article] = read_source(str(scrape))
+    assert (article.url, article.text) == ("https://harbour.example.org/f", body)
+
+
 def test_scrape_with_separator_breadcrumb_byline_date_and_related_block() -> None:
     article = read_one("scrape_markets.txt")
     assert article.title == "Brightwave Inc. shares jump after U.S. regulator clears battery plant"

@@ -62,6 +62,9 @@ def cli(ctx: click.Context, workspace: Path | None, verbose: int) -> None:
     handler.setFormatter(_LowerLevelFormatter(shape))
     if not verbose:
         handler.addFilter(_not_about_an_interrupt)
+        handler.addFilter(_warning_or_notice)
+        # a library marks news the user should see anyway with extra={"notice": True}
+        logging.getLogger("newsletter").setLevel(logging.INFO)
     logging.basicConfig(level=level, handlers=[handler])
     # alembic announces every migration step at INFO; only -vv wants that
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
@@ -70,8 +73,15 @@ def cli(ctx: click.Context, workspace: Path | None, verbose: int) -> None:
 
 class _LowerLevelFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "notice", False) and record.levelno < logging.WARNING:
+            return record.getMessage()
         record.levelname = record.levelname.lower()
         return super().format(record)
+
+
+def _warning_or_notice(record: logging.LogRecord) -> bool:
+    """On a plain run: warnings and errors, and the INFO records marked as notices."""
+    return record.levelno >= logging.WARNING or bool(getattr(record, "notice", False))
 
 
 def _not_about_an_interrupt(record: logging.LogRecord) -> bool:

@@ -175,7 +175,7 @@ def _parse(
     if kind is Kind.MARKDOWN:
         return [read_markdown(text, source, url=url)]
     article = read_text(text, source)
-    article.url = url
+    article.url = url or article.url
     return [article]
 
 

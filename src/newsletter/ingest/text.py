@@ -5,12 +5,14 @@ credit, a byline and date, paragraphs, then "Subscribe to our newsletter" and th
 comments. The headline is the first line that reads like one (3-30 words, not ending
 in a full stop, not furniture); the text is the prose lines after it.
 
-In: the decoded text and its source name. Out: one ``Article``.
+In: the decoded text and its source name. Out: one ``Article`` (its link from a line that
+holds only an address, if there is one).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from newsletter.errors import SourceError
 from newsletter.ingest.boilerplate import (
@@ -29,11 +31,18 @@ log = logging.getLogger(__name__)
 _SKIPPED_BEFORE_TITLE = {LineKind.FURNITURE, LineKind.BREADCRUMB, LineKind.CREDIT, LineKind.END}
 _WRAP_MIN, _WRAP_MAX = 45, 100
 _LABEL_WORDS = 4
+_URL_LINE = re.compile(r"^\s*<?https?://[^\s<>]+>?\s*$", re.IGNORECASE)
 
 
 def read_text(content: str, source: str) -> Article:
-    """Build an Article from a plain-text scrape; ``SourceError`` when it holds no prose."""
+    """Build an Article from a plain-text scrape; ``SourceError`` when it holds no prose.
+
+    A line holding nothing but an http(s) address (as copied from the address bar) is
+    the article's link, not text.
+    """
     lines = split_lines(content)
+    url = next((line.strip().strip("<>") for line in lines if _URL_LINE.match(line)), "")
+    lines = [line for line in lines if not _URL_LINE.match(line)]
     title_index = find_title_line(lines)
     before = lines[:title_index] if title_index is not None else []
     after = lines[title_index + 1 :] if title_index is not None else lines
@@ -52,6 +61,7 @@ def read_text(content: str, source: str) -> Article:
         title=title,
         text="\n\n".join(cleaned.paragraphs),
         source=source,
+        url=url,
         byline=cleaned.byline or front.byline,
         published=iso_date(cleaned.dateline or front.dateline),
     )
