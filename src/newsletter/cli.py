@@ -90,6 +90,31 @@ def _not_about_an_interrupt(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
+# --- init ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("folder", required=False, default=".", type=click.Path(path_type=Path))
+def init(folder: Path) -> None:
+    """Set up a new workspace in FOLDER (default: the current folder)."""
+    from newsletter.init import init_workspace
+
+    report = init_workspace(folder)
+    for path in report.created:
+        click.echo(f"created {path.relative_to(report.root)}")
+    for path in report.kept:
+        click.echo(f"kept {path.relative_to(report.root)} (already there)")
+    here = [] if report.root == Path.cwd().resolve() else [f"cd {shlex.quote(str(folder))}"]
+    steps = [
+        *here,
+        "edit newsletter.toml: the lines marked CHANGE",
+        "put articles in seeds/ and run: newsletter compose seeds/",
+        "add people: newsletter subscribers import subscribers/subscribers.csv",
+        "look at the result: newsletter send --latest --dry-run outbox/dry-run",
+    ]
+    click.echo("next:\n" + "\n".join(f"  {step}" for step in steps))
+
+
 # --- compose, render, extract -------------------------------------------------------------
 
 
