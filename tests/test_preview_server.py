@@ -249,3 +249,12 @@ def test_a_templates_folder_created_later_is_watched(workspace: Workspace, issue
         preview.stop()
         state.close()
     assert text.startswith("Second edition")
+
+
+def test_a_405_names_the_methods_the_address_answers(server: PreviewServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+        page = client.post("/")
+        check = client.get("/api/check-links")
+    assert page.status_code == check.status_code == 405
+    assert {m.strip() for m in page.headers["allow"].split(",")} == {"GET", "HEAD"}
+    assert check.headers["allow"] == "POST"

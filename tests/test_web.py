@@ -424,6 +424,34 @@ def test_unknown_paths_and_methods_get_the_error_page(client: TestClient) -> Non
     assert wrong.status_code == 405 and "Something went wrong" in wrong.text
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/subscribe", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/u/some.token", {"GET", "HEAD", "POST"}),
+        ("PATCH", "/c/some.token", {"GET", "HEAD", "POST"}),
+        ("POST", "/healthz", {"GET", "HEAD"}),
+        ("PUT", "/brief/subscribe", {"GET", "HEAD", "POST"}),
+    ],
+)
+def test_a_405_names_every_method_the_address_answers(
+    workspace_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+    allowed: set[str],
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-not-secret")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://example.org/brief")
+    with (
+        open_store_for(load_workspace(workspace_dir)) as store,
+        TestClient(create_app(load_workspace(workspace_dir), store)) as client,
+    ):
+        answer = client.request(method, path)
+    assert answer.status_code == 405
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == allowed
+
+
 def test_health_answers_ok(client: TestClient) -> None:
     answer = client.get("/healthz")
     assert answer.status_code == 200 and answer.text == "ok"

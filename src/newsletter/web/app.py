@@ -41,7 +41,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -154,6 +154,19 @@ async def _read_form(request: Request) -> FormData:
         return FormData()
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _route(path: str, **by_method: Endpoint) -> Route:
+    """One route for ``path`` answering each method in ``by_method`` (GET also answers HEAD)."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await by_method[method](request)
+
+    return Route(path, dispatch, methods=list(by_method))
+
+
 class WebApp:
     """The endpoints of one workspace; ``starlette`` is the ASGI app to serve.
 
@@ -209,14 +222,12 @@ class WebApp:
     # -- plumbing --------------------------------------------------------------------------
 
     def _routes(self) -> list[BaseRoute]:
+        # one route per path, so a 405 names every method the path answers in Allow
         routes: list[BaseRoute] = [
-            Route("/u/{token}", self.unsubscribe_page, methods=["GET"]),
-            Route("/u/{token}", self.unsubscribe, methods=["POST"]),
-            Route("/subscribe", self.subscribe_form, methods=["GET"]),
-            Route("/subscribe", self.subscribe, methods=["POST"]),
-            Route("/c/{token}", self.confirm_page, methods=["GET"]),
-            Route("/c/{token}", self.confirm, methods=["POST"]),
-            Route("/healthz", self.health, methods=["GET"]),
+            _route("/u/{token}", GET=self.unsubscribe_page, POST=self.unsubscribe),
+            _route("/subscribe", GET=self.subscribe_form, POST=self.subscribe),
+            _route("/c/{token}", GET=self.confirm_page, POST=self.confirm),
+            _route("/healthz", GET=self.health),
         ]
         prefix = urlsplit(self.ws.base_url).path.rstrip("/")
         if not prefix:
@@ -283,7 +294,8 @@ class WebApp:
         if status == 404:
             return self._error("There is no page at this address.", 404)
         if status == 405:
-            return self._error("This address does not answer that kind of request.", 405)
+            allow = exc.headers if isinstance(exc, HTTPException) else None
+            return self._error("This address does not answer that kind of request.", 405, allow)
         if status == 413:
             return self._error("That request was too large.", 413)
         return self._error("The request could not be handled.", status)
