@@ -331,3 +331,33 @@ def test_the_confirmation_message_comes_from_the_workspace_templates(
     [message] = _outbox(workspace)
     assert message["Subject"] == "One click to join The Weekly Brief"
     assert _text(message).startswith("Hello Nia New! Join here: https://brief.example.org/c/")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "Nia\x00New"},
+        {"email": "nul\x00@example.org"},
+        {"consent_text": "I agree\x00"},
+        {"form\x00": "hosted"},
+    ],
+)
+def test_a_nul_byte_in_a_form_field_is_refused_before_anything_is_stored(
+    client: TestClient, store: Store, workspace: Workspace, fields: dict[str, str]
+) -> None:
+    form = {"email": NEW, "list": "main", **fields}
+    answer = client.post("/subscribe", data=form)
+    assert answer.status_code == 400 and "cannot be stored" in answer.text
+    assert "Traceback" not in answer.text
+    assert store.count() == 0 and _outbox(workspace) == []
+
+
+def test_a_nul_byte_in_the_confirm_form_is_refused(
+    client: TestClient, store: Store, workspace: Workspace
+) -> None:
+    _sign_up(client)
+    match = CONFIRM_LINK.search(_text(_outbox(workspace)[0]))
+    assert match
+    answer = client.post(match.group(1), data={"consent_version": "abc\x00"})
+    assert answer.status_code == 400 and "cannot be stored" in answer.text
+    assert store.get_by_email(NEW).list_status("main") == "pending"  # type: ignore[union-attr]

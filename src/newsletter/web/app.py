@@ -167,6 +167,14 @@ def _route(path: str, **by_method: Endpoint) -> Route:
     return Route(path, dispatch, methods=list(by_method))
 
 
+def _unstorable(form: FormData) -> bool:
+    """Whether a field name or value holds NUL, which PostgreSQL text cannot store."""
+    return any(
+        "\x00" in key or (isinstance(value, str) and "\x00" in value)
+        for key, value in form.multi_items()
+    )
+
+
 class WebApp:
     """The endpoints of one workspace; ``starlette`` is the ASGI app to serve.
 
@@ -311,6 +319,13 @@ class WebApp:
             {"Retry-After": str(self.invalid_tokens.retry_after(client) or 60)},
         )
 
+    def _unstorable_form(self) -> HTMLResponse:
+        return self._error(
+            "The form held a character that cannot be stored (a NUL byte). "
+            "Go back, retype the fields and send it again.",
+            400,
+        )
+
     def _invalid(self, client: str) -> HTMLResponse:
         self.invalid_tokens.hit(client)
         log.info("invalid link from %s", client)
@@ -431,6 +446,8 @@ class WebApp:
             )
         self.subscribe_requests.hit(client)
         form = await _read_form(request)
+        if _unstorable(form):
+            return self._unstorable_form()
         list_name = _field(form, "list") or self.default_list
         if list_name not in self.public_lists:
             return self._error("This sign-up form points at a list that does not exist.", 400)
@@ -543,6 +560,8 @@ class WebApp:
         list_name = member.membership.list_name
         answer: dict[str, Any] = {"email": member.subscriber.email, "list_name": list_name}
         form = await _read_form(request)
+        if _unstorable(form):
+            return self._unstorable_form()
         consent_text = self.pages.consent(list_name)
         detail: dict[str, Any] = {"step": "confirm"}
         shown = _field(form, "consent_version")
