@@ -43,6 +43,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -65,11 +66,13 @@ from newsletter.store import (
     AddressError,
     Consent,
     Membership,
+    PendingResult,
     Store,
     Subscriber,
     normalize_address,
     open_store_for,
 )
+from newsletter.store.confirmations import SEND, claim_confirmation_mail
 from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
 from newsletter.tokens import (
     ConfirmTokens,
@@ -78,6 +81,7 @@ from newsletter.tokens import (
     confirm_url,
 )
 from newsletter.web import pages as p
+from newsletter.web.guard import FormOrigins, allowed_origins
 from newsletter.web.limits import SlidingWindowLimiter
 from newsletter.web.mail import CONFIRM, WELCOME, MessageFactory, Postman
 from newsletter.workspace import Workspace
@@ -210,6 +214,8 @@ class WebApp:
         self.subscribe_requests = SlidingWindowLimiter(
             serve.subscribe_limit_per_minute, **limiter_args
         )
+        self.form_origins = FormOrigins(allowed_origins(ws))
+        self.confirmation_every = timedelta(minutes=serve.confirmation_mail_every_minutes)
         self.default_list = ws.config.send.list
         self.public_lists = tuple(serve.subscribe_lists) or (self.default_list,)
         self._close_store = close_store
@@ -433,7 +439,13 @@ class WebApp:
         """GET /subscribe: the hosted sign-up form."""
         wanted = request.query_params.get("list", "")
         list_name = wanted if wanted in self.public_lists else self.default_list
-        return self._page(p.SUBSCRIBE_FORM, list_name=list_name, lists=list(self.public_lists))
+        return self._page(
+            p.SUBSCRIBE_FORM,
+            list_name=list_name,
+            lists=list(self.public_lists),
+            # a no-referrer page posts "Origin: null", which the origin check refuses
+            headers={"Referrer-Policy": "same-origin"},
+        )
 
     async def subscribe(self, request: Request) -> Response:
         """POST /subscribe: record a pending subscription and mail a confirm link."""
@@ -462,6 +474,10 @@ class WebApp:
         if _field(form, HONEYPOT_FIELD):
             log.info("honeypot filled from %s: ignored", client)
             return self._page(p.CHECK_INBOX, **answer)
+        if not self.form_origins.allows(request.headers, str(request.base_url)):
+            sender = self.form_origins.sender(request.headers) or ""
+            log.info("sign-up posted from another site %r: ignored", sender[:100])
+            return self._page(p.CHECK_INBOX, **answer)
         consent = _consent(
             request,
             text=_field(form, "consent_text", MAX_CONSENT_TEXT) or None,
@@ -478,16 +494,33 @@ class WebApp:
         )
         task = None
         if pending.status == PENDING:
-            task = BackgroundTask(
-                self._send_confirmation, pending.subscriber_id, pending.list_id, list_name
-            )
+            task = BackgroundTask(self._send_confirmation, pending, list_name, consent)
         else:
             log.info("subscribe request for an active member of %s: nothing sent", list_name)
         return self._page(p.CHECK_INBOX, background=task, **answer)
 
-    def _send_confirmation(self, subscriber_id: int, list_id: int, list_name: str) -> None:
-        """Build and send the confirm message (after the answer went out); log failures."""
-        self._mail(CONFIRM, subscriber_id, list_id, list_name)
+    async def _send_confirmation(
+        self, pending: PendingResult, list_name: str, consent: Consent
+    ) -> None:
+        """Send the confirm message after the answer went out, if the address may get one.
+
+        Whether it may (not mailed within ``serve.confirmation_mail_every_minutes``, not
+        bounced, complained or erased) is decided here, so the answer never tells.
+        """
+        decision = await self._write(
+            claim_confirmation_mail,
+            self.store,
+            pending.subscriber_id,
+            pending.list_id,
+            every=self.confirmation_every,
+            consent=consent,
+        )
+        if decision != SEND:
+            log.info("no confirmation mail to subscriber %d: %s", pending.subscriber_id, decision)
+            return
+        await anyio.to_thread.run_sync(
+            self._mail, CONFIRM, pending.subscriber_id, pending.list_id, list_name
+        )
 
     def _mail(self, kind: str, subscriber_id: int, list_id: int, list_name: str) -> None:
         try:
