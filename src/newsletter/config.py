@@ -154,6 +154,11 @@ class Serve(_Section):
     # at most one confirmation mail per address this often, whoever asks: the link
     # already sent stays valid for pending_expiry_hours, so a retry needs no new one
     confirmation_mail_every_minutes: float = Field(default=60, gt=0)
+    # a client must send a request's headers, then its body, within these (slow-client guard)
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    body_timeout_seconds: float = Field(default=30, gt=0)
+    # open connections at most (also kept below the process's open-file limit)
+    max_connections: int = Field(default=500, ge=2)
 
     @field_validator("form_origins")
     @classmethod
