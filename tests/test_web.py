@@ -533,3 +533,40 @@ def test_a_test_copys_link_says_so_and_changes_nothing(
     assert invalid.status_code == 404 and "not valid" in invalid.text
     assert store.is_sendable(member[0], "main")
     assert _consents(store, "unsubscribe") == []
+
+
+def test_every_request_gets_an_access_line_without_its_token(
+    workspace: Workspace,
+    store: Store,
+    member: tuple[int, int],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = _token(workspace, member)
+    caplog.set_level("INFO", logger="newsletter.web")
+    client = TestClient(
+        create_app(workspace, store),
+        raise_server_exceptions=False,
+        client=("198.51.100.7", 40000),
+    )
+    client.get(f"/u/{token}?utm=x")
+    client.post(f"/u/{token}", data=ONE_CLICK)
+    client.get("/c/not.a.token")
+    client.get("/healthz")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Store, "get", broken)
+    client.get(f"/u/{token}")
+    lines = [r.getMessage() for r in caplog.records if r.name == "newsletter.web.access"]
+    assert [line.rsplit(" ", 3)[0] for line in lines] == [
+        "GET /u/<token> 200",
+        "POST /u/<token> 200",
+        "GET /c/<token> 404",
+        "GET /healthz 200",
+        "GET /u/<token> 500",
+    ]
+    assert all(line.endswith(" ms 198.51.100.7") for line in lines)
+    assert not any(token in r.getMessage() or "utm" in r.getMessage() for r in caplog.records)
+    assert any("error answering GET /u/<token>" in r.getMessage() for r in caplog.records)

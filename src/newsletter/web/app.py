@@ -56,6 +56,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -81,6 +82,7 @@ from newsletter.tokens import (
     confirm_url,
 )
 from newsletter.web import pages as p
+from newsletter.web.accesslog import AccessLog, shown_path
 from newsletter.web.guard import FormOrigins, allowed_origins
 from newsletter.web.limits import SlidingWindowLimiter
 from newsletter.web.mail import CONFIRM, WELCOME, MessageFactory, Postman
@@ -229,6 +231,7 @@ class WebApp:
             },
             lifespan=self._lifespan,
             max_body_size=MAX_BODY_BYTES,
+            middleware=[Middleware(AccessLog)],
         )
         # /u/abc/ must not 307 to /u/abc: no redirect, ever
         self.starlette.router.redirect_slashes = False
@@ -315,7 +318,9 @@ class WebApp:
         return self._error("The request could not be handled.", status)
 
     async def _server_error(self, request: Request, exc: Exception) -> Response:
-        log.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
+        log.error(
+            "error answering %s %s", request.method, shown_path(request.url.path), exc_info=exc
+        )
         return self._error("Something broke on our side. Please try again in a few minutes.", 500)
 
     def _too_many(self, client: str) -> HTMLResponse:
