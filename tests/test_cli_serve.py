@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -248,6 +249,10 @@ def test_the_serve_command_serves_until_interrupted(workspace_dir: Path) -> None
             proc.wait()
     assert proc.returncode == 0, err
     assert "serve stopped" in out and "Traceback" not in err
+    # one access line per request, at the default verbosity, and never the token
+    assert re.search(r"GET /healthz 200 [0-9.]+ ms 127\.0\.0\.1", err), err
+    assert re.search(r"POST /u/<token> 200 [0-9.]+ ms 127\.0\.0\.1", err), err
+    assert token not in err and token not in out
     listed = subprocess.run(
         [script, "subscribers", "list"],
         cwd=workspace_dir,

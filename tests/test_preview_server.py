@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -249,3 +250,34 @@ def test_a_templates_folder_created_later_is_watched(workspace: Workspace, issue
         preview.stop()
         state.close()
     assert text.startswith("Second edition")
+
+
+def test_a_405_names_the_methods_the_address_answers(server: PreviewServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+        page = client.post("/")
+        check = client.get("/api/check-links")
+    assert page.status_code == check.status_code == 405
+    assert {m.strip() for m in page.headers["allow"].split(",")} == {"GET", "HEAD"}
+    assert check.headers["allow"] == "POST"
+
+
+def test_the_link_check_answers_only_this_runs_page(server: PreviewServer) -> None:
+    port = server.url.rstrip("/").rsplit(":", 1)[1]
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+        page = client.get("/").text
+        token = re.search(r'name="preview-token" content="([^"]+)"', page)
+        assert token
+        good = {"X-Preview-Token": token.group(1)}
+        refused = [
+            client.post("/api/check-links"),
+            client.post("/api/check-links", headers={"X-Preview-Token": "guess"}),
+            client.post("/api/check-links", headers={**good, "Origin": "https://attacker.example"}),
+            client.post("/api/check-links", headers={**good, "Origin": "http://localhost:1"}),
+            # a name rebound to 127.0.0.1 by DNS, or another port, is not this server
+            client.post("/api/check-links", headers={**good, "Host": "localhost:1"}),
+        ]
+        other = PreviewServer(server.app.state, port=0)  # another run, another token
+        assert other.app.api_token != token.group(1)
+        other._socket.close()
+    assert [answer.status_code for answer in refused] == [403] * 5
+    assert f"127.0.0.1:{port}" in server.app.hosts

@@ -424,6 +424,34 @@ def test_unknown_paths_and_methods_get_the_error_page(client: TestClient) -> Non
     assert wrong.status_code == 405 and "Something went wrong" in wrong.text
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/subscribe", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/u/some.token", {"GET", "HEAD", "POST"}),
+        ("PATCH", "/c/some.token", {"GET", "HEAD", "POST"}),
+        ("POST", "/healthz", {"GET", "HEAD"}),
+        ("PUT", "/brief/subscribe", {"GET", "HEAD", "POST"}),
+    ],
+)
+def test_a_405_names_every_method_the_address_answers(
+    workspace_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+    allowed: set[str],
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-not-secret")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://example.org/brief")
+    with (
+        open_store_for(load_workspace(workspace_dir)) as store,
+        TestClient(create_app(load_workspace(workspace_dir), store)) as client,
+    ):
+        answer = client.request(method, path)
+    assert answer.status_code == 405
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == allowed
+
+
 def test_health_answers_ok(client: TestClient) -> None:
     answer = client.get("/healthz")
     assert answer.status_code == 200 and answer.text == "ok"
@@ -505,3 +533,40 @@ def test_a_test_copys_link_says_so_and_changes_nothing(
     assert invalid.status_code == 404 and "not valid" in invalid.text
     assert store.is_sendable(member[0], "main")
     assert _consents(store, "unsubscribe") == []
+
+
+def test_every_request_gets_an_access_line_without_its_token(
+    workspace: Workspace,
+    store: Store,
+    member: tuple[int, int],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = _token(workspace, member)
+    caplog.set_level("INFO", logger="newsletter.web")
+    client = TestClient(
+        create_app(workspace, store),
+        raise_server_exceptions=False,
+        client=("198.51.100.7", 40000),
+    )
+    client.get(f"/u/{token}?utm=x")
+    client.post(f"/u/{token}", data=ONE_CLICK)
+    client.get("/c/not.a.token")
+    client.get("/healthz")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Store, "get", broken)
+    client.get(f"/u/{token}")
+    lines = [r.getMessage() for r in caplog.records if r.name == "newsletter.web.access"]
+    assert [line.rsplit(" ", 3)[0] for line in lines] == [
+        "GET /u/<token> 200",
+        "POST /u/<token> 200",
+        "GET /c/<token> 404",
+        "GET /healthz 200",
+        "GET /u/<token> 500",
+    ]
+    assert all(line.endswith(" ms 198.51.100.7") for line in lines)
+    assert not any(token in r.getMessage() or "utm" in r.getMessage() for r in caplog.records)
+    assert any("error answering GET /u/<token>" in r.getMessage() for r in caplog.records)

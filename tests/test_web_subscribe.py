@@ -179,9 +179,10 @@ def test_asking_again_answers_the_same_whether_new_pending_or_subscribed(
         for k, v in answers.items()
     }
     assert len(set(normalised.values())) == 1
-    # the active member stays active and is not mailed; the pending one got a fresh link
+    # the active member stays active and is not mailed; the pending one's link still works,
+    # and a second one within the hour is not sent
     assert store.get_by_email("old.hand@example.org").list_status("main") == "active"  # type: ignore[union-attr]
-    assert [m["To"] for m in _outbox(workspace)] == ["Nia New <fresh@example.org>"] * 2
+    assert [m["To"] for m in _outbox(workspace)] == ["Nia New <fresh@example.org>"]
 
 
 def test_a_filled_honeypot_gets_the_same_page_and_nothing_happens(
@@ -331,3 +332,173 @@ def test_the_confirmation_message_comes_from_the_workspace_templates(
     [message] = _outbox(workspace)
     assert message["Subject"] == "One click to join The Weekly Brief"
     assert _text(message).startswith("Hello Nia New! Join here: https://brief.example.org/c/")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "Nia\x00New"},
+        {"email": "nul\x00@example.org"},
+        {"consent_text": "I agree\x00"},
+        {"form\x00": "hosted"},
+    ],
+)
+def test_a_nul_byte_in_a_form_field_is_refused_before_anything_is_stored(
+    client: TestClient, store: Store, workspace: Workspace, fields: dict[str, str]
+) -> None:
+    form = {"email": NEW, "list": "main", **fields}
+    answer = client.post("/subscribe", data=form)
+    assert answer.status_code == 400 and "cannot be stored" in answer.text
+    assert "Traceback" not in answer.text
+    assert store.count() == 0 and _outbox(workspace) == []
+
+
+def test_a_nul_byte_in_the_confirm_form_is_refused(
+    client: TestClient, store: Store, workspace: Workspace
+) -> None:
+    _sign_up(client)
+    match = CONFIRM_LINK.search(_text(_outbox(workspace)[0]))
+    assert match
+    answer = client.post(match.group(1), data={"consent_version": "abc\x00"})
+    assert answer.status_code == 400 and "cannot be stored" in answer.text
+    assert store.get_by_email(NEW).list_status("main") == "pending"  # type: ignore[union-attr]
+
+
+def _anonymised(page: str, *addresses: str) -> str:
+    for address in addresses:
+        page = page.replace(address, "X")
+    return page
+
+
+def test_sign_ups_for_one_address_from_many_clients_send_one_mail_per_interval(
+    workspace: Workspace, store: Store
+) -> None:
+    app = create_app(workspace, store)
+    start = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False):
+        for number in range(20):
+            with TestClient(app, client=(f"198.51.100.{number + 1}", 4000)) as client:
+                _sign_up(client, "victim@example.org")
+    assert [m["To"] for m in _outbox(workspace)] == ["Nia New <victim@example.org>"]
+    every = workspace.config.serve.confirmation_mail_every_minutes
+    with (
+        time_machine.travel(start + timedelta(minutes=every - 1), tick=False),
+        TestClient(app, client=("203.0.113.9", 4000)) as client,
+    ):
+        _sign_up(client, "victim@example.org")
+    assert len(_outbox(workspace)) == 1
+    with (
+        time_machine.travel(start + timedelta(minutes=every + 1), tick=False),
+        TestClient(app, client=("203.0.113.9", 4000)) as client,
+    ):
+        _sign_up(client, "victim@example.org")
+        _sign_up(client, "other@example.org")
+    assert [m["To"] for m in _outbox(workspace)][1:] == [
+        "Nia New <victim@example.org>",
+        "Nia New <other@example.org>",
+    ]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "https://evil.example.net"},
+        {"origin": "null"},
+        {"referer": "https://evil.example.net/page"},
+        {"origin": "https://evil.example.net", "referer": "https://brief.example.org/x"},
+        {"origin": "http://brief.example.org"},
+    ],
+)
+def test_a_post_from_another_site_answers_the_same_and_does_nothing(
+    client: TestClient, store: Store, workspace: Workspace, headers: dict[str, str]
+) -> None:
+    data = {"email": "victim@example.org", "list": "main"}
+    foreign = client.post("/subscribe", data=data, headers=headers)
+    own = client.post("/subscribe", data={**data, "email": "me@example.org"})
+    assert foreign.status_code == own.status_code == 200
+    assert _anonymised(foreign.text, "victim@example.org") == _anonymised(
+        own.text, "me@example.org"
+    )
+    assert store.get_by_email("victim@example.org") is None
+    assert [m["To"] for m in _outbox(workspace)] == ["me@example.org"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"origin": "https://brief.example.org"},
+        {"origin": "https://BRIEF.example.org:443"},
+        {"referer": "https://brief.example.org/subscribe"},
+        {"referer": "https://www.example.org/about"},
+    ],
+)
+def test_posts_from_the_publications_own_pages_or_without_headers_are_accepted(
+    client: TestClient, store: Store, headers: dict[str, str]
+) -> None:
+    answer = client.post("/subscribe", data={"email": NEW, "list": "main"}, headers=headers)
+    assert answer.status_code == 200
+    assert store.get_by_email(NEW) is not None
+
+
+def test_form_origins_replace_the_default_origins(
+    workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = workspace_dir / "newsletter.toml"
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("[serve]\n", '[serve]\nform_origins = ["https://shop.example.com:8443"]\n')
+    config.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-not-secret")
+    ws = load_workspace(workspace_dir)
+    with open_store_for(ws) as store, TestClient(create_app(ws, store)) as client:
+        client.post(
+            "/subscribe",
+            data={"email": "a@example.org"},
+            headers={"origin": "https://shop.example.com:8443"},
+        )
+        client.post("/subscribe", data={"email": "b@example.org"}, headers={"referer": BRIEF_PAGE})
+        assert store.get_by_email("a@example.org") is not None
+        assert store.get_by_email("b@example.org") is None
+
+
+BRIEF_PAGE = "https://brief.example.org/subscribe"
+
+
+def test_form_origins_must_be_origins(workspace_dir: Path) -> None:
+    from newsletter.errors import ConfigError
+
+    config = workspace_dir / "newsletter.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace("[serve]\n", '[serve]\nform_origins = ["www.example.org/form"]\n'),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"serve\.form_origins.*not an origin"):
+        load_workspace(workspace_dir)
+
+
+@pytest.mark.parametrize("how", ["bounced", "complained", "erased"])
+def test_a_suppressed_address_gets_the_same_answer_and_no_mail(
+    client: TestClient, store: Store, workspace: Workspace, how: str
+) -> None:
+    address = "gone@example.org"
+    store.add(address, list_name="main", consent=Consent(source="cli"))
+    if how == "bounced":
+        store.mark_bounced(address)
+    elif how == "complained":
+        store.mark_complained(address)
+    else:
+        store.erase(address, consent=Consent(source="cli"))
+    page = _sign_up(client, address)
+    fresh = _sign_up(client, "fresh@example.org")
+    assert _anonymised(page, address) == _anonymised(fresh, "fresh@example.org")
+    assert [m["To"] for m in _outbox(workspace)] == ["Nia New <fresh@example.org>"]
+
+
+def test_someone_who_unsubscribed_from_everything_may_sign_up_again(
+    client: TestClient, store: Store, workspace: Workspace
+) -> None:
+    store.add("back@example.org", list_name="main", consent=Consent(source="cli"))
+    store.unsubscribe("back@example.org", consent=Consent(source="cli"))
+    _sign_up(client, "back@example.org")
+    assert [m["To"] for m in _outbox(workspace)] == ["back@example.org"]

@@ -766,6 +766,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Answer unsubscribe, subscribe and confirm links and run scheduled sends (Ctrl-C stops)."""
     from newsletter.web.server import run_server
 
+    # a long-running service shows what it does: a line per request and per scheduled send
+    for name in ("newsletter.web", "newsletter.schedule"):
+        if not logging.getLogger(name).isEnabledFor(logging.INFO):
+            logging.getLogger(name).setLevel(logging.INFO)
     workspace = _workspace(ctx)
     run_server(
         workspace,

@@ -18,6 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -147,6 +148,26 @@ class Serve(_Section):
     # reverse proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips)
     trusted_proxies: list[str] = ["127.0.0.1", "::1"]
     scheduler_interval_seconds: float = Field(default=20, gt=0)
+    # pages whose sign-up forms may post to /subscribe (scheme://host[:port]); empty = the
+    # base URL's origin and publication.website's
+    form_origins: list[str] = []
+    # at most one confirmation mail per address this often, whoever asks: the link
+    # already sent stays valid for pending_expiry_hours, so a retry needs no new one
+    confirmation_mail_every_minutes: float = Field(default=60, gt=0)
+    # a client must send a request's headers, then its body, within these (slow-client guard)
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    body_timeout_seconds: float = Field(default=30, gt=0)
+    # open connections at most (also kept below the process's open-file limit)
+    max_connections: int = Field(default=500, ge=2)
+
+    @field_validator("form_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            parts = urlsplit(value)
+            if parts.scheme not in ("https", "http") or not parts.netloc or parts.path.strip("/"):
+                raise ValueError(f"{value!r} is not an origin like https://www.example.org")
+        return values
 
 
 class Bounces(_Section):

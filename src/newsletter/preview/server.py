@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import secrets
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 ASSET_TYPES = {"preview.js": "text/javascript", "preview.css": "text/css"}
 NO_STORE = {"Cache-Control": "no-store"}
+TOKEN_HEADER = "x-preview-token"
 
 
 class VersionHub:
@@ -159,8 +162,18 @@ class _Watcher:
 class PreviewApp:
     """The starlette app plus its background work: render loop, watchers, event hub."""
 
-    def __init__(self, state: PreviewState, *, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        state: PreviewState,
+        *,
+        on_ready: Callable[[], None] | None = None,
+        hosts: Collection[str] = (),
+    ) -> None:
         self.state = state
+        # the link check makes this machine fetch URLs: only the page this run served may
+        # ask, proven by a token in it, from this server's own origin and Host
+        self.api_token = secrets.token_urlsafe(32)
+        self.hosts = frozenset(hosts)
         self.hub = VersionHub()
         self.renders = 0
         self._on_ready = on_ready
@@ -212,7 +225,8 @@ class PreviewApp:
     async def page(self, request: Request) -> HTMLResponse:
         """The preview page (its script fetches everything else)."""
         issue_name = self.state.issue_dir.resolve().name
-        return HTMLResponse(self._page.render(issue_name=issue_name), headers=NO_STORE)
+        page = self._page.render(issue_name=issue_name, api_token=self.api_token)
+        return HTMLResponse(page, headers=NO_STORE)
 
     async def asset(self, request: Request) -> Response:
         """The page's script or style, from the packaged templates/preview/."""
@@ -238,11 +252,32 @@ class PreviewApp:
         return StreamingResponse(self.hub.stream(), media_type="text/event-stream", headers=headers)
 
     async def api_check_links(self, request: Request) -> JSONResponse:
-        """Check the http(s) links of the render on show -> [{url, ok, status, detail}]."""
+        """Check the http(s) links of the render on show -> [{url, ok, status, detail}].
+
+        403 unless the request carries this run's token and comes from this server's own
+        origin and Host (another site, or one rebinding its name to 127.0.0.1, may not).
+        """
+        refusal = self._refusal(request)
+        if refusal:
+            log.warning("refused a link check: %s", refusal)
+            return JSONResponse({"error": refusal}, status_code=403, headers=NO_STORE)
         good = self.state.snapshot.good
         urls = [link.url for link in good.figures.links] if good else []
         results = await check_links(urls)
         return JSONResponse([result.__dict__ for result in results], headers=NO_STORE)
+
+    def _refusal(self, request: Request) -> str | None:
+        """Why ``request`` may not use the API, or None when it may."""
+        host = request.headers.get("host", "")
+        if self.hosts and host not in self.hosts:
+            return "not addressed to this server's own host and port"
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"http://{host}":
+            return "posted from another site"
+        token = request.headers.get(TOKEN_HEADER, "")
+        if not hmac.compare_digest(token.encode(), self.api_token.encode()):
+            return "without this preview's token"
+        return None
 
 
 def _preview_files() -> Any:
@@ -289,7 +324,12 @@ class PreviewServer:
         self.url = f"http://{host}:{self._socket.getsockname()[1]}/"
         self.ready = threading.Event()
         self._on_ready = on_ready
-        self.app = PreviewApp(state, on_ready=self._announce)
+        port = self._socket.getsockname()[1]
+        self.app = PreviewApp(
+            state,
+            on_ready=self._announce,
+            hosts={f"{host}:{port}", *(f"{name}:{port}" for name in LOOPBACK_NAMES)},
+        )
         config = uvicorn.Config(
             self.app.starlette,
             log_config=None,

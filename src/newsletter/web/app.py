@@ -41,8 +41,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -55,6 +56,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -65,11 +67,13 @@ from newsletter.store import (
     AddressError,
     Consent,
     Membership,
+    PendingResult,
     Store,
     Subscriber,
     normalize_address,
     open_store_for,
 )
+from newsletter.store.confirmations import SEND, claim_confirmation_mail
 from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
 from newsletter.tokens import (
     ConfirmTokens,
@@ -78,6 +82,8 @@ from newsletter.tokens import (
     confirm_url,
 )
 from newsletter.web import pages as p
+from newsletter.web.accesslog import AccessLog, shown_path
+from newsletter.web.guard import FormOrigins, allowed_origins
 from newsletter.web.limits import SlidingWindowLimiter
 from newsletter.web.mail import CONFIRM, WELCOME, MessageFactory, Postman
 from newsletter.workspace import Workspace
@@ -154,6 +160,27 @@ async def _read_form(request: Request) -> FormData:
         return FormData()
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _route(path: str, **by_method: Endpoint) -> Route:
+    """One route for ``path`` answering each method in ``by_method`` (GET also answers HEAD)."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await by_method[method](request)
+
+    return Route(path, dispatch, methods=list(by_method))
+
+
+def _unstorable(form: FormData) -> bool:
+    """Whether a field name or value holds NUL, which PostgreSQL text cannot store."""
+    return any(
+        "\x00" in key or (isinstance(value, str) and "\x00" in value)
+        for key, value in form.multi_items()
+    )
+
+
 class WebApp:
     """The endpoints of one workspace; ``starlette`` is the ASGI app to serve.
 
@@ -189,6 +216,8 @@ class WebApp:
         self.subscribe_requests = SlidingWindowLimiter(
             serve.subscribe_limit_per_minute, **limiter_args
         )
+        self.form_origins = FormOrigins(allowed_origins(ws))
+        self.confirmation_every = timedelta(minutes=serve.confirmation_mail_every_minutes)
         self.default_list = ws.config.send.list
         self.public_lists = tuple(serve.subscribe_lists) or (self.default_list,)
         self._close_store = close_store
@@ -202,6 +231,7 @@ class WebApp:
             },
             lifespan=self._lifespan,
             max_body_size=MAX_BODY_BYTES,
+            middleware=[Middleware(AccessLog)],
         )
         # /u/abc/ must not 307 to /u/abc: no redirect, ever
         self.starlette.router.redirect_slashes = False
@@ -209,14 +239,12 @@ class WebApp:
     # -- plumbing --------------------------------------------------------------------------
 
     def _routes(self) -> list[BaseRoute]:
+        # one route per path, so a 405 names every method the path answers in Allow
         routes: list[BaseRoute] = [
-            Route("/u/{token}", self.unsubscribe_page, methods=["GET"]),
-            Route("/u/{token}", self.unsubscribe, methods=["POST"]),
-            Route("/subscribe", self.subscribe_form, methods=["GET"]),
-            Route("/subscribe", self.subscribe, methods=["POST"]),
-            Route("/c/{token}", self.confirm_page, methods=["GET"]),
-            Route("/c/{token}", self.confirm, methods=["POST"]),
-            Route("/healthz", self.health, methods=["GET"]),
+            _route("/u/{token}", GET=self.unsubscribe_page, POST=self.unsubscribe),
+            _route("/subscribe", GET=self.subscribe_form, POST=self.subscribe),
+            _route("/c/{token}", GET=self.confirm_page, POST=self.confirm),
+            _route("/healthz", GET=self.health),
         ]
         prefix = urlsplit(self.ws.base_url).path.rstrip("/")
         if not prefix:
@@ -283,13 +311,16 @@ class WebApp:
         if status == 404:
             return self._error("There is no page at this address.", 404)
         if status == 405:
-            return self._error("This address does not answer that kind of request.", 405)
+            allow = exc.headers if isinstance(exc, HTTPException) else None
+            return self._error("This address does not answer that kind of request.", 405, allow)
         if status == 413:
             return self._error("That request was too large.", 413)
         return self._error("The request could not be handled.", status)
 
     async def _server_error(self, request: Request, exc: Exception) -> Response:
-        log.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
+        log.error(
+            "error answering %s %s", request.method, shown_path(request.url.path), exc_info=exc
+        )
         return self._error("Something broke on our side. Please try again in a few minutes.", 500)
 
     def _too_many(self, client: str) -> HTMLResponse:
@@ -297,6 +328,13 @@ class WebApp:
             "Too many requests from your address. Please wait a minute and try again.",
             429,
             {"Retry-After": str(self.invalid_tokens.retry_after(client) or 60)},
+        )
+
+    def _unstorable_form(self) -> HTMLResponse:
+        return self._error(
+            "The form held a character that cannot be stored (a NUL byte). "
+            "Go back, retype the fields and send it again.",
+            400,
         )
 
     def _invalid(self, client: str) -> HTMLResponse:
@@ -406,7 +444,13 @@ class WebApp:
         """GET /subscribe: the hosted sign-up form."""
         wanted = request.query_params.get("list", "")
         list_name = wanted if wanted in self.public_lists else self.default_list
-        return self._page(p.SUBSCRIBE_FORM, list_name=list_name, lists=list(self.public_lists))
+        return self._page(
+            p.SUBSCRIBE_FORM,
+            list_name=list_name,
+            lists=list(self.public_lists),
+            # a no-referrer page posts "Origin: null", which the origin check refuses
+            headers={"Referrer-Policy": "same-origin"},
+        )
 
     async def subscribe(self, request: Request) -> Response:
         """POST /subscribe: record a pending subscription and mail a confirm link."""
@@ -419,6 +463,8 @@ class WebApp:
             )
         self.subscribe_requests.hit(client)
         form = await _read_form(request)
+        if _unstorable(form):
+            return self._unstorable_form()
         list_name = _field(form, "list") or self.default_list
         if list_name not in self.public_lists:
             return self._error("This sign-up form points at a list that does not exist.", 400)
@@ -432,6 +478,10 @@ class WebApp:
         answer: dict[str, Any] = {"email": email, "list_name": list_name}
         if _field(form, HONEYPOT_FIELD):
             log.info("honeypot filled from %s: ignored", client)
+            return self._page(p.CHECK_INBOX, **answer)
+        if not self.form_origins.allows(request.headers, str(request.base_url)):
+            sender = self.form_origins.sender(request.headers) or ""
+            log.info("sign-up posted from another site %r: ignored", sender[:100])
             return self._page(p.CHECK_INBOX, **answer)
         consent = _consent(
             request,
@@ -449,16 +499,33 @@ class WebApp:
         )
         task = None
         if pending.status == PENDING:
-            task = BackgroundTask(
-                self._send_confirmation, pending.subscriber_id, pending.list_id, list_name
-            )
+            task = BackgroundTask(self._send_confirmation, pending, list_name, consent)
         else:
             log.info("subscribe request for an active member of %s: nothing sent", list_name)
         return self._page(p.CHECK_INBOX, background=task, **answer)
 
-    def _send_confirmation(self, subscriber_id: int, list_id: int, list_name: str) -> None:
-        """Build and send the confirm message (after the answer went out); log failures."""
-        self._mail(CONFIRM, subscriber_id, list_id, list_name)
+    async def _send_confirmation(
+        self, pending: PendingResult, list_name: str, consent: Consent
+    ) -> None:
+        """Send the confirm message after the answer went out, if the address may get one.
+
+        Whether it may (not mailed within ``serve.confirmation_mail_every_minutes``, not
+        bounced, complained or erased) is decided here, so the answer never tells.
+        """
+        decision = await self._write(
+            claim_confirmation_mail,
+            self.store,
+            pending.subscriber_id,
+            pending.list_id,
+            every=self.confirmation_every,
+            consent=consent,
+        )
+        if decision != SEND:
+            log.info("no confirmation mail to subscriber %d: %s", pending.subscriber_id, decision)
+            return
+        await anyio.to_thread.run_sync(
+            self._mail, CONFIRM, pending.subscriber_id, pending.list_id, list_name
+        )
 
     def _mail(self, kind: str, subscriber_id: int, list_id: int, list_name: str) -> None:
         try:
@@ -531,6 +598,8 @@ class WebApp:
         list_name = member.membership.list_name
         answer: dict[str, Any] = {"email": member.subscriber.email, "list_name": list_name}
         form = await _read_form(request)
+        if _unstorable(form):
+            return self._unstorable_form()
         consent_text = self.pages.consent(list_name)
         detail: dict[str, Any] = {"step": "confirm"}
         shown = _field(form, "consent_version")

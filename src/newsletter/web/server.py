@@ -13,6 +13,7 @@ reverse proxy on the same machine the rate limits see the real client address.
 from __future__ import annotations
 
 import logging
+import resource
 import socket
 import threading
 import time
@@ -24,6 +25,12 @@ from newsletter.listen import bind_socket
 from newsletter.schedule import RunReport, SendRunner, run_due
 from newsletter.store import Store, open_store_for
 from newsletter.web.app import WebApp
+from newsletter.web.connections import (
+    ConnectionLimits,
+    RepeatFilter,
+    guarded_protocol,
+    limit_repeats,
+)
 from newsletter.web.mail import Postman
 from newsletter.workspace import Workspace
 
@@ -37,6 +44,26 @@ KEEP_ALIVE_SECONDS = 75
 SEND_STOP_SECONDS = 60.0
 # Expired pending subscriptions are looked for at most this often.
 EXPIRY_EVERY_SECONDS = 3600.0
+# File descriptors kept free of client connections: the database, SMTP, worker threads.
+SPARE_FILES = 64
+# Loggers that repeat one line per refused accept(), slow client or bad request.
+NOISY_LOGGERS = ("asyncio", "uvicorn.error", "newsletter.web.connections")
+
+
+def connection_limits(ws: Workspace) -> ConnectionLimits:
+    """The [serve] slow-client limits; the connection cap stays below the open-file limit."""
+    serve = ws.config.serve
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = serve.max_connections
+    if soft != resource.RLIM_INFINITY and cap > soft - SPARE_FILES:
+        cap = max(2, soft - SPARE_FILES)
+        log.warning(
+            "serve.max_connections %d is above what %d open files allow: using %d",
+            serve.max_connections,
+            soft,
+            cap,
+        )
+    return ConnectionLimits(serve.header_timeout_seconds, serve.body_timeout_seconds, cap)
 
 
 class Housekeeper:
@@ -156,8 +183,10 @@ class ServeServer:
             if scheduler
             else None
         )
+        limit_repeats(NOISY_LOGGERS, RepeatFilter())
         config = uvicorn.Config(
             self.web.starlette,
+            http=guarded_protocol(connection_limits(ws)),
             log_config=None,
             access_log=False,
             lifespan="on",

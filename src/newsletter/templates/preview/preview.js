@@ -251,7 +251,12 @@
     button.disabled = true;
     button.textContent = "Checking…";
     try {
-      const response = await fetch("/api/check-links", { method: "POST" });
+      // the server answers only the page it served: this run's token proves it
+      const token = document.querySelector('meta[name="preview-token"]').content;
+      const response = await fetch("/api/check-links", {
+        method: "POST",
+        headers: { "X-Preview-Token": token },
+      });
       for (const result of await response.json()) linkResults.set(result.url, result);
       renderLinks(currentLinks);
     } finally {
