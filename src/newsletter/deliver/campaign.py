@@ -52,6 +52,7 @@ from newsletter.store.deliveries import (
     count_sendable,
     counts,
     create_campaign,
+    describe_runner,
     enqueue,
     expire_deferred,
     failures,
@@ -339,12 +340,13 @@ def send_issue(
             campaign_id=campaign.id,
         )
         now = tuning.clock()
-        if not acquire(
+        holder = acquire(
             store, campaign, runner, now, now - timedelta(seconds=tuning.stale_after_seconds)
-        ):
+        )
+        if holder is not None:
             raise NewsletterError(
                 f"{issue_dir} is being sent to list {list_name!r} by another process "
-                f"({campaign.runner})",
+                f"({describe_runner(holder)})",
                 hint="let it finish; a send silent for "
                 f"{tuning.stale_after_seconds:g} s can be taken over by running send again",
             )
