@@ -36,6 +36,7 @@ from newsletter.deliver import (
     AlreadySentError,
     SendTuning,
     dry_run,
+    latest_issue,
     plan_send,
     retry_due_deferrals,
     send_issue,
@@ -1123,6 +1124,10 @@ def test_an_empty_list_is_refused_before_anything_is_recorded(
         send_issue(ws, issue, list_name="weekly", smtp_url=server.url, tuning=FAST)
     with open_store_for(ws) as store, store.read() as conn:
         assert conn.scalar(select(campaigns.c.id)) is None  # importing later still works
+    # a dry run refuses alike, before it writes anything
+    with pytest.raises(NewsletterError, match="'weekly' has nobody to send to"):
+        dry_run(ws, issue, ws.root / "dry", "weekly")
+    assert not (ws.root / "dry").exists()
 
 
 def test_plan_counts_the_list(ws: Workspace, issue: Path) -> None:
@@ -1283,3 +1288,33 @@ def test_a_send_that_loses_the_race_names_the_process_sending(
     assert isinstance(refusal, NewsletterError), refusal
     assert f"by another process (process {os.getpid()} on {socket.gethostname()})" in str(refusal)
     assert outcome["a"].sent == 5
+
+
+def test_latest_is_the_newest_issue_not_yet_sent_whatever_was_touched(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    """--latest goes by the issue's date, not by when a file changed: touching an old
+    issue does not make it the latest; a fully sent issue is passed over."""
+    older = write_issue(ws.root, "2026-11-20-harbour")
+    data = json.loads((older / "issue.json").read_text(encoding="utf-8"))
+    (older / "issue.json").write_text(json.dumps({**data, "date": "2026-11-20"}), "utf-8")
+    future = datetime.now(UTC).timestamp() + 3600
+    os.utime(older / "issue.json", (future, future))  # edited (or touched) last
+    assert latest_issue(ws) == issue
+    send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert latest_issue(ws) == older  # the newest one is sent: the next unsent
+    with open_store_for(ws) as store:
+        store.ensure_list("weekly")
+    assert latest_issue(ws, "weekly") == issue  # never sent to that list
+    send_issue(ws, older, smtp_url=server.url, tuning=FAST)
+    with pytest.raises(NewsletterError, match="already sent to list 'main'") as info:
+        latest_issue(ws)
+    assert "compose a new issue" in str(info.value.hint)
+
+
+def test_latest_names_an_issue_whose_date_cannot_be_read(ws: Workspace, issue: Path) -> None:
+    broken = ws.root / "issues" / "2026-11-30-draft"
+    broken.mkdir()
+    (broken / "issue.json").write_text('{"subject": "half written"', encoding="utf-8")
+    with pytest.raises(NewsletterError, match=r"2026-11-30-draft/issue\.json: cannot read"):
+        latest_issue(ws)

@@ -110,6 +110,18 @@ def _list_id(store: Store, list_name: str) -> int:
     return list_id
 
 
+def refuse_empty_list(store: Store, list_id: int, list_name: str) -> None:
+    """Raise NewsletterError when ``list_name`` has nobody a send would reach (a send
+    and a dry run refuse alike)."""
+    with store.read() as conn:
+        if count_sendable(conn, list_id):
+            return
+    raise NewsletterError(
+        f"list {list_name!r} has nobody to send to (no active, confirmed member)",
+        hint="import subscribers first: newsletter subscribers import FILE",
+    )
+
+
 def _never_sent(issue_dir: Path, list_name: str) -> NewsletterError:
     return NewsletterError(
         f"{issue_dir} was never sent to list {list_name!r}: there is nothing to retry",
@@ -311,12 +323,7 @@ def send_issue(
             if retry_failed or retry_unknown:
                 raise _never_sent(issue_dir, list_name)
             rendered, warnings = render_for_send(ws, issue_dir)
-            with store.read() as conn:
-                if not count_sendable(conn, list_id):
-                    raise NewsletterError(
-                        f"list {list_name!r} has nobody to send to (no active, confirmed member)",
-                        hint="import subscribers first: newsletter subscribers import FILE",
-                    )
+            refuse_empty_list(store, list_id, list_name)
             campaign = create_campaign(
                 store,
                 issue_path=key,
