@@ -17,6 +17,7 @@ from __future__ import annotations
 import mailbox
 import os
 import socket
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -959,3 +960,47 @@ def test_cli_missing_path_is_an_error(invoke: Invoke, tmp_path: Path) -> None:
 
 def test_cli_needs_a_path(invoke: Invoke) -> None:
     assert invoke().exit_code == 2
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+def big_bounce(size: int) -> bytes:
+    """hard-5.1.1.eml with the whole original returned too: a body of about ``size`` bytes."""
+    data = fixture("hard-5.1.1.eml").replace(b"\r\n", b"\n")
+    boundary = b"--7F3A12C0441.1764576902/mx1.harbour-mail.example.net--"
+    line = b"The winter timetable starts on Monday with two fewer crossings a day.\n"
+    original = (
+        b"Content-Type: message/rfc822\n\n"
+        b"Message-ID: <big-original@example.org>\nSubject: Harbour notes\n"
+        b"Content-Type: text/plain; charset=us-ascii\n\n" + line * (size // len(line)) + b"\n"
+    )
+    head, _, tail = data.rpartition(boundary)
+    return head + boundary[:-2] + b"\n" + original + boundary + tail
+
+
+@pytest.mark.parametrize("form", ["eml", "mbox"])
+def test_a_large_report_costs_at_most_three_times_its_size_in_memory(
+    ws: Workspace, tmp_path: Path, form: str
+) -> None:
+    """A 5 MB bounce with the original attached: read, parsed and applied in at most about
+    three times its size (the whole text, its lines and their join used to cost ten)."""
+    data = big_bounce(5_000_000)
+    path = tmp_path / f"big.{form}"
+    if form == "eml":
+        path.write_bytes(data)
+    else:
+        box = mailbox.mbox(path)
+        box.add(data)
+        box.close()
+    with open_store_for(ws) as store:
+        process_paths(ws, [FIXTURES / "delivered.eml"], store=store)  # imports, caches
+        tracemalloc.start()
+        try:
+            report = process_paths(ws, [path], store=store)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert status_of(store, GRACE) == "bounced"
+    assert report.hard == 1 and not report.incomplete
+    assert peak <= 3 * len(data), f"peak {peak / len(data):.1f} times the message"

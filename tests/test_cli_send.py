@@ -111,6 +111,28 @@ def test_send_test_dry_run_and_at(
     assert received(server) == 2
 
 
+def test_a_dry_run_to_an_empty_list_fails_like_send(
+    invoke: Invoke, issue: Path, tmp_path: Path
+) -> None:
+    assert invoke("subscribers", "add", "x@example.org", "--list", "weekly").exit_code == 0
+    assert invoke("subscribers", "remove", "x@example.org", "--list", "weekly").exit_code == 0
+    dry = invoke("send", str(issue), "--dry-run", str(tmp_path / "out"), "--list", "weekly")
+    assert dry.exit_code == 1 and isinstance(dry.exception, NewsletterError)
+    assert "'weekly' has nobody to send to" in str(dry.exception)
+    assert not (tmp_path / "out").exists()
+
+
+def test_send_latest_passes_the_list_and_help_shows_no_fixed_date(
+    invoke: Invoke, issue: Path, server: LedgerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
+    assert invoke("send", "--latest", "--yes").exit_code == 0
+    again = invoke("send", "--latest", "--yes")
+    assert again.exit_code == 1 and "already sent to list 'main'" in str(again.exception)
+    help_text = invoke("send", "--help").output
+    assert "tomorrow 08:00" in help_text and "2026-" not in help_text
+
+
 @pytest.mark.e2e
 def test_readme_main_job_works_twice_in_one_workspace(invoke: Invoke, workspace_dir: Path) -> None:
     """compose makes a new folder each time; send --latest sends the newest, through the

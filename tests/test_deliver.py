@@ -15,13 +15,14 @@ import contextlib
 import email
 import email.policy
 import json
+import logging
 import math
 import os
 import signal
 import socket
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ from newsletter.deliver import (
     AlreadySentError,
     SendTuning,
     dry_run,
+    latest_issue,
     plan_send,
     retry_due_deferrals,
     send_issue,
@@ -73,6 +75,8 @@ class LedgerHandler:
         self.data_script: deque[str] = deque()  # one reply or action per message
         self.after_store: Callable[[int, str], None] | None = None
         self.before_refusal: Callable[[str], None] | None = None  # runs before a 4xx
+        # awaited before the reply to a stored message: (the session, count so far)
+        self.before_reply: Callable[[SMTP, int], Awaitable[None]] | None = None
         self.lock = threading.Lock()
 
     async def handle_EHLO(
@@ -122,6 +126,8 @@ class LedgerHandler:
             count = len(self.received)
         if self.after_store is not None:
             self.after_store(count, rcpt)
+        if self.before_reply is not None:
+            await self.before_reply(server, count)
         if action == DROP_AFTER:  # taken, but the reply never leaves
             transport.close()
             return "250 never seen"
@@ -670,22 +676,35 @@ def test_wrong_password_stops_the_run(ws: Workspace, issue: Path, tmp_path: Path
 
 class GreetingSMTP(SMTP):
     """aiosmtpd that can answer the greeting with a 421: past ``limit`` sessions open at
-    once ("too many connections from your address"), or while ``busy`` is set."""
+    once ("too many connections from your address"), past ``allowed`` sessions in all, or
+    while ``busy`` is set.
+
+    A session over ``limit`` is refused only once ``limit`` sessions have begun a mail
+    transaction, so the client always sees the others open when the refusal arrives.
+    """
 
     limit = 1000
+    allowed = 1000
     busy = False
     active = 0
+    greeted = 0
     most = 0
     refused = 0
+    transacting: set[SMTP]
+    all_transacting: asyncio.Event  # set once ``limit`` sessions have sent MAIL
 
     async def _handle_client(self) -> None:  # aiosmtpd's greeting; no public hook for it
         cls = type(self)
-        if cls.busy or cls.active >= cls.limit:
+        over_limit = cls.active >= cls.limit
+        if cls.busy or over_limit or cls.greeted >= cls.allowed:
+            if over_limit:
+                await asyncio.wait_for(cls.all_transacting.wait(), 30)
             cls.refused += 1
             await self.push("421 4.7.0 not now, try again later")
             assert self.transport is not None
             self.transport.close()
             return
+        cls.greeted += 1
         cls.active += 1
         cls.most = max(cls.most, cls.active)
         try:
@@ -693,15 +712,25 @@ class GreetingSMTP(SMTP):
         finally:
             cls.active -= 1
 
+    async def smtp_MAIL(self, arg: str) -> None:
+        cls = type(self)
+        cls.transacting.add(self)
+        if len(cls.transacting) >= cls.limit:
+            cls.all_transacting.set()
+        await super().smtp_MAIL(arg)
+
 
 @pytest.fixture
 def greeting_server() -> Iterator[LedgerServer]:
     class Greeting(GreetingSMTP):
-        pass  # its own counters for this test
+        # its own counters and events for this test
+        transacting: set[SMTP] = set()  # noqa: RUF012
+        all_transacting = asyncio.Event()
 
     controller = LedgerServer(LedgerHandler())
     controller.smtp_class = Greeting
     controller.start()
+    Greeting.greeted = 0  # forget the Controller's own start-up probe
     yield controller
     controller.stop()
 
@@ -780,25 +809,54 @@ def test_a_server_refusing_sessions_for_a_while_defers_rows_and_stops_nothing(
 def test_a_row_handed_back_by_a_narrowed_run_is_still_sent_or_deferred(
     ws: Workspace, issue: Path, greeting_server: LedgerServer
 ) -> None:
-    """Sessions refused (421) from the fourth message on, with the claims all made: the
-    lanes still holding rows give them back or defer them; none is left queued."""
+    """Two sessions of two messages each, then every session refused (421): the lane
+    whose session is used up first is refused while the other lane's session is open, so
+    the run narrows and hands that lane's row back; the other lane takes it, is refused
+    too and defers it; none is left queued.
+
+    Events fix the order: no reply goes out before both sessions are in a transaction,
+    and the other session's last reply waits until the run has narrowed."""
     smtp_class: Any = greeting_server.smtp_class
+    smtp_class.allowed = 2
+    both_sending = asyncio.Event()
+    narrowed = threading.Event()
+    per_session: Counter[SMTP] = Counter()
+    used_up: list[SMTP] = []
 
-    def busy_after_four(count: int, rcpt: str) -> None:
-        if count == 4:
-            smtp_class.busy = True
+    async def in_order(session: SMTP, count: int) -> None:
+        per_session[session] += 1
+        if len(per_session) == 2:
+            both_sending.set()
+        await asyncio.wait_for(both_sending.wait(), 30)
+        if per_session[session] == 2:
+            if used_up:  # the other session is used up: its lane asks for a third one
+                await asyncio.to_thread(narrowed.wait, 30)
+            used_up.append(session)
 
-    handler_of(greeting_server).after_store = busy_after_four
-    report = send_issue(
-        with_send(ws, messages_per_connection=2),
-        issue,
-        smtp_url=greeting_server.url,
-        connections=2,
-        tuning=FAST,
-    )
+    class NarrowedLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "one connection fewer" in record.getMessage():
+                narrowed.set()
+
+    handler_of(greeting_server).before_reply = in_order
+    engine_log = logging.getLogger("newsletter.deliver.engine")
+    watcher = NarrowedLog()
+    engine_log.addHandler(watcher)
+    try:
+        report = send_issue(
+            with_send(ws, messages_per_connection=2),
+            issue,
+            smtp_url=greeting_server.url,
+            connections=2,
+            tuning=FAST,
+        )
+    finally:
+        engine_log.removeHandler(watcher)
+    assert narrowed.is_set()
     statuses = Counter(status for status, _, _ in ledger(ws).values())
     assert statuses["queued"] == 0 and statuses["sending"] == 0
     assert (report.sent, report.deferred, report.state) == (4, 1, "waiting")
+    assert smtp_class.greeted == 2
 
 
 def test_many_tls_connections_in_one_loop_deliver_each_message_once(
@@ -1066,6 +1124,10 @@ def test_an_empty_list_is_refused_before_anything_is_recorded(
         send_issue(ws, issue, list_name="weekly", smtp_url=server.url, tuning=FAST)
     with open_store_for(ws) as store, store.read() as conn:
         assert conn.scalar(select(campaigns.c.id)) is None  # importing later still works
+    # a dry run refuses alike, before it writes anything
+    with pytest.raises(NewsletterError, match="'weekly' has nobody to send to"):
+        dry_run(ws, issue, ws.root / "dry", "weekly")
+    assert not (ws.root / "dry").exists()
 
 
 def test_plan_counts_the_list(ws: Workspace, issue: Path) -> None:
@@ -1174,3 +1236,85 @@ def test_a_fresh_render_is_sent_as_rendered_without_the_render_stack(
     with open_store_for(ws) as store, store.read() as conn:
         stored = conn.execute(select(campaigns.c.html, campaigns.c.text)).one()
     assert (stored.html, stored.text) == (fresh.html, fresh.text)
+
+
+def test_a_send_that_loses_the_race_names_the_process_sending(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    """Two real sends of a stopped campaign: B reads it (nobody running it), A takes it
+    and waits in the server, then B tries: B refuses naming A's host and pid, never the
+    runner it read before A took it ("None")."""
+    stop = threading.Event()
+    stop.set()
+    assert send_issue(ws, issue, smtp_url=server.url, stop=stop, tuning=FAST).state == "stopped"
+    b_read, a_holds, a_held, release = (threading.Event() for _ in range(4))
+
+    def b_clock() -> datetime:  # B's first reading of the clock comes just before its claim
+        if not b_read.is_set():
+            b_read.set()
+            assert a_holds.wait(30)
+        return datetime.now(UTC)
+
+    async def hold_a(session: SMTP, count: int) -> None:
+        if count == 1:
+            a_held.set()
+            await asyncio.to_thread(release.wait, 30)
+
+    handler_of(server).before_reply = hold_a
+    outcome: dict[str, Any] = {}
+
+    def run(name: str, tuning: SendTuning) -> None:
+        try:
+            outcome[name] = send_issue(ws, issue, smtp_url=server.url, tuning=tuning)
+        except NewsletterError as exc:
+            outcome[name] = exc
+
+    b = threading.Thread(target=run, args=("b", replace(FAST, clock=b_clock)))
+    a = threading.Thread(target=run, args=("a", FAST))
+    b.start()
+    try:
+        assert b_read.wait(30), "B never read the campaign"
+        a.start()
+        assert a_held.wait(30), "A never reached the server"
+        a_holds.set()
+        b.join(30)
+    finally:
+        a_holds.set()
+        release.set()
+        b.join(30)
+        if a.ident is not None:  # started
+            a.join(30)
+    refusal = outcome["b"]
+    assert isinstance(refusal, NewsletterError), refusal
+    assert f"by another process (process {os.getpid()} on {socket.gethostname()})" in str(refusal)
+    assert outcome["a"].sent == 5
+
+
+def test_latest_is_the_newest_issue_not_yet_sent_whatever_was_touched(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    """--latest goes by the issue's date, not by when a file changed: touching an old
+    issue does not make it the latest; a fully sent issue is passed over."""
+    older = write_issue(ws.root, "2026-11-20-harbour")
+    data = json.loads((older / "issue.json").read_text(encoding="utf-8"))
+    (older / "issue.json").write_text(json.dumps({**data, "date": "2026-11-20"}), "utf-8")
+    future = datetime.now(UTC).timestamp() + 3600
+    os.utime(older / "issue.json", (future, future))  # edited (or touched) last
+    assert latest_issue(ws) == issue
+    send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert latest_issue(ws) == older  # the newest one is sent: the next unsent
+    with open_store_for(ws) as store:
+        store.ensure_list("weekly")
+    assert latest_issue(ws, "weekly") == issue  # never sent to that list
+    send_issue(ws, older, smtp_url=server.url, tuning=FAST)
+    with pytest.raises(NewsletterError, match="already sent to list 'main'") as info:
+        latest_issue(ws)
+    assert "compose a new issue" in str(info.value.hint)
+
+
+def test_latest_names_an_issue_whose_date_cannot_be_read(ws: Workspace, issue: Path) -> None:
+    broken = ws.root / "issues" / "2026-11-30-draft"
+    broken.mkdir()
+    (broken / "issue.json").write_text('{"subject": "half written"', encoding="utf-8")
+    with pytest.raises(NewsletterError, match=r"2026-11-30-draft/issue\.json: cannot read"):
+        latest_issue(ws)

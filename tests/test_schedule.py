@@ -111,7 +111,11 @@ def test_parse_when_reads_what_people_write(text: str, utc: datetime) -> None:
     [
         ("", "no send time"),
         ("2026-12-01", "no time of day"),
-        ("next tuesday", "no time of day"),
+        ("next tuesday", "cannot read 'next tuesday' as a send time"),
+        ("tomorrow", "tomorrow needs a time of day"),
+        ("tomorrow 25:00", "is not a time of day"),
+        ("today 13pm", "13 is not an hour of am/pm"),
+        ("+2 weeks", "cannot read"),
         ("2026-13-01 08:00", "cannot read"),
         ("2026-12-01 08:00 Mars/Olympus_Mons", "unknown time zone"),
         ("2026-12-01T08:00+01:00 Europe/Berlin", "both an offset and a time zone"),
@@ -122,7 +126,43 @@ def test_parse_when_refuses_what_it_cannot_read_and_says_how(text: str, problem:
     with pytest.raises(ScheduleError) as info:
         parse_when(text, "Europe/Berlin")
     assert problem in str(info.value)
-    assert "2026-12-01 08:00 Europe/Berlin" in str(info.value) or info.value.hint
+    assert info.value.hint
+
+
+def test_a_time_it_cannot_read_lists_every_accepted_form() -> None:
+    with pytest.raises(ScheduleError) as info:
+        parse_when("tomorrow at nine", "Europe/Berlin")
+    hint = str(info.value.hint)
+    for form in ("YYYY-MM-DD HH:MM", "Area/City", "+01:00", "today HH:MM", "tomorrow HH:MM"):
+        assert form in hint
+    assert "+2h" in hint and "9am" in hint
+
+
+@pytest.mark.parametrize(
+    ("text", "utc"),
+    [
+        ("tomorrow 9am", datetime(2026, 11, 28, 8, 0, tzinfo=UTC)),
+        ("tomorrow 09:00", datetime(2026, 11, 28, 8, 0, tzinfo=UTC)),
+        ("Tomorrow 9:30 PM", datetime(2026, 11, 28, 20, 30, tzinfo=UTC)),
+        ("today 12am UTC", datetime(2026, 11, 27, 0, 0, tzinfo=UTC)),
+        ("today 18:00 America/New_York", datetime(2026, 11, 27, 23, 0, tzinfo=UTC)),
+        ("+90m", NOW + timedelta(minutes=90)),
+        ("+2h", NOW + timedelta(hours=2)),
+        ("+1d", NOW + timedelta(days=1)),
+    ],
+)
+def test_parse_when_reads_days_and_offsets_from_now(
+    text: str, utc: datetime, clock: object
+) -> None:
+    assert parse_when(text, "Europe/Berlin").astimezone(UTC) == utc
+
+
+def test_tomorrow_is_the_next_day_where_the_zone_is(clock: Clock) -> None:
+    """At 23:30 UTC it is already the next day in Berlin: tomorrow is the day after."""
+    clock.move_to(datetime(2026, 11, 27, 23, 30, tzinfo=UTC))
+    assert parse_when("tomorrow 08:00", "Europe/Berlin") == datetime(
+        2026, 11, 29, 8, 0, tzinfo=BERLIN
+    )
 
 
 # --- schedule, list, cancel ----------------------------------------------------------------

@@ -10,7 +10,9 @@ original message attached, whose List-Unsubscribe link carries a signed token.
 
 ``classify(data, ...)`` reads one message with the stdlib ``email`` parser
 (``policy.default``; it splits ``message/delivery-status`` into its header blocks
-itself) and says what it is:
+itself), once, handing it only the first ``SEGMENT_BUDGET`` bytes of each MIME body, so
+a report with a large original attached costs little more than its bytes; it says what
+it is:
 
 - ``multipart/report; report-type=delivery-status``: per recipient, ``Action: failed``
   with a 5.x.x ``Status`` is a hard bounce; 4.x.x, or ``Action: delayed``, a soft one;
@@ -56,6 +58,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import logging
 import mailbox
 import os
@@ -63,10 +66,10 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
+from email import policy
 from email.errors import HeaderParseError
 from email.message import Message
-from email.parser import HeaderParser
+from email.parser import BytesFeedParser, HeaderParser
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
@@ -190,7 +193,7 @@ def classify(
     base VERP addresses are made from (``bounces@domain``); ``envelope_recipient`` the
     RCPT TO the message arrived with, when the caller knows it.
     """
-    message = message_from_bytes(data, policy=policy.default)
+    message = _parse(data)
     message_id = _first(message, "Message-ID").strip()
     base = Classification(
         kind=Kind.NOT_A_REPORT,
@@ -395,6 +398,33 @@ def _token_references(
 
 # --- reading the message with the email package ----------------------------------------------
 
+# Bytes of each MIME segment (the text from one line starting with "--" to the next)
+# handed to the parser; the rest of a long body is left out.
+SEGMENT_BUDGET = 256 * 1024
+_SEGMENT_START = re.compile(rb"^--", re.MULTILINE)
+
+
+def _parse(data: bytes) -> Message:
+    """``data`` -> the message as the ``email`` package parses it, each body cut to its
+    first ``SEGMENT_BUDGET`` bytes (at a line end).
+
+    What classifies a report (the headers, the status or feedback block, the returned
+    message's headers) sits at the start of its part; a returned original of several MB
+    would otherwise cost the parser many times its size (text, lines, joined payload).
+    Boundary lines start with "--", so every part still opens and closes where it did.
+    """
+    parser = BytesFeedParser(policy=policy.default)
+    found = (match.start() for match in _SEGMENT_START.finditer(data))
+    for start, end in itertools.pairwise(itertools.chain([0], found, [len(data)])):
+        if end - start > SEGMENT_BUDGET:
+            cut = data.rfind(b"\n", start, start + SEGMENT_BUDGET) + 1
+            end = cut if cut > start else start + SEGMENT_BUDGET
+        if end > start:
+            parser.feed(data[start:end])
+    message = parser.close()
+    assert isinstance(message, Message)
+    return message
+
 
 def _parts(message: Message) -> Iterator[Message]:
     """The direct subparts of a multipart message (none for a malformed one)."""
@@ -469,11 +499,21 @@ def _date_of(message: Message) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_HASH_CHUNK = 1 << 20  # hashing a report's bytes a chunk at a time, never a whole copy
+
+
 def _report_key(message_id: str, data: bytes) -> str:
     """The same key for the same report: its Message-ID, else its bytes (any line ends)."""
     if message_id:
         return hashlib.sha256(b"message-id:" + message_id.encode("utf-8", "replace")).hexdigest()
-    return hashlib.sha256(b"bytes:" + data.replace(b"\r\n", b"\n")).hexdigest()
+    digest = hashlib.sha256(b"bytes:")
+    carry = b""  # a CR at a chunk's end may start a CRLF: hash it with the next chunk
+    for offset in range(0, len(data), _HASH_CHUNK):
+        chunk = carry + data[offset : offset + _HASH_CHUNK]
+        carry = b"\r" if chunk.endswith(b"\r") else b""
+        digest.update(chunk[: len(chunk) - len(carry)].replace(b"\r\n", b"\n"))
+    digest.update(carry)
+    return digest.hexdigest()
 
 
 def _original_key(original_message_id: str) -> str:

@@ -280,7 +280,11 @@ def _parse_rate(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 @cli.command()
 @click.argument("issue_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--latest", is_flag=True, help="Send the issue composed or edited last.")
+@click.option(
+    "--latest",
+    is_flag=True,
+    help="Send the newest issue (by its date) not yet sent to the list.",
+)
 @click.option("--list", "list_name", help="List to send to (default: send.list).")
 @click.option(
     "--test",
@@ -320,7 +324,7 @@ def _parse_rate(ctx: click.Context, param: click.Parameter, value: str | None) -
     "--at",
     "at",
     metavar="WHEN",
-    help='Schedule instead, e.g. --at "2026-12-01 08:00 Europe/Berlin".',
+    help='Schedule instead: --at "YYYY-MM-DD HH:MM [Area/City]", "tomorrow 08:00" or "+2h".',
 )
 @click.option("--yes", is_flag=True, help="Do not ask before sending.")
 @click.pass_context
@@ -352,7 +356,7 @@ def send(
     if latest == (issue_dir is not None):
         raise click.UsageError("give ISSUE_DIR or --latest (one of them)")
     if issue_dir is None:
-        issue_dir = deliver.latest_issue(workspace)
+        issue_dir = deliver.latest_issue(workspace, list_name)
         click.echo(f"issue: {issue_dir}")
     if test_addresses:
         report = deliver.send_test(workspace, issue_dir, test_addresses, list_name=list_name)

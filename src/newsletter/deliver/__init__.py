@@ -9,13 +9,14 @@ progress)``                              -> SendReport (see ``campaign``)
 ``dry_run(ws, issue_dir, outdir, list_name)`` -> DryRunReport: the exact .eml files
 ``run_scheduled_send(ws, issue_dir, list_name=)`` -> summary line, for ``run_due``
 ``retry_due_deferrals(ws)``              -> reports of campaigns whose deferrals came due
-``latest_issue(ws)``                     -> the issue folder composed or edited last
+``latest_issue(ws, list_name)``         -> the newest issue folder not yet sent to the list
 ``parse_rate("10/s")``                   -> messages per second
 
 Modules: ``content`` (render once, sender-rule checks, the template), ``engine`` (the
 dispatcher, workers, outcome rules, group commits and the in-flight bound),
 ``campaign`` (runs of a campaign: start, resume, finish), ``offline`` (test and dry
-run), ``reports`` (the values handed back). The tables live in ``store.deliveries``.
+run), ``latest`` (``send --latest``), ``reports`` (the values handed back). The tables
+live in ``store.deliveries``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from .campaign import (
     run_scheduled_send,
     send_issue,
 )
-from .content import latest_issue
 from .engine import SendTuning, backoff, is_hard_bounce
+from .latest import latest_issue
 from .offline import dry_run, send_test
 from .reports import DryRunReport, SendPlan, SendProgress, SendReport
 

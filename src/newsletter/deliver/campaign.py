@@ -52,6 +52,7 @@ from newsletter.store.deliveries import (
     count_sendable,
     counts,
     create_campaign,
+    describe_runner,
     enqueue,
     expire_deferred,
     failures,
@@ -107,6 +108,18 @@ def _list_id(store: Store, list_name: str) -> int:
             "with newsletter subscribers import FILE --list NAME",
         )
     return list_id
+
+
+def refuse_empty_list(store: Store, list_id: int, list_name: str) -> None:
+    """Raise NewsletterError when ``list_name`` has nobody a send would reach (a send
+    and a dry run refuse alike)."""
+    with store.read() as conn:
+        if count_sendable(conn, list_id):
+            return
+    raise NewsletterError(
+        f"list {list_name!r} has nobody to send to (no active, confirmed member)",
+        hint="import subscribers first: newsletter subscribers import FILE",
+    )
 
 
 def _never_sent(issue_dir: Path, list_name: str) -> NewsletterError:
@@ -310,12 +323,7 @@ def send_issue(
             if retry_failed or retry_unknown:
                 raise _never_sent(issue_dir, list_name)
             rendered, warnings = render_for_send(ws, issue_dir)
-            with store.read() as conn:
-                if not count_sendable(conn, list_id):
-                    raise NewsletterError(
-                        f"list {list_name!r} has nobody to send to (no active, confirmed member)",
-                        hint="import subscribers first: newsletter subscribers import FILE",
-                    )
+            refuse_empty_list(store, list_id, list_name)
             campaign = create_campaign(
                 store,
                 issue_path=key,
@@ -339,12 +347,13 @@ def send_issue(
             campaign_id=campaign.id,
         )
         now = tuning.clock()
-        if not acquire(
+        holder = acquire(
             store, campaign, runner, now, now - timedelta(seconds=tuning.stale_after_seconds)
-        ):
+        )
+        if holder is not None:
             raise NewsletterError(
                 f"{issue_dir} is being sent to list {list_name!r} by another process "
-                f"({campaign.runner})",
+                f"({describe_runner(holder)})",
                 hint="let it finish; a send silent for "
                 f"{tuning.stale_after_seconds:g} s can be taken over by running send again",
             )

@@ -18,8 +18,8 @@ import html as html_lib
 import logging
 from pathlib import Path
 
-from newsletter.errors import ConfigError, NewsletterError, RenderError
-from newsletter.issue import ISSUE_JSON, load_rendered
+from newsletter.errors import ConfigError, RenderError
+from newsletter.issue import load_rendered
 from newsletter.message import (
     MessageSettings,
     MessageTemplate,
@@ -136,25 +136,3 @@ def make_template(
         dkim_signer=load_dkim_signer(ws),
         test=test,
     )
-
-
-def latest_issue(ws: Workspace) -> Path:
-    """The issue folder under ``issues/`` whose issue.json changed last (the one just
-    composed or edited); NewsletterError when there is none."""
-    best: tuple[float, str] | None = None
-    found: Path | None = None
-    folder = ws.issues_dir
-    if folder.is_dir():
-        for candidate in folder.iterdir():
-            source = candidate / ISSUE_JSON
-            if candidate.name.startswith(".") or not source.is_file():
-                continue
-            key = (source.stat().st_mtime, candidate.name)
-            if best is None or key > best:
-                best, found = key, candidate
-    if found is None:
-        raise NewsletterError(
-            f"no issue folder with an {ISSUE_JSON} in {folder}",
-            hint="compose one first: newsletter compose SOURCES",
-        )
-    return found

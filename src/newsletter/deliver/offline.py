@@ -32,7 +32,7 @@ from newsletter.store.deliveries import find_campaign
 from newsletter.transport import SmtpConnection, Status, smtp_settings
 from newsletter.workspace import Workspace
 
-from .campaign import _list_id, open_transport, resolve_list_name, smtp_target
+from .campaign import _list_id, open_transport, refuse_empty_list, resolve_list_name, smtp_target
 from .content import issue_key, issue_label, make_template, render_for_send
 from .reports import DryRunReport, SendReport
 
@@ -158,8 +158,8 @@ def dry_run(
 
     ``outdir`` must be new or empty. ``write(path, data)`` stores one message
     (default: a temporary file renamed into place; a benchmark passes its own).
-    Raises NewsletterError for a used folder, StoreError for an unknown list,
-    RenderError/ConfigError as a real send would.
+    Raises NewsletterError for a used folder or a list with nobody to send to (as a
+    send does), StoreError for an unknown list, RenderError/ConfigError as a send would.
     """
     write = write or _write_atomic
     started = time.monotonic()
@@ -168,6 +168,7 @@ def dry_run(
     count = total_bytes = 0
     with open_store_for(ws) as store:
         list_id = _list_id(store, list_name)
+        refuse_empty_list(store, list_id, list_name)
         with store.read() as conn:
             campaign = find_campaign(conn, issue_key(ws, issue_dir), list_id)
         template = make_template(

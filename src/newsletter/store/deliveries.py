@@ -325,13 +325,26 @@ def create_campaign(
     return found
 
 
-def acquire(store: Store, campaign: Campaign, runner: str, now: datetime, stale: datetime) -> bool:
-    """Make ``runner`` the one process sending ``campaign`` -> True if it now is.
+def describe_runner(runner: str | None) -> str:
+    """``host:pid[:thread]`` as stored in ``campaigns.runner`` -> "process PID on HOST"."""
+    if not runner:
+        return "an unknown process"
+    host, _, rest = runner.partition(":")
+    pid = rest.partition(":")[0]
+    return f"process {pid} on {host}" if pid else f"a process on {host}"
+
+
+def acquire(
+    store: Store, campaign: Campaign, runner: str, now: datetime, stale: datetime
+) -> str | None:
+    """Make ``runner`` the one process sending ``campaign`` -> None if it now is, else
+    the runner (``host:pid:thread``) that holds it, read in the same transaction.
 
     Succeeds when the campaign is not running, or its runner stopped beating before
     ``stale``, or its runner is a process of this host that no longer exists (a
     ``kill -9``). One conditional UPDATE on what was read, so two processes racing
-    for it cannot both win.
+    for it cannot both win. The holder comes from the row as it is now, never from
+    ``campaign`` (read earlier, maybe before the holder took it).
     """
     with store.write() as conn:
         row = conn.execute(
@@ -340,12 +353,12 @@ def acquire(store: Store, campaign: Campaign, runner: str, now: datetime, stale:
             )
         ).first()
         if row is None:
-            return False
+            return ""
         state, current, beat = row
         if state == RUNNING and current != runner:
             fresh = beat is not None and beat >= stale
             if fresh and not runner_is_dead(current):
-                return False
+                return str(current or "")
         result = conn.execute(
             update(campaigns)
             .where(
@@ -361,7 +374,10 @@ def acquire(store: Store, campaign: Campaign, runner: str, now: datetime, stale:
                 updated_at=now,
             )
         )
-        return result.rowcount == 1
+        if result.rowcount == 1:
+            return None
+        holder = conn.scalar(select(campaigns.c.runner).where(campaigns.c.id == campaign.id))
+        return str(holder or "")
 
 
 def heartbeat(conn: Connection, campaign_id: int, runner: str, now: datetime) -> None:
