@@ -17,6 +17,8 @@ from newsletter.deliver import dry_run
 from newsletter.errors import ConfigError
 from newsletter.init import init_workspace
 from newsletter.issue import compose_issue
+from newsletter.people import add_subscriber
+from newsletter.store import open_store_for
 from newsletter.workspace import load_workspace
 
 
@@ -81,8 +83,10 @@ def test_compose_and_dry_run_work_in_a_new_workspace(tmp_path: Path) -> None:
     )
     assert composed.warnings == []
     assert composed.issue.teasers[0].title == "How this newsletter is made"
+    with open_store_for(workspace) as store:
+        add_subscriber(store, "reader@example.org", list_name=workspace.config.send.list)
     report = dry_run(workspace, composed.folder, tmp_path / "out")
-    assert report.count == 0 and (tmp_path / "out" / "manifest.csv").exists()
+    assert report.count == 1 and (tmp_path / "out" / "manifest.csv").exists()
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

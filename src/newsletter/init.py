@@ -3,8 +3,8 @@
 The skeleton (``newsletter/skeleton/``) holds a commented newsletter.toml, templates/
 with a README, subscribers/ with an empty import file, seeds/ with one example article
 and the workspace's .gitignore (stored as ``gitignore``: dotfiles are easy to lose in
-packaging). ``issues/`` gets a .gitkeep so git keeps the folder before the first issue,
-and the store (by default a SQLite file in subscribers/) gets the empty [send] list.
+packaging). ``issues/`` gets a .gitkeep so git keeps the folder before the first issue.
+The database is left alone: the first import or ``subscribers add`` creates it.
 
 In: the folder to set up (created if missing). Out: ``InitReport`` listing the files
 written and those left as they were. A folder that already has a newsletter.toml is
@@ -53,7 +53,6 @@ def init_workspace(folder: Path) -> InitReport:
         for source, relative in _skeleton_files(resources.files("newsletter") / "skeleton"):
             _write(root / relative, source.read_bytes(), report)
         _write(root / "issues" / ".gitkeep", b"", report)
-        _create_send_list(root)
     except OSError as exc:
         raise ConfigError(
             f"cannot set up {root}: {exc.strerror or exc}",
@@ -61,17 +60,6 @@ def init_workspace(folder: Path) -> InitReport:
         ) from None
     log.info("initialised a workspace in %s (%d files)", root, len(report.created))
     return report
-
-
-def _create_send_list(root: Path) -> None:
-    """Open the new workspace's store and create its [send] list, still empty, so that
-    a send (or a dry run) works before anyone is imported."""
-    from newsletter.store import open_store_for
-    from newsletter.workspace import load_workspace
-
-    workspace = load_workspace(root)
-    with open_store_for(workspace) as store:
-        store.ensure_list(workspace.config.send.list)
 
 
 def _skeleton_files(folder: Traversable, prefix: Path = Path()) -> list[tuple[Traversable, Path]]:
