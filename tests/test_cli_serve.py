@@ -193,7 +193,7 @@ def test_send_at_records_a_scheduled_send(workspace: Workspace, store: Store) ->
     bad = CliRunner().invoke(
         cli, ["-w", str(workspace.root), "send", str(folder), "--at", "tomorrow morning"]
     )
-    assert bad.exit_code == 1 and "no time of day" in str(bad.exception)
+    assert bad.exit_code == 1 and "needs a time of day" in str(bad.exception)
 
 
 def test_run_due_reports_a_missed_send_and_exits_1(workspace: Workspace, store: Store) -> None:

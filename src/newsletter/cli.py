@@ -79,9 +79,18 @@ class _LowerLevelFormatter(logging.Formatter):
         return super().format(record)
 
 
+# Loggers whose INFO lines a plain run shows too (serve adds its request and schedule logs).
+_INFO_SHOWN: set[str] = set()
+
+
 def _warning_or_notice(record: logging.LogRecord) -> bool:
-    """On a plain run: warnings and errors, and the INFO records marked as notices."""
-    return record.levelno >= logging.WARNING or bool(getattr(record, "notice", False))
+    """On a plain run: warnings and errors, the INFO records marked as notices, and INFO
+    from the loggers in ``_INFO_SHOWN`` (and their children)."""
+    if record.levelno >= logging.WARNING or getattr(record, "notice", False):
+        return True
+    return record.levelno >= logging.INFO and any(
+        record.name == name or record.name.startswith(name + ".") for name in _INFO_SHOWN
+    )
 
 
 def _not_about_an_interrupt(record: logging.LogRecord) -> bool:
@@ -772,6 +781,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     # a long-running service shows what it does: a line per request and per scheduled send
     for name in ("newsletter.web", "newsletter.schedule"):
+        _INFO_SHOWN.add(name)
         if not logging.getLogger(name).isEnabledFor(logging.INFO):
             logging.getLogger(name).setLevel(logging.INFO)
     workspace = _workspace(ctx)
