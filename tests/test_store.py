@@ -397,3 +397,14 @@ def test_two_writers_at_once_both_succeed(db_path: Path, store: Store) -> None:
     with store.read() as conn:
         assert conn.scalar(select(func.count()).select_from(suppressions)) == 20
         assert conn.scalar(select(func.count()).select_from(subscribers)) == 80
+
+
+def test_an_expired_requests_id_is_never_given_to_the_next_person(store: Store) -> None:
+    """The newest row going (an expired request) must not free its id for the next sign-up."""
+    with time_machine.travel(datetime(2026, 1, 1, tzinfo=UTC), tick=False):
+        store.add("first@example.com", list_name="main", consent=CLI)
+        gone = store.add_pending("gone@example.com", list_name="main", consent=WEB)
+    assert store.expire_pending(datetime(2026, 1, 2, tzinfo=UTC)) == 1
+    newcomer = store.add_pending("new@example.com", list_name="main", consent=WEB)
+    assert newcomer.subscriber_id > gone.subscriber_id
+    assert store.get(gone.subscriber_id) is None
