@@ -10,7 +10,8 @@ from it: nothing to do.
 
 The rebuild needs foreign-key enforcement off (dropping the old table would otherwise
 cascade into every membership); ``store.engine.upgrade_schema`` does that on SQLite and
-checks every reference afterwards.
+checks every reference afterwards. The way down changes nothing: earlier revisions work
+with the AUTOINCREMENT table as it is.
 
 Revision ID: 0006_subscriber_ids
 Revises: 0005_bounce_originals
@@ -37,7 +38,7 @@ _REFERENCES = (
 )
 
 
-def _subscribers_table(autoincrement: bool) -> sa.Table:
+def _subscribers_table() -> sa.Table:
     """The subscribers table as revision 0001 made it (a copy: migrations never import schema)."""
     return sa.Table(
         "subscribers",
@@ -55,7 +56,6 @@ def _subscribers_table(autoincrement: bool) -> sa.Table:
         ),
         sa.UniqueConstraint("email", name="uq_subscribers_email"),
         sa.Index("ix_subscribers_status_id", "status", "id"),
-        sqlite_autoincrement=autoincrement,
     )
 
 
@@ -71,11 +71,14 @@ def upgrade() -> None:
     """SQLite: rebuild subscribers with AUTOINCREMENT, its counter past every id seen."""
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
+        if bind.exec_driver_sql("PRAGMA foreign_keys").scalar():
+            # dropping the old table would delete every membership by cascade
+            raise RuntimeError("0006 must run with SQLite foreign keys off (upgrade_schema)")
         highest = _highest_id_seen()
         with op.batch_alter_table(
             "subscribers",
             recreate="always",
-            copy_from=_subscribers_table(autoincrement=False),
+            copy_from=_subscribers_table(),
             table_kwargs={"sqlite_autoincrement": True},
         ):
             pass
@@ -87,12 +90,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """SQLite: rebuild subscribers without AUTOINCREMENT (ids may be reused again)."""
-    if op.get_bind().dialect.name == "sqlite":
-        with op.batch_alter_table(
-            "subscribers",
-            recreate="always",
-            copy_from=_subscribers_table(autoincrement=True),
-            table_kwargs={"sqlite_autoincrement": False},
-        ):
-            pass
+    """Nothing: earlier revisions work with an AUTOINCREMENT table, and ids stay unique."""
