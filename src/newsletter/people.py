@@ -25,7 +25,10 @@ Formats (``auto`` picks by header):
 Attribute keys are the column names in lower snake case (``Member Since`` ->
 ``member_since``), so templates can use ``%%attr.member_since%%``.
 
-Export writes ``EXPORT_COLUMNS``; importing that file again changes nothing.
+Export writes ``EXPORT_COLUMNS``; importing that file again changes nothing. A cell that
+begins with ``=`` ``+`` ``-`` ``@``, a tab or a carriage return gets a leading ``'``, so a
+spreadsheet shows it as text instead of running it as a formula (a name such as
+``=HYPERLINK(...)``); import removes that one ``'`` again, from every format.
 No subscriber data is logged: log lines carry file names and counts only.
 """
 
@@ -75,6 +78,8 @@ EXPORT_COLUMNS = (
     "updated_at",
 )
 DEFAULT_BATCH = 1000
+# A cell starting with one of these is a formula to a spreadsheet (the OWASP list).
+FORMULA_STARTS = frozenset("=+-@\t\r")
 _DELIMITERS = (",", ";", "\t", "|")
 _SEP_LINE = re.compile(r'^\s*"?sep=(.)"?\s*$', re.IGNORECASE)
 
@@ -135,6 +140,18 @@ _NOT_ATTRIBUTES = {
 
 class RowError(ValueError):
     """One row cannot be imported; the message is the reason shown to the user."""
+
+
+def spreadsheet_cell(value: str) -> str:
+    """``value`` as an export cell: a leading ``'`` when a spreadsheet would run it."""
+    return "'" + value if value[:1] in FORMULA_STARTS and value else value
+
+
+def from_spreadsheet_cell(value: str) -> str:
+    """An imported cell -> the value, without the ``'`` that ``spreadsheet_cell`` added."""
+    if value[:1] == "'" and value[1:2] in FORMULA_STARTS and len(value) > 1:
+        return value[1:]
+    return value
 
 
 def column_key(name: str) -> str:
@@ -479,7 +496,7 @@ def _rows(
                 (line, f"{len(values)} fields where the header has {width} (unquoted separator?)")
             )
             continue
-        record = dict(zip(header.keys, values, strict=False))
+        record = dict(zip(header.keys, map(from_spreadsheet_cell, values), strict=False))
         try:
             row = mapper(record, header)
         except RowError as exc:
@@ -577,7 +594,7 @@ def export_row(sub: SubscriberSummary) -> list[str]:
     attributes = (
         json.dumps(sub.attributes, ensure_ascii=False, sort_keys=True) if sub.attributes else ""
     )
-    return [
+    cells = [
         sub.email,
         sub.name,
         sub.status,
@@ -588,6 +605,7 @@ def export_row(sub: SubscriberSummary) -> list[str]:
         sub.created_at.isoformat(),
         sub.updated_at.isoformat(),
     ]
+    return [spreadsheet_cell(cell) for cell in cells]
 
 
 def write_export(
