@@ -441,3 +441,21 @@ def test_an_unclosed_quote_is_named_when_it_swallows_lines(store: Store, tmp_pat
     [(line, reason)] = report.invalid
     assert line == 3
     assert "lines 3-4" in reason and "unclosed quote" in reason
+
+
+def test_a_nul_byte_is_a_bad_row_named_by_its_own_line(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_text(
+        "email,name,city\n"
+        "a@example.com,Ann,Oslo\n"
+        "b@example.com,B\x00b,Bergen\n"
+        "c@example.com,Cy,Tr\x00mso\n"
+        "d@example.com,Di,Bod\n",
+        encoding="utf-8",
+    )
+    report = run(store, path, batch_size=10)
+    assert report.invalid == [
+        (3, "name contains a NUL character"),
+        (4, "attribute 'city' contains a NUL character"),
+    ]
+    assert (report.counts.added, store.count()) == (2, 2)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -408,3 +409,28 @@ def test_an_expired_requests_id_is_never_given_to_the_next_person(store: Store) 
     newcomer = store.add_pending("new@example.com", list_name="main", consent=WEB)
     assert newcomer.subscriber_id > gone.subscriber_id
     assert store.get(gone.subscriber_id) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda s: s.add("a@example.com", list_name="main", consent=CLI, name="A\x00"), "name"),
+        (
+            lambda s: s.add_pending(
+                "a@example.com", list_name="main", consent=WEB, attributes={"city": "\x00"}
+            ),
+            "attribute 'city'",
+        ),
+        (
+            lambda s: s.add(
+                "a@example.com", list_name="main", consent=Consent("web", user_agent="x\x00")
+            ),
+            "user agent",
+        ),
+    ],
+)
+def test_a_nul_anywhere_is_refused_naming_the_field(store: Store, call: Any, field: str) -> None:
+    with pytest.raises(StoreError) as info:
+        call(store)
+    assert str(info.value).startswith(f"{field} contains a NUL character")
+    assert store.count() == 0

@@ -506,6 +506,10 @@ def _rows(
                 reason += f" (this row runs over lines {line}-{last}: check for an unclosed quote)"
             report.invalid.append((line, reason))
             continue
+        problem = row.unstorable_field()
+        if problem is not None:  # reported here, by its own line, not as a failed batch
+            report.invalid.append((line, f"{problem[0]} {problem[1]}"))
+            continue
         row.line = line
         yield row
 

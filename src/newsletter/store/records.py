@@ -24,6 +24,43 @@ SUPPRESSED = "suppressed"
 UNCHANGED = "unchanged"
 
 
+def unstorable(value: Any) -> str | None:
+    """Why no database would store ``value`` (a NUL, or text not encodable as UTF-8), else None.
+
+    Looks inside dicts and lists too (attributes, details). PostgreSQL refuses both in
+    text columns, SQLite the second; checking first lets the caller name the field.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL character"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "contains characters that are not valid text"
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            reason = unstorable(key) or unstorable(item)
+            if reason:
+                return reason
+    elif isinstance(value, list | tuple):
+        for item in value:
+            reason = unstorable(item)
+            if reason:
+                return reason
+    return None
+
+
+def first_unstorable(fields: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(field name, reason) of the first of ``fields`` a database would refuse, else None."""
+    for name, value in fields.items():
+        reason = unstorable(value)
+        if reason:
+            return name, reason
+    return None
+
+
 def utcnow() -> datetime:
     """Now, timezone-aware UTC: the only clock the store uses."""
     return datetime.now(UTC)
@@ -125,6 +162,16 @@ class ImportRow:
     ip: str | None = None
     confirmed_at: datetime | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def unstorable_field(self) -> tuple[str, str] | None:
+        """(field, reason) when a value of this row cannot be stored (see ``unstorable``)."""
+        fields: dict[str, Any] = {"email": self.email, "name": self.name, "ip": self.ip}
+        fields.update(
+            (f"attribute {key!r}", {key: value}) for key, value in self.attributes.items()
+        )
+        fields["lists"] = self.lists
+        fields.update(self.detail)
+        return first_unstorable(fields)
 
 
 @dataclass

@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.errors import StoreError
 from newsletter.store.addresses import address_hash, normalize_address
-from newsletter.store.bulk import apply_batch
+from newsletter.store.bulk import apply_batch, refuse_unstorable
 from newsletter.store.ops import (
     SUPPRESS_ACTION,
     add_suppression,
@@ -300,6 +300,7 @@ class Store:
         Pending members never receive campaigns.
         """
         normalized = normalize_address(email)
+        refuse_unstorable(ImportRow(normalized, name=name, attributes=attributes or {}))
         now = utcnow()
         with self._write_with_lists() as (conn, cache):
             list_id = list_ids(conn, [list_name], now, cache)[list_name.strip()]
