@@ -145,3 +145,42 @@ def test_real_cli_refusal_is_one_line(workspace_dir: Path, tmp_path: Path) -> No
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and "no email column" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_remove_from_a_list_they_are_not_on_is_refused_and_changes_nothing(
+    invoke: Invoke,
+) -> None:
+    invoke("subscribers", "add", "x@example.com")
+    invoke("subscribers", "add", "y@example.com", "--list", "weekly")
+    result = invoke("subscribers", "remove", "x@example.com", "--list", "weekly")
+    assert result.exit_code == 1 and isinstance(result.exception, StoreError)
+    assert str(result.exception) == (
+        "x@example.com is not on weekly; nothing changed (its lists: main)"
+    )
+    assert invoke("subscribers", "list").stdout.startswith("x@example.com\tactive\tmain\t")
+
+
+@pytest.mark.parametrize("status", ["active", "pending", "unsubscribed", "bounced", "complained"])
+def test_every_status_offered_by_help_works_with_and_without_list(
+    invoke: Invoke, status: str
+) -> None:
+    invoke("subscribers", "add", "x@example.com")
+    assert status in invoke("subscribers", "count", "--help").stdout
+    for verb in ("count", "list", "export"):
+        for extra in ((), ("--list", "main")):
+            result = invoke("subscribers", verb, "--status", status, *extra)
+            assert result.exit_code == 0, (verb, extra, result.output)
+
+
+def test_leaving_every_list_shows_as_unsubscribed(invoke: Invoke) -> None:
+    invoke("subscribers", "add", "x@example.com")
+    invoke("unsubscribe", "x@example.com", "--list", "main")
+    assert (
+        invoke("subscribers", "list").stdout
+        == "x@example.com\tunsubscribed\tmain(unsubscribed)\t\n"
+    )
+    assert invoke("subscribers", "count", "--status", "active").stdout == "0\n"
+    assert invoke("subscribers", "list", "--status", "unsubscribed").stdout.startswith("x@")
+    assert json.loads(invoke("subscribers", "show", "x@example.com").stdout)["status"] == (
+        "unsubscribed"
+    )

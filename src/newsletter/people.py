@@ -692,13 +692,24 @@ def _require_subscriber_and_list(store: Store, address: str, list_name: str) -> 
 
 
 def remove_subscriber(store: Store, email: str, *, list_name: str) -> str:
-    """``newsletter subscribers remove``: take ``email`` off one list, keeping the record."""
+    """``newsletter subscribers remove``: take ``email`` off one list, keeping the record.
+
+    StoreError when the address is unknown, the list does not exist, or the address
+    is not on it (nothing is changed then).
+    """
     address = normalize_address(email)
     _require_subscriber_and_list(store, address, list_name)
-    changed = store.unsubscribe(
-        address, list_name=list_name, consent=Consent(source="cli"), action="remove"
-    )
-    return f"{address}: {'removed from' if changed else 'was not on'} {list_name}"
+    outcome = store.remove(address, list_name=list_name, consent=Consent(source="cli"))
+    if outcome == "not on list":
+        sub = store.get_by_email(address)
+        on = ", ".join(m.list_name for m in sub.memberships) if sub else ""
+        raise StoreError(
+            f"{address} is not on {list_name}; nothing changed",
+            hint=f"its lists: {on}" if on else "it is on no list",
+        )
+    if outcome == "already removed":
+        return f"{address}: already removed from {list_name}"
+    return f"{address}: removed from {list_name}"
 
 
 def unsubscribe_address(store: Store, email: str, *, list_name: str | None) -> str:
@@ -745,4 +756,4 @@ def listing(
             name if list_status == ACTIVE else f"{name}({list_status})"
             for name, list_status in sub.lists.items()
         )
-        yield "\t".join((sub.email, sub.status, lists, sub.name))
+        yield "\t".join((sub.email, sub.effective_status, lists, sub.name))

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from newsletter.store.schema import ACTIVE
+from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
 
 # Outcomes of one row, strongest first when a row touches several lists.
 ADDED = "added"
@@ -61,6 +61,21 @@ def first_unstorable(fields: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def effective_status(status: str, list_statuses: Iterable[str]) -> str:
+    """What a person is, from the global ``status`` and their per-list statuses.
+
+    A global suppression wins; otherwise active on any list -> active, else waiting for
+    a confirmation anywhere -> pending, else (left every list, or on none) ->
+    unsubscribed. ``Store`` filters with the same rule in SQL.
+    """
+    if status != ACTIVE:
+        return status
+    seen = set(list_statuses)
+    if ACTIVE in seen:
+        return ACTIVE
+    return PENDING if PENDING in seen else UNSUBSCRIBED
+
+
 def utcnow() -> datetime:
     """Now, timezone-aware UTC: the only clock the store uses."""
     return datetime.now(UTC)
@@ -98,7 +113,10 @@ class Membership:
 
 @dataclass(frozen=True)
 class Subscriber:
-    """One person: global ``status`` overrides every membership when not active."""
+    """One person: global ``status`` overrides every membership when not active.
+
+    ``status`` is the stored global status; ``effective_status`` is what to show.
+    """
 
     id: int
     email: str
@@ -108,6 +126,11 @@ class Subscriber:
     created_at: datetime
     updated_at: datetime
     memberships: tuple[Membership, ...] = ()
+
+    @property
+    def effective_status(self) -> str:
+        """Global status, or what the memberships add up to (see ``effective_status``)."""
+        return effective_status(self.status, (m.status for m in self.memberships))
 
     def list_status(self, list_name: str) -> str | None:
         """Effective status on ``list_name``: the global status if suppressed, else the list's."""
@@ -119,7 +142,11 @@ class Subscriber:
 
 @dataclass(frozen=True, slots=True)
 class SubscriberSummary:
-    """A subscriber as export and listing need them: ``lists`` maps list name -> status."""
+    """A subscriber as export and listing need them: ``lists`` maps list name -> status.
+
+    ``status`` is the stored global status (what an export carries); listings show
+    ``effective_status``.
+    """
 
     id: int
     email: str
@@ -129,6 +156,11 @@ class SubscriberSummary:
     created_at: datetime
     updated_at: datetime
     lists: dict[str, str]
+
+    @property
+    def effective_status(self) -> str:
+        """Global status, or what the list statuses add up to (see ``effective_status``)."""
+        return effective_status(self.status, self.lists.values())
 
 
 @dataclass(frozen=True)
