@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -656,6 +657,21 @@ def parse_attributes(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return attributes
 
 
+def split_display_name(text: str) -> tuple[str, str]:
+    """``Zoë Ångström <zoe@example.com>`` -> (name, address); a bare address -> ("", it).
+
+    StoreError when the angle brackets hold no address.
+    """
+    if "<" not in text:
+        return "", text
+    name, address = parseaddr(text)
+    if not address or "@" not in address:
+        raise StoreError(
+            f"{text!r} is not an address", hint="write it as ADDRESS or 'Name <ADDRESS>'"
+        )
+    return name, address
+
+
 def add_subscriber(
     store: Store,
     email: str,
@@ -665,12 +681,16 @@ def add_subscriber(
     attributes: dict[str, str] | None = None,
     resubscribe: str | None = None,
 ) -> str:
-    """``newsletter subscribers add`` -> the message to show; StoreError if suppressed."""
+    """``newsletter subscribers add`` -> the message to show; StoreError if suppressed.
+
+    ``email`` may be ``Display Name <address>``; that name is used when ``name`` is empty.
+    """
+    shown_name, email = split_display_name(email)
     outcome = store.add(
         email,
         list_name=list_name,
         consent=Consent(source="cli"),
-        name=" ".join(name.split()),
+        name=" ".join((name or shown_name).split()),
         attributes=attributes,
         resubscribe=resubscribe or None,
     )
