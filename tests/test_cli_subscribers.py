@@ -184,3 +184,28 @@ def test_leaving_every_list_shows_as_unsubscribed(invoke: Invoke) -> None:
     assert json.loads(invoke("subscribers", "show", "x@example.com").stdout)["status"] == (
         "unsubscribed"
     )
+
+
+EVIL_NAME = "Eve\x1b[2J\x1b]0;owned\x07\rroot# fake\x9b31m"
+
+
+def test_control_characters_in_names_never_reach_the_terminal(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text(
+        f'email,name\neve@example.com,"{EVIL_NAME}"\n"bad\x1b[2J",x\n', encoding="utf-8"
+    )
+    imported = invoke("subscribers", "import", str(people))
+    assert "\x1b" not in imported.stderr and "bad" in imported.stderr
+    for args in (("subscribers", "list"), ("subscribers", "show", "eve@example.com")):
+        out = invoke(*args).stdout
+        for char in ("\x1b", "\x07", "\r", "\x9b"):
+            assert char not in out, (args, char)
+    listed = invoke("subscribers", "list").stdout
+    assert listed.endswith("\tEve[2J]0;owned root# fake31m\n")
+    stored = " ".join(EVIL_NAME.split())  # the import folds the carriage return to a space
+    shown = json.loads(invoke("subscribers", "show", "eve@example.com").stdout)
+    assert shown["name"] == stored  # escaped in the JSON, not lost
+    # a pipe (not a terminal) gets the export exact, for a re-import
+    assert stored in invoke("subscribers", "export").stdout

@@ -63,6 +63,7 @@ from newsletter.store import (
 )
 from newsletter.store.ops import validate_list_name
 from newsletter.store.schema import ACTIVE, BOUNCED, COMPLAINED, PENDING, UNSUBSCRIBED
+from newsletter.textsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -768,7 +769,11 @@ def describe_address(store: Store, email: str) -> dict[str, Any]:
 def listing(
     store: Store, *, list_name: str | None, status: str | None, limit: int | None
 ) -> Iterator[str]:
-    """``newsletter subscribers list``: one tab-separated line per subscriber."""
+    """``newsletter subscribers list``: one tab-separated line per subscriber.
+
+    Names and list names come from subscribers and imports: their control characters
+    (escape sequences, tabs, carriage returns) are dropped so a line shows as it is.
+    """
     for shown, sub in enumerate(store.iter_summaries(list_name=list_name, status=status)):
         if limit is not None and shown >= limit:
             return
@@ -776,4 +781,4 @@ def listing(
             name if list_status == ACTIVE else f"{name}({list_status})"
             for name, list_status in sub.lists.items()
         )
-        yield "\t".join((sub.email, sub.effective_status, lists, sub.name))
+        yield "\t".join(printable(v) for v in (sub.email, sub.effective_status, lists, sub.name))
