@@ -145,3 +145,67 @@ def test_real_cli_refusal_is_one_line(workspace_dir: Path, tmp_path: Path) -> No
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and "no email column" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_remove_from_a_list_they_are_not_on_is_refused_and_changes_nothing(
+    invoke: Invoke,
+) -> None:
+    invoke("subscribers", "add", "x@example.com")
+    invoke("subscribers", "add", "y@example.com", "--list", "weekly")
+    result = invoke("subscribers", "remove", "x@example.com", "--list", "weekly")
+    assert result.exit_code == 1 and isinstance(result.exception, StoreError)
+    assert str(result.exception) == (
+        "x@example.com is not on weekly; nothing changed (its lists: main)"
+    )
+    assert invoke("subscribers", "list").stdout.startswith("x@example.com\tactive\tmain\t")
+
+
+@pytest.mark.parametrize("status", ["active", "pending", "unsubscribed", "bounced", "complained"])
+def test_every_status_offered_by_help_works_with_and_without_list(
+    invoke: Invoke, status: str
+) -> None:
+    invoke("subscribers", "add", "x@example.com")
+    assert status in invoke("subscribers", "count", "--help").stdout
+    for verb in ("count", "list", "export"):
+        for extra in ((), ("--list", "main")):
+            result = invoke("subscribers", verb, "--status", status, *extra)
+            assert result.exit_code == 0, (verb, extra, result.output)
+
+
+def test_leaving_every_list_shows_as_unsubscribed(invoke: Invoke) -> None:
+    invoke("subscribers", "add", "x@example.com")
+    invoke("unsubscribe", "x@example.com", "--list", "main")
+    assert (
+        invoke("subscribers", "list").stdout
+        == "x@example.com\tunsubscribed\tmain(unsubscribed)\t\n"
+    )
+    assert invoke("subscribers", "count", "--status", "active").stdout == "0\n"
+    assert invoke("subscribers", "list", "--status", "unsubscribed").stdout.startswith("x@")
+    assert json.loads(invoke("subscribers", "show", "x@example.com").stdout)["status"] == (
+        "unsubscribed"
+    )
+
+
+EVIL_NAME = "Eve\x1b[2J\x1b]0;owned\x07\rroot# fake\x9b31m"
+
+
+def test_control_characters_in_names_never_reach_the_terminal(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text(
+        f'email,name\neve@example.com,"{EVIL_NAME}"\n"bad\x1b[2J",x\n', encoding="utf-8"
+    )
+    imported = invoke("subscribers", "import", str(people))
+    assert "\x1b" not in imported.stderr and "bad" in imported.stderr
+    for args in (("subscribers", "list"), ("subscribers", "show", "eve@example.com")):
+        out = invoke(*args).stdout
+        for char in ("\x1b", "\x07", "\r", "\x9b"):
+            assert char not in out, (args, char)
+    listed = invoke("subscribers", "list").stdout
+    assert listed.endswith("\tEve[2J]0;owned root# fake31m\n")
+    stored = " ".join(EVIL_NAME.split())  # the import folds the carriage return to a space
+    shown = json.loads(invoke("subscribers", "show", "eve@example.com").stdout)
+    assert shown["name"] == stored  # escaped in the JSON, not lost
+    # a pipe (not a terminal) gets the export exact, for a re-import
+    assert stored in invoke("subscribers", "export").stdout

@@ -34,7 +34,7 @@ from newsletter.message import (
     verp_address,
 )
 from newsletter.models import Issue, Teaser
-from newsletter.tokens import UnsubscribeClaim, read_unsubscribe_token
+from newsletter.tokens import read_unsubscribe_token
 from newsletter.transport import dot_stuff
 from newsletter.workspace import Workspace, load_workspace
 
@@ -275,7 +275,8 @@ def test_unsubscribe_url_carries_a_token_for_this_subscriber_list_and_campaign()
     text, _ = parts(parse(data))
     token = re.search(r"https://harbour\.example\.org/u/([A-Za-z0-9_.-]+)", text)
     assert token is not None
-    assert read_unsubscribe_token(KEYS, token.group(1)) == UnsubscribeClaim(42, 3, 12)
+    claim = read_unsubscribe_token(KEYS, token.group(1))
+    assert (claim.subscriber_id, claim.list_id, claim.campaign_id) == (42, 3, 12)
     assert "ana@example.net" not in token.group(0)
 
 

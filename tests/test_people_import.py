@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from newsletter.errors import StoreError
-from newsletter.people import ImportReport, import_file, inspect_file
+from newsletter.people import ImportReport, add_subscriber, import_file, inspect_file
 from newsletter.store import Consent, Store, open_store
 from newsletter.store.schema import consents, lists, subscribers
 
@@ -441,3 +441,46 @@ def test_an_unclosed_quote_is_named_when_it_swallows_lines(store: Store, tmp_pat
     [(line, reason)] = report.invalid
     assert line == 3
     assert "lines 3-4" in reason and "unclosed quote" in reason
+
+
+def test_a_nul_byte_is_a_bad_row_named_by_its_own_line(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_text(
+        "email,name,city\n"
+        "a@example.com,Ann,Oslo\n"
+        "b@example.com,B\x00b,Bergen\n"
+        "c@example.com,Cy,Tr\x00mso\n"
+        "d@example.com,Di,Bod\n",
+        encoding="utf-8",
+    )
+    report = run(store, path, batch_size=10)
+    assert report.invalid == [
+        (3, "name contains a NUL character"),
+        (4, "attribute 'city' contains a NUL character"),
+    ]
+    assert (report.counts.added, store.count()) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("given", "name", "stored_name"),
+    [
+        ("Zoë Ångström <Zoe@Example.com>", "", "Zoë Ångström"),
+        ('"Smith, Jo" <zoe@example.com>', "", "Smith, Jo"),
+        ("Zoë Ångström <zoe@example.com>", "Z. Å.", "Z. Å."),
+        ("<zoe@example.com>", "", ""),
+    ],
+)
+def test_add_takes_a_display_name_with_the_address(
+    store: Store, given: str, name: str, stored_name: str
+) -> None:
+    assert add_subscriber(store, given, list_name="main", name=name) == (
+        "zoe@example.com: added (main)"
+    )
+    sub = store.get_by_email("zoe@example.com")
+    assert sub is not None and sub.name == stored_name
+
+
+def test_add_refuses_angle_brackets_without_an_address(store: Store) -> None:
+    with pytest.raises(StoreError, match="is not an address"):
+        add_subscriber(store, "Zoë <>", list_name="main")
+    assert store.count() == 0

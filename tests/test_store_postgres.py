@@ -25,6 +25,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text
 
+from newsletter.errors import StoreError
 from newsletter.people import export_file, import_file
 from newsletter.store import Consent, Store, open_store
 from newsletter.store.schema import consents, metadata
@@ -199,3 +200,17 @@ def test_concurrent_writers_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     assert unsubscribes == 1
     for store in stores:
         store.close()
+
+
+def test_a_nul_byte_is_a_bad_row_by_its_own_line_on_postgresql(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_text(
+        "email,name\na@example.com,Ann\nb@example.com,B\x00b\nc@example.com,Cy\n", encoding="utf-8"
+    )
+    report = import_file(store, path, list_name=None, default_list="main", batch_size=10)
+    assert report.invalid == [(3, "name contains a NUL character")]
+    assert store.count() == 2
+    with pytest.raises(StoreError, match=r"^name contains a NUL character"):
+        store.add("d@example.com", list_name="main", consent=CLI, name="D\x00")

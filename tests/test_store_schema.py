@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,7 +19,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from newsletter.errors import StoreError
-from newsletter.store import Consent, open_store, open_store_for
+from newsletter.store import Consent, Store, open_store, open_store_for
+from newsletter.store.engine import make_engine, upgrade_schema
 from newsletter.store.schema import metadata, subscribers
 from newsletter.workspace import Workspace
 
@@ -184,3 +186,35 @@ def test_a_current_database_opens_without_importing_alembic(tmp_path: Path) -> N
         "assert 'alembic' not in sys.modules, 'alembic was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_upgrading_an_old_database_keeps_every_row_and_never_reuses_an_id(tmp_path: Path) -> None:
+    """0006 rebuilds subscribers on SQLite: memberships survive, and the id counter starts
+    above the highest id any table still refers to."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    upgrade_schema(engine, "0005_bounce_originals")
+    cli = Consent(source="cli")
+    for n in range(3):
+        Store(engine).add(f"p{n}@example.com", list_name="main", consent=cli)
+    engine.dispose()
+    # a plain sqlite3 connection enforces no foreign keys: leave traces of ids 3 and 9
+    raw = sqlite3.connect(tmp_path / "old.db")
+    with raw:
+        raw.execute(
+            "INSERT INTO consents (subscriber_id, action, source, at) "
+            "VALUES (9, 'subscribe', 'web', '2026-01-01 00:00:00.000000')"
+        )
+        raw.execute("DELETE FROM memberships WHERE subscriber_id = 3")
+        raw.execute("DELETE FROM subscribers WHERE id = 3")
+    raw.close()
+    engine.dispose()
+    with open_store(url) as upgraded:
+        assert upgraded.count(list_name="main", status="active") == 2
+        assert upgraded.add("next@example.com", list_name="main", consent=cli) == "added"
+        newcomer = upgraded.get_by_email("next@example.com")
+        assert newcomer is not None and newcomer.id == 10
+        with upgraded.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            # the consents of ids 3 and 9 made above, and nothing broken by the rebuild
+            assert len(conn.exec_driver_sql("PRAGMA foreign_key_check").all()) == 2

@@ -184,3 +184,32 @@ def test_bad_ids_are_refused_when_minting() -> None:
     for bad in (-1, True, 1.5, "7"):
         with pytest.raises(ValueError):
             tokens.make(bad, 1)  # type: ignore[arg-type]
+
+
+def test_a_bound_token_belongs_only_to_its_address_under_any_current_key() -> None:
+    old = UnsubscribeTokens(("key-2025-old",)).make(42, 3, 9, email="ann@example.org")
+    tokens = UnsubscribeTokens(KEYS)
+    claim = tokens.read(old)
+    assert (claim.subscriber_id, claim.list_id, claim.campaign_id) == (42, 3, 9)
+    assert tokens.owned_by(claim, "ann@example.org")
+    assert not tokens.owned_by(claim, "bob@example.org")
+    assert not tokens.owned_by(claim, None)  # erased: no address behind the id any more
+    assert b"ann" not in _payload(old) and b"@" not in _payload(old)
+
+
+def test_bound_tokens_take_the_fast_path_byte_for_byte() -> None:
+    tokens = UnsubscribeTokens(KEYS)
+    reference = URLSafeSerializer(list(reversed(KEYS)), salt=UNSUBSCRIBE_SALT)
+    made = tokens.make(7, 2, 5, email="ann@example.org")
+    assert made == reference.dumps([7, 2, 5, json.loads(_payload(made))[-1]])
+    assert len(made) <= 60
+
+
+def test_a_bound_confirm_token_belongs_only_to_its_address() -> None:
+    tokens = ConfirmTokens(KEYS)
+    claim = tokens.read(tokens.make(42, 3, email="ann@example.org"), max_age_seconds=60)
+    assert (claim.subscriber_id, claim.list_id) == (42, 3)
+    assert tokens.owned_by(claim, "ann@example.org")
+    assert not tokens.owned_by(claim, "eve@example.org")
+    unbound = tokens.read(tokens.make(42, 3), max_age_seconds=60)
+    assert tokens.owned_by(unbound, "anyone@example.org") and not tokens.owned_by(unbound, None)

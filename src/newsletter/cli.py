@@ -20,6 +20,7 @@ import click
 
 from newsletter import __version__
 from newsletter.errors import NewsletterError
+from newsletter.textsafe import TerminalWriter, json_for_terminal, printable
 from newsletter.workspace import Workspace, load_workspace
 
 
@@ -159,9 +160,9 @@ def compose(
         skip_bad=skip_bad,
     )
     for source, reason in result.skipped:
-        click.echo(f"skipped {source}: {reason}", err=True)
+        click.echo(f"skipped {printable(source)}: {printable(reason)}", err=True)
     for warning in result.warnings:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
+        click.secho(f"warning: {printable(warning)}", fg="yellow", err=True)
     count = len(result.issue.teasers)
     click.echo(f"composed {count} teaser{'' if count == 1 else 's'} into {result.folder}")
     click.echo(f"open {result.folder / 'issue.html'} or run: newsletter preview {result.folder}")
@@ -196,12 +197,14 @@ def extract(ctx: click.Context, source: str, as_json: bool) -> None:
         click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     for item in articles:
-        click.secho(item["title"], bold=True)
+        # every value here comes from the article: no control characters reach the terminal
+        shown = {key: printable(str(value), keep_newlines=True) for key, value in item.items()}
+        click.secho(printable(shown["title"]), bold=True)
         for key in ("url", "byline", "published", "image"):
             if item.get(key):
-                click.echo(f"{key}: {item[key]}")
-        click.echo(f"\nteaser ({len(item['summary'].split())} words):\n{item['summary']}\n")
-        click.echo(f"text ({len(item['text'].split())} words):\n{item['text']}\n")
+                click.echo(f"{key}: {printable(shown[key])}")
+        click.echo(f"\nteaser ({len(item['summary'].split())} words):\n{shown['summary']}\n")
+        click.echo(f"text ({len(item['text'].split())} words):\n{shown['text']}\n")
 
 
 # --- theme ----------------------------------------------------------------------------------
@@ -440,7 +443,7 @@ def _echo_send_report(report: Any) -> None:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     shown = report.failures[:_FAILURES_SHOWN]
     for address, reply in shown:
-        click.echo(f"failed: {address}: {reply}", err=True)
+        click.echo(f"failed: {printable(address)}: {printable(reply)}", err=True)
     if report.failures_total > len(shown):
         click.echo(f"... and {report.failures_total - len(shown)} more failed", err=True)
     click.echo(report.summary())
@@ -573,7 +576,7 @@ def subscribers_import(
             resubscribe=resubscribe,
         )
     for line, reason in report.invalid:
-        click.echo(f"{file}:{line}: {reason}", err=True)
+        click.echo(f"{file}:{line}: {printable(reason)}", err=True)
     click.echo(report.summary())
     if report.invalid:
         # the valid rows are in; a non-zero exit still tells scripts the file needs fixing
@@ -600,7 +603,9 @@ def subscribers_export(
 
     with open_store_for(_workspace(ctx)) as store:
         if str(file) == "-":
-            count = write_export(store, sys.stdout, list_name=list_name, status=status)
+            # a terminal gets the rows without control characters; a pipe gets them exact
+            out = cast(TextIO, TerminalWriter(sys.stdout)) if sys.stdout.isatty() else sys.stdout
+            count = write_export(store, out, list_name=list_name, status=status)
         else:
             count = export_file(store, file, list_name=list_name, status=status)
     click.echo(f"exported {count} subscribers", err=True)
@@ -698,7 +703,7 @@ def subscribers_show(ctx: click.Context, address: str) -> None:
 
     with open_store_for(_workspace(ctx)) as store:
         data = describe_address(store, address)
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    click.echo(json_for_terminal(json.dumps(data, ensure_ascii=False, indent=2)))
 
 
 @subscribers.command("erase")
@@ -753,9 +758,15 @@ def bounces(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 
     report = process_paths(_workspace(ctx), list(paths))
     for what, why in report.unreadable:
-        click.secho(f"warning: cannot read {what}: {why}", fg="yellow", err=True)
+        click.secho(
+            f"warning: cannot read {printable(what)}: {printable(why)}", fg="yellow", err=True
+        )
     for what, why in report.unclassified:
-        click.secho(f"warning: could not classify {what}: {why}", fg="yellow", err=True)
+        click.secho(
+            f"warning: could not classify {printable(what)}: {printable(why)}",
+            fg="yellow",
+            err=True,
+        )
     click.echo(report.summary())
     if report.incomplete:
         ctx.exit(1)

@@ -638,7 +638,9 @@ class MessageTemplate:
     def slot_values(self, recipient: Recipient) -> dict[str, str]:
         """The value of every slot for ``recipient`` (docs/internals.md's table)."""
         name = " ".join(clean_value(recipient.name).split())
-        token = self._tokens.make(recipient.subscriber_id, self.list_id, self.campaign_id)
+        token = self._tokens.make(
+            recipient.subscriber_id, self.list_id, self.campaign_id, email=recipient.email
+        )
         values = {
             "email": recipient.email,
             "name": name,

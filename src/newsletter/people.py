@@ -25,7 +25,10 @@ Formats (``auto`` picks by header):
 Attribute keys are the column names in lower snake case (``Member Since`` ->
 ``member_since``), so templates can use ``%%attr.member_since%%``.
 
-Export writes ``EXPORT_COLUMNS``; importing that file again changes nothing.
+Export writes ``EXPORT_COLUMNS``; importing that file again changes nothing. A cell that
+begins with ``=`` ``+`` ``-`` ``@``, a tab or a carriage return gets a leading ``'``, so a
+spreadsheet shows it as text instead of running it as a formula (a name such as
+``=HYPERLINK(...)``); import removes that one ``'`` again, from every format.
 No subscriber data is logged: log lines carry file names and counts only.
 """
 
@@ -42,6 +45,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -59,6 +63,7 @@ from newsletter.store import (
 )
 from newsletter.store.ops import validate_list_name
 from newsletter.store.schema import ACTIVE, BOUNCED, COMPLAINED, PENDING, UNSUBSCRIBED
+from newsletter.textsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,8 @@ EXPORT_COLUMNS = (
     "updated_at",
 )
 DEFAULT_BATCH = 1000
+# A cell starting with one of these is a formula to a spreadsheet (the OWASP list).
+FORMULA_STARTS = frozenset("=+-@\t\r")
 _DELIMITERS = (",", ";", "\t", "|")
 _SEP_LINE = re.compile(r'^\s*"?sep=(.)"?\s*$', re.IGNORECASE)
 
@@ -135,6 +142,18 @@ _NOT_ATTRIBUTES = {
 
 class RowError(ValueError):
     """One row cannot be imported; the message is the reason shown to the user."""
+
+
+def spreadsheet_cell(value: str) -> str:
+    """``value`` as an export cell: a leading ``'`` when a spreadsheet would run it."""
+    return "'" + value if value[:1] in FORMULA_STARTS and value else value
+
+
+def from_spreadsheet_cell(value: str) -> str:
+    """An imported cell -> the value, without the ``'`` that ``spreadsheet_cell`` added."""
+    if value[:1] == "'" and value[1:2] in FORMULA_STARTS and len(value) > 1:
+        return value[1:]
+    return value
 
 
 def column_key(name: str) -> str:
@@ -479,7 +498,7 @@ def _rows(
                 (line, f"{len(values)} fields where the header has {width} (unquoted separator?)")
             )
             continue
-        record = dict(zip(header.keys, values, strict=False))
+        record = dict(zip(header.keys, map(from_spreadsheet_cell, values), strict=False))
         try:
             row = mapper(record, header)
         except RowError as exc:
@@ -488,6 +507,10 @@ def _rows(
                 # a quoted field ran over line ends: most often a quote never closed
                 reason += f" (this row runs over lines {line}-{last}: check for an unclosed quote)"
             report.invalid.append((line, reason))
+            continue
+        problem = row.unstorable_field()
+        if problem is not None:  # reported here, by its own line, not as a failed batch
+            report.invalid.append((line, f"{problem[0]} {problem[1]}"))
             continue
         row.line = line
         yield row
@@ -577,7 +600,7 @@ def export_row(sub: SubscriberSummary) -> list[str]:
     attributes = (
         json.dumps(sub.attributes, ensure_ascii=False, sort_keys=True) if sub.attributes else ""
     )
-    return [
+    cells = [
         sub.email,
         sub.name,
         sub.status,
@@ -588,6 +611,7 @@ def export_row(sub: SubscriberSummary) -> list[str]:
         sub.created_at.isoformat(),
         sub.updated_at.isoformat(),
     ]
+    return [spreadsheet_cell(cell) for cell in cells]
 
 
 def write_export(
@@ -634,6 +658,21 @@ def parse_attributes(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return attributes
 
 
+def split_display_name(text: str) -> tuple[str, str]:
+    """``Zoë Ångström <zoe@example.com>`` -> (name, address); a bare address -> ("", it).
+
+    StoreError when the angle brackets hold no address.
+    """
+    if "<" not in text:
+        return "", text
+    name, address = parseaddr(text)
+    if not address or "@" not in address:
+        raise StoreError(
+            f"{text!r} is not an address", hint="write it as ADDRESS or 'Name <ADDRESS>'"
+        )
+    return name, address
+
+
 def add_subscriber(
     store: Store,
     email: str,
@@ -643,12 +682,16 @@ def add_subscriber(
     attributes: dict[str, str] | None = None,
     resubscribe: str | None = None,
 ) -> str:
-    """``newsletter subscribers add`` -> the message to show; StoreError if suppressed."""
+    """``newsletter subscribers add`` -> the message to show; StoreError if suppressed.
+
+    ``email`` may be ``Display Name <address>``; that name is used when ``name`` is empty.
+    """
+    shown_name, email = split_display_name(email)
     outcome = store.add(
         email,
         list_name=list_name,
         consent=Consent(source="cli"),
-        name=" ".join(name.split()),
+        name=" ".join((name or shown_name).split()),
         attributes=attributes,
         resubscribe=resubscribe or None,
     )
@@ -670,13 +713,24 @@ def _require_subscriber_and_list(store: Store, address: str, list_name: str) -> 
 
 
 def remove_subscriber(store: Store, email: str, *, list_name: str) -> str:
-    """``newsletter subscribers remove``: take ``email`` off one list, keeping the record."""
+    """``newsletter subscribers remove``: take ``email`` off one list, keeping the record.
+
+    StoreError when the address is unknown, the list does not exist, or the address
+    is not on it (nothing is changed then).
+    """
     address = normalize_address(email)
     _require_subscriber_and_list(store, address, list_name)
-    changed = store.unsubscribe(
-        address, list_name=list_name, consent=Consent(source="cli"), action="remove"
-    )
-    return f"{address}: {'removed from' if changed else 'was not on'} {list_name}"
+    outcome = store.remove(address, list_name=list_name, consent=Consent(source="cli"))
+    if outcome == "not on list":
+        sub = store.get_by_email(address)
+        on = ", ".join(m.list_name for m in sub.memberships) if sub else ""
+        raise StoreError(
+            f"{address} is not on {list_name}; nothing changed",
+            hint=f"its lists: {on}" if on else "it is on no list",
+        )
+    if outcome == "already removed":
+        return f"{address}: already removed from {list_name}"
+    return f"{address}: removed from {list_name}"
 
 
 def unsubscribe_address(store: Store, email: str, *, list_name: str | None) -> str:
@@ -715,7 +769,11 @@ def describe_address(store: Store, email: str) -> dict[str, Any]:
 def listing(
     store: Store, *, list_name: str | None, status: str | None, limit: int | None
 ) -> Iterator[str]:
-    """``newsletter subscribers list``: one tab-separated line per subscriber."""
+    """``newsletter subscribers list``: one tab-separated line per subscriber.
+
+    Names and list names come from subscribers and imports: their control characters
+    (escape sequences, tabs, carriage returns) are dropped so a line shows as it is.
+    """
     for shown, sub in enumerate(store.iter_summaries(list_name=list_name, status=status)):
         if limit is not None and shown >= limit:
             return
@@ -723,4 +781,4 @@ def listing(
             name if list_status == ACTIVE else f"{name}({list_status})"
             for name, list_status in sub.lists.items()
         )
-        yield "\t".join((sub.email, sub.status, lists, sub.name))
+        yield "\t".join(printable(v) for v in (sub.email, sub.effective_status, lists, sub.name))

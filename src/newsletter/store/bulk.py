@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
+from newsletter.errors import StoreError
 from newsletter.store.addresses import address_hash
 from newsletter.store.ops import (
     STRENGTH,
@@ -120,6 +121,8 @@ def apply_batch(
     the consent-trail action for new memberships ("import", "subscribe");
     ``resubscribe`` (the description of fresh consent) lifts suppressions.
     """
+    for row in rows:
+        refuse_unstorable(row)
     result = BatchResult()
     merged = merge_duplicates(rows, result)
     if not merged:
@@ -139,6 +142,21 @@ def apply_batch(
         result.count(email, outcome)
     _execute(conn, plan, now)
     return result
+
+
+def refuse_unstorable(row: ImportRow) -> None:
+    """StoreError naming the field (and line) of ``row`` that no database would store.
+
+    Checked before any statement, so one bad value never fails a whole batch with a
+    driver error that names nothing.
+    """
+    problem = row.unstorable_field()
+    if problem is not None:
+        where = f"line {row.line}: " if row.line else ""
+        raise StoreError(
+            f"{where}{problem[0]} {problem[1]}",
+            hint="remove the character from the value and try again",
+        )
 
 
 def _load_existing(conn: Connection, emails: list[str]) -> dict[str, _Existing]:

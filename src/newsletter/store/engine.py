@@ -16,6 +16,8 @@ upgrades a read transaction. Readers never wait for writers (WAL).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +130,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     config = alembic_config()
     heads = set(ScriptDirectory.from_config(config).get_heads())
     writer = engine.execution_options(**{WRITE_OPTION: True})
-    with writer.begin() as conn:
+    with writer.connect() as conn, _foreign_keys_off(conn), conn.begin():
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
         current = set(MigrationContext.configure(conn).get_current_heads())
@@ -136,7 +138,40 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
             return
         config.attributes["connection"] = conn
         log.info("upgrading database schema to %s", revision)
+        broken_before = _broken_references(conn)
         command.upgrade(config, revision)
+        broken = _broken_references(conn) - broken_before
+        if broken:  # raising rolls the whole upgrade back
+            raise StoreError(
+                f"the schema upgrade would break references in table {min(broken)[0]}",
+                hint="the database was left as it was; report this with the newsletter version",
+            )
+
+
+def _broken_references(conn: Connection) -> set[tuple[Any, ...]]:
+    """SQLite: every (table, rowid, parent, key) whose foreign key points at nothing."""
+    if conn.dialect.name != "sqlite":
+        return set()
+    return {tuple(row) for row in conn.exec_driver_sql("PRAGMA foreign_key_check")}
+
+
+@contextmanager
+def _foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite: no foreign-key actions while migrations rebuild tables, on again after.
+
+    Rebuilding a table drops the old one, and with enforcement on that drop deletes (by
+    cascade) every row referring to it. The pragma only works outside a transaction.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
 
 
 def packaged_head() -> str:

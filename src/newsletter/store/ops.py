@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from newsletter.errors import StoreError
 from newsletter.store.addresses import address_hash
-from newsletter.store.records import Consent
+from newsletter.store.records import Consent, first_unstorable
 from newsletter.store.schema import (
     ACTIVE,
     BOUNCED,
@@ -78,8 +78,22 @@ def consent_row(
     now: datetime,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One ``consents`` row as a dict for insert (``extra`` joins ``consent.detail``)."""
+    """One ``consents`` row as a dict for insert (``extra`` joins ``consent.detail``).
+
+    Raises StoreError naming a field no database would store (a NUL, say).
+    """
     detail = {**(consent.detail or {}), **(extra or {})}
+    problem = first_unstorable(
+        {
+            "IP address": consent.ip,
+            "user agent": consent.user_agent,
+            "consent text": consent.text,
+            "consent version": consent.version,
+            "consent detail": detail,
+        }
+    )
+    if problem is not None:
+        raise StoreError(f"{problem[0]} {problem[1]}", hint="remove the character and try again")
     return {
         "subscriber_id": subscriber_id,
         "list_id": list_id,

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from newsletter.store.schema import ACTIVE
+from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
 
 # Outcomes of one row, strongest first when a row touches several lists.
 ADDED = "added"
@@ -22,6 +22,58 @@ RESUBSCRIBED = "resubscribed"
 UPDATED = "updated"
 SUPPRESSED = "suppressed"
 UNCHANGED = "unchanged"
+
+
+def unstorable(value: Any) -> str | None:
+    """Why no database would store ``value`` (a NUL, or text not encodable as UTF-8), else None.
+
+    Looks inside dicts and lists too (attributes, details). PostgreSQL refuses both in
+    text columns, SQLite the second; checking first lets the caller name the field.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL character"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "contains characters that are not valid text"
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            reason = unstorable(key) or unstorable(item)
+            if reason:
+                return reason
+    elif isinstance(value, list | tuple):
+        for item in value:
+            reason = unstorable(item)
+            if reason:
+                return reason
+    return None
+
+
+def first_unstorable(fields: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(field name, reason) of the first of ``fields`` a database would refuse, else None."""
+    for name, value in fields.items():
+        reason = unstorable(value)
+        if reason:
+            return name, reason
+    return None
+
+
+def effective_status(status: str, list_statuses: Iterable[str]) -> str:
+    """What a person is, from the global ``status`` and their per-list statuses.
+
+    A global suppression wins; otherwise active on any list -> active, else waiting for
+    a confirmation anywhere -> pending, else (left every list, or on none) ->
+    unsubscribed. ``Store`` filters with the same rule in SQL.
+    """
+    if status != ACTIVE:
+        return status
+    seen = set(list_statuses)
+    if ACTIVE in seen:
+        return ACTIVE
+    return PENDING if PENDING in seen else UNSUBSCRIBED
 
 
 def utcnow() -> datetime:
@@ -61,7 +113,10 @@ class Membership:
 
 @dataclass(frozen=True)
 class Subscriber:
-    """One person: global ``status`` overrides every membership when not active."""
+    """One person: global ``status`` overrides every membership when not active.
+
+    ``status`` is the stored global status; ``effective_status`` is what to show.
+    """
 
     id: int
     email: str
@@ -71,6 +126,11 @@ class Subscriber:
     created_at: datetime
     updated_at: datetime
     memberships: tuple[Membership, ...] = ()
+
+    @property
+    def effective_status(self) -> str:
+        """Global status, or what the memberships add up to (see ``effective_status``)."""
+        return effective_status(self.status, (m.status for m in self.memberships))
 
     def list_status(self, list_name: str) -> str | None:
         """Effective status on ``list_name``: the global status if suppressed, else the list's."""
@@ -82,7 +142,11 @@ class Subscriber:
 
 @dataclass(frozen=True, slots=True)
 class SubscriberSummary:
-    """A subscriber as export and listing need them: ``lists`` maps list name -> status."""
+    """A subscriber as export and listing need them: ``lists`` maps list name -> status.
+
+    ``status`` is the stored global status (what an export carries); listings show
+    ``effective_status``.
+    """
 
     id: int
     email: str
@@ -92,6 +156,11 @@ class SubscriberSummary:
     created_at: datetime
     updated_at: datetime
     lists: dict[str, str]
+
+    @property
+    def effective_status(self) -> str:
+        """Global status, or what the list statuses add up to (see ``effective_status``)."""
+        return effective_status(self.status, self.lists.values())
 
 
 @dataclass(frozen=True)
@@ -125,6 +194,16 @@ class ImportRow:
     ip: str | None = None
     confirmed_at: datetime | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def unstorable_field(self) -> tuple[str, str] | None:
+        """(field, reason) when a value of this row cannot be stored (see ``unstorable``)."""
+        fields: dict[str, Any] = {"email": self.email, "name": self.name, "ip": self.ip}
+        fields.update(
+            (f"attribute {key!r}", {key: value}) for key, value in self.attributes.items()
+        )
+        fields["lists"] = self.lists
+        fields.update(self.detail)
+        return first_unstorable(fields)
 
 
 @dataclass

@@ -149,6 +149,8 @@ subscribers = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     CheckConstraint(_in("status", SUBSCRIBER_STATUSES), name="status"),
     Index("ix_subscribers_status_id", "status", "id"),
+    # an id is never handed out twice (links and VERP addresses carry it)
+    sqlite_autoincrement=True,
 )
 
 lists = Table(

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Select,
@@ -38,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.errors import StoreError
 from newsletter.store.addresses import address_hash, normalize_address
-from newsletter.store.bulk import apply_batch
+from newsletter.store.bulk import apply_batch, refuse_unstorable
 from newsletter.store.ops import (
     SUPPRESS_ACTION,
     add_suppression,
@@ -300,6 +301,7 @@ class Store:
         Pending members never receive campaigns.
         """
         normalized = normalize_address(email)
+        refuse_unstorable(ImportRow(normalized, name=name, attributes=attributes or {}))
         now = utcnow()
         with self._write_with_lists() as (conn, cache):
             list_id = list_ids(conn, [list_name], now, cache)[list_name.strip()]
@@ -458,6 +460,35 @@ class Store:
             if changed:
                 record_consents(conn, [consent_row(subscriber_id, list_id, action, consent, now)])
             return changed
+
+    @_retry_conflicts
+    def remove(self, email: str, *, list_name: str, consent: Consent) -> str:
+        """Take ``email`` off ``list_name`` (an operator's removal) -> what happened.
+
+        "removed", "already removed" (left before), or "not on list": someone who was
+        never on the list gets no membership, unlike ``unsubscribe`` which records the
+        person's own wish. Raises StoreError for an unknown address or list.
+        """
+        now = utcnow()
+        with self.write() as conn:
+            subscriber_id, normalized = self._resolve(conn, email)
+            if subscriber_id is None:
+                raise StoreError(f"{normalized} is not a subscriber", hint="check the address")
+            list_id = self._require_list(conn, list_name)
+            status = conn.scalar(
+                select(memberships.c.status)
+                .where(
+                    memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id
+                )
+                .with_for_update()
+            )
+            if status is None:
+                return "not on list"
+            if status == UNSUBSCRIBED:
+                return "already removed"
+            self._set_membership(conn, subscriber_id, list_id, UNSUBSCRIBED, now)
+            record_consents(conn, [consent_row(subscriber_id, list_id, "remove", consent, now)])
+            return "removed"
 
     def mark_bounced(self, who: int | str, *, consent: Consent | None = None) -> bool:
         """A hard bounce (or soft bounces past the limit): suppress ``who`` everywhere."""
@@ -692,8 +723,8 @@ class Store:
         query = select(subscribers).where(subscribers.c.status != ERASED)
         if list_name is None:
             if status is not None:
-                _check_status(status, SUBSCRIBER_STATUSES)
-                query = query.where(subscribers.c.status == status)
+                _check_status(status, (*SUBSCRIBER_STATUSES, PENDING))
+                query = query.where(_effective_status() == status)
             return query
         list_id = self._require_list(conn, list_name)
         query = query.join(
@@ -780,10 +811,24 @@ def _check_status(status: str, allowed: tuple[str, ...]) -> None:
     if status not in allowed:
         raise StoreError(
             f"unknown status {status!r}",
-            hint="use one of "
-            + ", ".join(s for s in dict.fromkeys(allowed) if s != ERASED)
-            + (" (pending needs --list)" if PENDING not in allowed else ""),
+            hint="use one of " + ", ".join(s for s in dict.fromkeys(allowed) if s != ERASED),
         )
+
+
+def _effective_status() -> ColumnElement[str]:
+    """``records.effective_status`` in SQL: a suppression, else what the lists add up to."""
+
+    def on_a_list_as(status: str) -> ColumnElement[bool]:
+        return exists().where(
+            memberships.c.subscriber_id == subscribers.c.id, memberships.c.status == status
+        )
+
+    return case(
+        (subscribers.c.status != ACTIVE, subscribers.c.status),
+        (on_a_list_as(ACTIVE), ACTIVE),
+        (on_a_list_as(PENDING), PENDING),
+        else_=UNSUBSCRIBED,
+    )
 
 
 def _sendable(list_id: int) -> Select[Any]:
@@ -863,7 +908,7 @@ def _subscriber_data(sub: Subscriber) -> dict[str, Any]:
         "id": sub.id,
         "name": sub.name,
         "attributes": sub.attributes,
-        "status": sub.status,
+        "status": sub.effective_status,
         "created_at": iso(sub.created_at),
         "updated_at": iso(sub.updated_at),
         "lists": [

@@ -344,9 +344,16 @@ class WebApp:
 
     # -- resolving tokens (run in worker threads: they read the database) -------------------
 
-    def _member(self, subscriber_id: int, list_id: int) -> _Member | None:
+    def _member(
+        self,
+        subscriber_id: int,
+        list_id: int,
+        owned_by: Callable[[str | None], bool] | None = None,
+    ) -> _Member | None:
+        """The member, if ``owned_by`` (a token's check, None when done) accepts them."""
         subscriber = self.store.get(subscriber_id)
-        if subscriber is None:
+        # the id alone is not enough: the token must have been made for this person
+        if subscriber is None or (owned_by is not None and not owned_by(subscriber.email)):
             return None
         for membership in subscriber.memberships:
             if membership.list_id == list_id:
@@ -364,7 +371,8 @@ class WebApp:
         if claim.subscriber_id == claim.list_id == TEST_COPY_ID:
             # signed by us, so telling it apart reveals nothing a forger could use
             return TEST_COPY
-        member = self._member(claim.subscriber_id, claim.list_id)
+        owned_by = functools.partial(self.unsubscribe_tokens.owned_by, claim)
+        member = self._member(claim.subscriber_id, claim.list_id, owned_by)
         return None if member is None else (member, claim.campaign_id)
 
     def _confirm_target(self, token: str) -> _Member | str | None:
@@ -377,7 +385,8 @@ class WebApp:
             return "expired"
         except TokenError:
             return None
-        return self._member(claim.subscriber_id, claim.list_id)
+        owned_by = functools.partial(self.confirm_tokens.owned_by, claim)
+        return self._member(claim.subscriber_id, claim.list_id, owned_by)
 
     # -- unsubscribe ---------------------------------------------------------------------------
 
@@ -534,7 +543,7 @@ class WebApp:
                 return
             extra: dict[str, Any] = {}
             if kind == CONFIRM:
-                token = self.confirm_tokens.make(subscriber_id, list_id)
+                token = self.confirm_tokens.make(subscriber_id, list_id, email=subscriber.email)
                 extra = {
                     "confirm_url": confirm_url(self.ws.base_url, token),
                     "expiry_hours": f"{self.ws.config.serve.pending_expiry_hours:g}",
