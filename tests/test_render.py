@@ -235,8 +235,11 @@ def test_layout_lead_story_then_two_column_cards(golden_ws: Workspace, sample_is
     assert "Hi %%greeting_name%%," in html
     assert 'lang="en"' in html
     assert "<title>The Weekly Brief — 28 November 2026</title>" in html
-    preheader = tree.xpath("//body/div[1]")[0]
-    assert "display:none" in preheader.get("style").replace(" ", "")
+    # the first text in the body, hidden without a colour that matches the background
+    preheader = tree.find_class("preheader")[0]
+    assert preheader.xpath("string(//body)").strip().startswith(sample_issue.preheader)
+    style = preheader.get("style").replace(" ", "")
+    assert "display:none" in style and "color:#6b6760" in style
     assert preheader.text_content().strip() == sample_issue.preheader
     assert "#b3261e" in html  # the accent colour from the config
     assert "fonts.googleapis" not in html and "<link" not in html
