@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -646,3 +648,29 @@ def test_issue_html_is_what_a_reader_sees(workspace: Workspace, articles: Path) 
     # the sender's slotted parts live beside them, out of the way
     assert "%%" in (folder / SEND_HTML).read_text(encoding="utf-8")
     assert "%%" in (folder / SEND_TXT).read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The process umask set to the common 022 for one test, then restored."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_files_get_the_usual_modes_and_render_keeps_them(
+    workspace: Workspace, articles: Path, umask_022: None
+) -> None:
+    folder = _compose(workspace, [str(articles)]).folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
+    # a mode the user chose survives a render
+    (folder / ISSUE_HTML).chmod(0o664)
+    (folder / SEND_TXT).chmod(0o600)
+    render_issue_folder(workspace, folder)
+    assert stat.S_IMODE((folder / ISSUE_HTML).stat().st_mode) == 0o664
+    assert stat.S_IMODE((folder / SEND_TXT).stat().st_mode) == 0o600
+    assert stat.S_IMODE((folder / ISSUE_TXT).stat().st_mode) == 0o644

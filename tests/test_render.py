@@ -357,6 +357,34 @@ def test_unknown_slot_in_template_names_file_and_line(
         render_issue(golden_ws, sample_issue)
 
 
+def test_unknown_mjml_tags_are_warned_about_with_file_and_line(
+    golden_ws: Workspace, sample_issue: Issue
+) -> None:
+    (golden_ws.templates_dir / "partials").mkdir()
+    (golden_ws.templates_dir / "partials" / "footer.mjml.j2").write_text(
+        '<mj-section>\n  <mj-colum>\n    <mj-text><a href="{{ slot("unsubscribe_url") }}">'
+        "leave</a></mj-text>\n  </mj-colum>\n</mj-section>\n",
+        encoding="utf-8",
+    )
+    (golden_ws.templates_dir / HTML_TEMPLATE).write_text(
+        "<mjml>\n<mj-body>\n<mj-section><mj-column>\n"
+        "<mj-txt>{{ issue.subject }}</mj-txt>\n<mj-text>kept</mj-text>\n"
+        "</mj-column></mj-section>\n"
+        '{% include "partials/footer.mjml.j2" %}\n</mj-body>\n</mjml>\n',
+        encoding="utf-8",
+    )
+    warnings = render_issue(golden_ws, sample_issue).warnings
+    assert [w.split(" is not")[0] for w in warnings] == [
+        "templates/issue.mjml.j2, line 4: <mj-txt>",
+        "templates/partials/footer.mjml.j2, line 2: <mj-colum>",
+    ]
+    assert render_issue(golden_ws, sample_issue).warnings == warnings  # once per render
+    # the packaged theme uses only MJML's components
+    for name in (HTML_TEMPLATE, "partials/footer.mjml.j2"):
+        (golden_ws.templates_dir / name).unlink()
+    assert render_issue(golden_ws, sample_issue).warnings == []
+
+
 def test_template_that_is_not_mjml_fails_clearly(golden_ws: Workspace, sample_issue: Issue) -> None:
     (golden_ws.templates_dir / HTML_TEMPLATE).write_text("<mjml><mj-body>", encoding="utf-8")
     with pytest.raises(RenderError, match=r"issue.mjml.j2 produced MJML that cannot be compiled"):

@@ -12,14 +12,16 @@ behind.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import json.scanner
 import logging
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -285,16 +287,42 @@ def _write_file(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
+def _new_temp_file(folder: Path, name: str) -> Path:
+    """A new empty file in ``folder`` named after ``name``, with the mode a plain
+    ``open()`` gives (0666 less the umask; mkstemp's 0600 would stick after the rename)."""
+    while True:
+        path = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
+
+
 def _replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename;
+    an existing file's permission bits are kept."""
+    temp = _new_temp_file(path.parent, path.name)
     try:
-        _write_file(Path(temp_name), text)
-        os.replace(temp_name, path)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(temp, stat.S_IMODE(os.stat(path).st_mode))
+        _write_file(temp, text)
+        os.replace(temp, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+
+
+def _new_temp_dir(parent: Path, name: str) -> Path:
+    """A new empty folder in ``parent`` named after ``name``, with the mode a plain
+    ``mkdir`` gives (0777 less the umask; mkdtemp's 0700 would stick after the rename)."""
+    while True:
+        path = parent / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            path.mkdir(0o777)
+            return path
+        except FileExistsError:
+            continue
 
 
 def _is_empty_dir(folder: Path) -> bool:
@@ -343,9 +371,7 @@ def write_issue_folder(
             if fingerprint is None:
                 (folder / STAMP_FILE).unlink(missing_ok=True)
             return
-        staging = Path(
-            tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp")
-        )
+        staging = _new_temp_dir(folder.parent, folder.name)
         try:
             for name, text in files.items():
                 _write_file(staging / name, text)

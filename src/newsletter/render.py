@@ -47,6 +47,52 @@ TEXT_TEMPLATE = "issue.txt.j2"
 TEXT_WIDTH = 76
 GMAIL_CLIP_KB = 102
 
+# MJML's documented components: mjml-python does not validate tags and copies any other
+# mj-* tag into the HTML uncompiled, without the layout and styles the component gives
+MJML_TAGS = frozenset(
+    {
+        "mjml",
+        "mj-head",
+        "mj-body",
+        "mj-include",
+        "mj-attributes",
+        "mj-all",
+        "mj-class",
+        "mj-breakpoint",
+        "mj-font",
+        "mj-html-attributes",
+        "mj-html-attribute",
+        "mj-selector",
+        "mj-preview",
+        "mj-style",
+        "mj-title",
+        "mj-accordion",
+        "mj-accordion-element",
+        "mj-accordion-title",
+        "mj-accordion-text",
+        "mj-button",
+        "mj-carousel",
+        "mj-carousel-image",
+        "mj-column",
+        "mj-divider",
+        "mj-group",
+        "mj-hero",
+        "mj-image",
+        "mj-navbar",
+        "mj-navbar-link",
+        "mj-raw",
+        "mj-section",
+        "mj-social",
+        "mj-social-element",
+        "mj-spacer",
+        "mj-table",
+        "mj-text",
+        "mj-wrapper",
+    }
+)
+# an opening (or self-closing) tag: one warning per use, not two
+_MJML_TAG_RE = re.compile(r"<(mj(?:ml|-[A-Za-z0-9_-]*))(?=[\s/>])", re.IGNORECASE)
+
 # the reader's view of the greeting when there is no name
 GREETING_FALLBACK = "reader"
 # the reader's view of "This email was sent to ...": no address in a file people share
@@ -376,6 +422,46 @@ def size_warnings(html: str, max_kb: int) -> list[str]:
     ]
 
 
+def _template_sources(env: jinja2.Environment, name: str) -> list[tuple[str, str | None, str]]:
+    """(name, file name, source) of template ``name`` and of every template it includes,
+    imports or extends by a constant name, each once."""
+    import jinja2
+    import jinja2.meta
+
+    found: list[tuple[str, str | None, str]] = []
+    pending, seen = [name], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            source, filename, _ = env.loader.get_source(env, current)  # type: ignore[union-attr]
+            referenced = jinja2.meta.find_referenced_templates(env.parse(source))
+        except jinja2.TemplateError:  # the render itself reports a missing or broken one
+            continue
+        found.append((current, filename, source))
+        pending.extend(ref for ref in referenced if ref is not None)
+    return found
+
+
+def mjml_tag_warnings(ws: Workspace, env: jinja2.Environment, name: str) -> list[str]:
+    """A warning, naming the file and line, for each tag in template ``name`` (and what it
+    includes) that looks like MJML but is no MJML component, e.g. a misspelt ``<mj-txt>``."""
+    warnings = []
+    for template, filename, source in _template_sources(env, name):
+        where = _display_path(ws, filename, template)
+        for match in _MJML_TAG_RE.finditer(source):
+            tag = match.group(1)
+            if tag.lower() not in MJML_TAGS:
+                line = source.count("\n", 0, match.start()) + 1
+                warnings.append(
+                    f"{where}, line {line}: <{tag}> is not an MJML component; mjml-python "
+                    "copies it into the email uncompiled (check the spelling)"
+                )
+    return warnings
+
+
 def teaser_warnings(teasers: list[Teaser]) -> list[str]:
     """Warnings about teasers a reader cannot follow or a screen reader cannot describe."""
     warnings = []
@@ -413,6 +499,9 @@ def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None
     times.text = time.perf_counter() - started
 
     rendered = rendered_from(ws, issue, html=html, text=text)
+    tag_warnings = mjml_tag_warnings(ws, env, HTML_TEMPLATE)
+    if tag_warnings:
+        rendered = replace(rendered, warnings=tag_warnings + rendered.warnings)
     log.debug(
         "rendered %r: %d bytes of HTML, %d warnings",
         issue.subject,
