@@ -1210,7 +1210,7 @@ def test_a_fresh_render_is_sent_as_rendered_without_the_render_stack(
 
     from newsletter.deliver.content import render_for_send
     from newsletter.issue import render_issue_folder
-    from newsletter.render_stamp import STAMP_FILE
+    from newsletter.render_stamp import SEND_HTML, STAMP_FILE
 
     render_issue_folder(ws, issue)
     unstamped = tmp_path / "unstamped"
@@ -1226,7 +1226,7 @@ def test_a_fresh_render_is_sent_as_rendered_without_the_render_stack(
     )
     seen = json.loads(probe.stdout)
     assert seen["at_import"] == [] and seen["after_render"] == []
-    assert seen["html"] == hashlib.sha256((issue / "issue.html").read_bytes()).hexdigest()
+    assert seen["html"] == hashlib.sha256((issue / SEND_HTML).read_bytes()).hexdigest()
     assert seen["html"] == hashlib.sha256(fresh.html.encode()).hexdigest()
     assert seen["text"] == hashlib.sha256(fresh.text.encode()).hexdigest()
     assert (seen["subject"], seen["warnings"]) == (fresh.subject, fresh_warnings)

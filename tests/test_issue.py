@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -38,7 +40,7 @@ from newsletter.issue import (
 )
 from newsletter.models import Issue, Teaser
 from newsletter.render import Rendered, render_issue
-from newsletter.render_stamp import STAMP_FILE, render_fingerprint
+from newsletter.render_stamp import SEND_HTML, SEND_TXT, STAMP_FILE, render_fingerprint
 from newsletter.workspace import Workspace, load_workspace
 
 ARTICLES = Path(__file__).resolve().parent / "golden" / "articles"
@@ -90,6 +92,8 @@ def test_compose_writes_a_dated_issue_folder(workspace: Workspace, articles: Pat
     assert result.folder == workspace.issues_dir / "2026-12-01-the-weekly-brief"
     assert sorted(p.name for p in result.folder.iterdir()) == [
         STAMP_FILE,
+        SEND_HTML,
+        SEND_TXT,
         ISSUE_HTML,
         ISSUE_JSON,
         ISSUE_TXT,
@@ -110,7 +114,7 @@ def test_compose_writes_a_dated_issue_folder(workspace: Workspace, articles: Pat
     assert (result.folder / ISSUE_JSON).read_text(encoding="utf-8") == issue_json(issue)
     html = (result.folder / ISSUE_HTML).read_text(encoding="utf-8")
     assert html.startswith("<!doctype html>") and HARBOUR_TITLE in html
-    assert "%%unsubscribe_url%%" in html
+    assert 'href="https://brief.example.org/subscribe"' in html  # the reader's view
     assert ORCHARD_TITLE in (result.folder / ISSUE_TXT).read_text(encoding="utf-8")
 
 
@@ -173,6 +177,8 @@ def test_out_folder_must_be_new_or_empty(workspace: Workspace, articles: Path) -
     _compose(workspace, [str(articles / "harbour.html")], out=fresh)
     assert sorted(p.name for p in fresh.iterdir()) == [
         STAMP_FILE,
+        SEND_HTML,
+        SEND_TXT,
         ISSUE_HTML,
         ISSUE_JSON,
         ISSUE_TXT,
@@ -223,6 +229,8 @@ def test_render_folder_uses_the_edited_issue_json_and_never_resummarises(
     assert (folder / ISSUE_JSON).read_text(encoding="utf-8") == edited  # left as the user wrote it
     assert sorted(p.name for p in folder.iterdir()) == [
         STAMP_FILE,
+        SEND_HTML,
+        SEND_TXT,
         ISSUE_HTML,
         ISSUE_JSON,
         ISSUE_TXT,
@@ -358,6 +366,8 @@ def test_write_issue_folder_replaces_files_in_an_existing_folder(workspace: Work
     write_issue_folder(folder, issue, rendered)
     assert read_issue(folder).subject == "Atomic, again"
     assert sorted(p.name for p in folder.iterdir()) == [
+        SEND_HTML,
+        SEND_TXT,
         ISSUE_HTML,
         ISSUE_JSON,
         ISSUE_TXT,
@@ -460,9 +470,9 @@ def test_a_fresh_render_is_reused_byte_for_byte(
     assert any("has no url" in w for w in reused.warnings)
     assert any("over compose.max_html_kb" in w for w in reused.warnings)
     stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
-    assert stamp["format"] == 1 and len(stamp["fingerprint"]) == 64
-    assert stamp[ISSUE_HTML] == hashlib.sha256((folder / ISSUE_HTML).read_bytes()).hexdigest()
-    assert stamp[ISSUE_TXT] == hashlib.sha256((folder / ISSUE_TXT).read_bytes()).hexdigest()
+    assert stamp["format"] == 2 and len(stamp["fingerprint"]) == 64
+    assert stamp[SEND_HTML] == hashlib.sha256((folder / SEND_HTML).read_bytes()).hexdigest()
+    assert stamp[SEND_TXT] == hashlib.sha256((folder / SEND_TXT).read_bytes()).hexdigest()
 
 
 def test_a_composed_folder_is_reused(
@@ -516,13 +526,13 @@ def _edit_newsletter_toml(
 
 
 def _hand_edit_html(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    path = folder / ISSUE_HTML
+    path = folder / SEND_HTML
     path.write_text(path.read_text(encoding="utf-8").replace("Second", "Hand-made"))
     return ws
 
 
 def _hand_edit_text(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    with open(folder / ISSUE_TXT, "a", encoding="utf-8") as handle:
+    with open(folder / SEND_TXT, "a", encoding="utf-8") as handle:
         handle.write("P.S. added by hand\n")
     return ws
 
@@ -565,10 +575,10 @@ def _stamp_edited(**changes: Any) -> Callable[[Workspace, Path, pytest.MonkeyPat
         _stamp_as(b'{"format": 1, "fingerprint": "'),
         _stamp_as(b"\xff\xfe not UTF-8"),
         _stamp_as(b"[1, 2, 3]"),
-        _stamp_edited(format=2),
+        _stamp_edited(format=1),
         _stamp_edited(fingerprint=None),
         _stamp_edited(fingerprint="0" * 64),
-        _stamp_edited(**{ISSUE_HTML: "short"}),
+        _stamp_edited(**{SEND_HTML: "short"}),
     ],
 )
 def test_a_stale_or_untrusted_render_is_rendered_again(
@@ -623,3 +633,44 @@ def test_no_fingerprint_without_a_readable_input(
     render_spy.results.clear()
     load_rendered(workspace, stamped)
     assert len(render_spy.results) == 1
+
+
+def test_issue_html_is_what_a_reader_sees(workspace: Workspace, articles: Path) -> None:
+    folder = _compose(workspace, [str(articles)]).folder
+    html = (folder / ISSUE_HTML).read_text(encoding="utf-8")
+    text = (folder / ISSUE_TXT).read_text(encoding="utf-8")
+    for part in (html, text):
+        assert "%%" not in part  # no slot left for a person to puzzle over
+        assert "Hi reader," in part and "This email was sent to you." in part
+    # where the unsubscribe link was, a visitor finds the subscribe form
+    assert 'href="https://brief.example.org/subscribe"' in html
+    assert "Unsubscribe: https://brief.example.org/subscribe\n" in text
+    # the sender's slotted parts live beside them, out of the way
+    assert "%%" in (folder / SEND_HTML).read_text(encoding="utf-8")
+    assert "%%" in (folder / SEND_TXT).read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The process umask set to the common 022 for one test, then restored."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_files_get_the_usual_modes_and_render_keeps_them(
+    workspace: Workspace, articles: Path, umask_022: None
+) -> None:
+    folder = _compose(workspace, [str(articles)]).folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
+    # a mode the user chose survives a render
+    (folder / ISSUE_HTML).chmod(0o664)
+    (folder / SEND_TXT).chmod(0o600)
+    render_issue_folder(workspace, folder)
+    assert stat.S_IMODE((folder / ISSUE_HTML).stat().st_mode) == 0o664
+    assert stat.S_IMODE((folder / SEND_TXT).stat().st_mode) == 0o600
+    assert stat.S_IMODE((folder / ISSUE_TXT).stat().st_mode) == 0o644

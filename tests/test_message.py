@@ -20,7 +20,6 @@ import pytest
 
 from newsletter.errors import ConfigError, RenderError
 from newsletter.message import (
-    SLOT_RE,
     DkimSigner,
     MessageSettings,
     MessageTemplate,
@@ -34,14 +33,17 @@ from newsletter.message import (
     verp_address,
 )
 from newsletter.models import Issue, Teaser
+from newsletter.slots import SlotGrammar
 from newsletter.tokens import read_unsubscribe_token
 from newsletter.transport import dot_stuff
 from newsletter.workspace import Workspace, load_workspace
 
 DKIM_DIR = Path(__file__).resolve().parent / "fixtures" / "dkim"
 KEYS = ("test-key-new", "test-key-old")
+# render writes slots as tokens of the signing keys' grammar; these parts stand for its output
+SLOTS = SlotGrammar.for_keys(KEYS)
 
-HTML = """<!doctype html>
+HTML = SLOTS.mark("""<!doctype html>
 <html><head><meta charset="utf-8"><title>The Harbour Letter</title></head>
 <body style="margin:0;padding:0;background:#f4f1ea">
 <p style="font-family:Georgia,serif;font-size:16px;line-height:24px">Hello %%greeting_name%%,</p>
@@ -51,8 +53,8 @@ the café on pier 3 reopens — and yes, 100% of the lamps work again.</p>
 <p style="font-size:12px;color:#666">Sent to %%email%%. \
 <a href="%%unsubscribe_url%%" style="color:#666">Unsubscribe</a></p>
 </body></html>
-"""
-TEXT = """Hello %%greeting_name%%,
+""")
+TEXT = SLOTS.mark("""Hello %%greeting_name%%,
 
 The ferry timetable changes on Monday; the café on pier 3 reopens — and yes,
 100% of the lamps work again.
@@ -60,7 +62,7 @@ The ferry timetable changes on Monday; the café on pier 3 reopens — and yes,
 Your city: %%attr.city%%. A literal %%not_a_slot%% stays.
 
 Sent to %%email%%. Unsubscribe: %%unsubscribe_url%%
-"""
+""")
 
 NAMES = [
     "",
@@ -284,9 +286,6 @@ def test_template_is_built_once_and_slots_survive_as_tokens() -> None:
     tmpl = template()
     assert tmpl.slots == {"greeting_name", "attr.city", "email", "unsubscribe_url"}
     assert "%%greeting_name%%" in tmpl.wire and "%%@to%%" in tmpl.wire
-    # the public slot grammar is render's, byte for byte
-    render = pytest.importorskip("newsletter.render")
-    assert render.SLOT_RE.pattern == SLOT_RE.pattern
 
 
 def test_missing_unsubscribe_slot_is_refused_at_build() -> None:
@@ -313,7 +312,7 @@ def test_qp_value_chunks_long_values_under_the_line_limit() -> None:
 def test_qp_never_starts_a_line_with_a_dot() -> None:
     # SMTP doubles a leading "." in transit; encoding it instead (=2E) means the
     # transport never has to rewrite a message (and DKIM never sees the difference)
-    encoded = qp_encode_with_slots(".mj-column { width: 100% }\n" + "x" * 75 + ".tail\n")
+    encoded = qp_encode_with_slots(".mj-column { width: 100% }\n" + "x" * 75 + ".tail\n", SLOTS)
     assert not any(line.startswith(".") for line in encoded.split("\r\n"))
     assert quopri.decodestring(encoded.encode()) == (
         b".mj-column { width: 100% }\r\n" + b"x" * 75 + b".tail\r\n"
@@ -325,10 +324,12 @@ def test_qp_never_starts_a_line_with_a_dot() -> None:
 
 
 def test_qp_template_encodes_trailing_space_and_percent() -> None:
-    encoded = qp_encode_with_slots("end with space \n100%\nslot %%email%% at end %%name%%\n")
+    text = SLOTS.mark("end with space \n100%\nslot %%email%% at end %%name%%\n")
+    encoded = qp_encode_with_slots(text + "and %%email%% as text\n", SLOTS)
     assert encoded.split("\r\n")[0] == "end with space=20"
     assert "100=25" in encoded
-    assert "=\r\n%%email%%=\r\n" in encoded
+    assert f"=\r\n{SLOTS.token('email')}=\r\n" in encoded
+    assert "and =25=25email=25=25 as text" in encoded
 
 
 def test_encoded_words_stay_under_75_chars() -> None:
@@ -552,7 +553,7 @@ def test_settings_unfit_for_headers_are_config_errors(field: str, value: str) ->
 def test_links_use_the_base_url_from_the_environment(
     workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", ",".join(KEYS))  # the keys HTML was made with
     monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://letters.example.net/harbour")
     loaded = MessageSettings.from_workspace(load_workspace(workspace_dir))
     tmpl = build_template(

@@ -23,24 +23,23 @@ from newsletter.errors import RenderError
 from newsletter.models import Issue, Teaser
 from newsletter.render import (
     HTML_TEMPLATE,
-    SLOT_RE,
     TEXT_TEMPLATE,
     compile_mjml,
-    fill_slots,
     inline_css,
     render_issue,
     render_template,
-    slot,
-    slot_names,
     template_context,
     template_environment,
     wrap_text,
 )
+from newsletter.slots import SlotGrammar
 from newsletter.workspace import Workspace, load_workspace
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE_GOLDEN = os.environ.get("NEWSLETTER_UPDATE_GOLDEN") == "1"
 SLOTS_IN_THEME = {"greeting_name", "email", "unsubscribe_url"}
+GOLDEN_KEY = "golden-key-not-secret"
+SLOTS = SlotGrammar.for_keys((GOLDEN_KEY,))
 
 
 def load_sample_issue() -> Issue:
@@ -77,7 +76,7 @@ def golden_ws(tmp_path: Path) -> Workspace:
     root = tmp_path / "golden-ws"
     (root / "templates").mkdir(parents=True)
     shutil.copy(GOLDEN / "newsletter.toml", root / "newsletter.toml")
-    return load_workspace(root, environ={})
+    return load_workspace(root, environ={"NEWSLETTER_SECRET_KEY": GOLDEN_KEY})
 
 
 @pytest.fixture
@@ -169,14 +168,14 @@ def test_slots_survive_byte_for_byte(
 ) -> None:
     compiled, inlined = compiled_and_inlined
     rendered = render_issue(golden_ws, sample_issue)
-    assert slot_names(compiled) == slot_names(inlined) == SLOTS_IN_THEME
-    assert slot_names(rendered.text) == SLOTS_IN_THEME
-    assert SLOT_RE.findall(inlined) == SLOT_RE.findall(compiled)
-    assert 'href="%%unsubscribe_url%%"' in inlined
-    assert "Hi %%greeting_name%%," in inlined
-    assert "%%email%%" in inlined
+    assert SLOTS.names(compiled) == SLOTS.names(inlined) == SLOTS_IN_THEME
+    assert SLOTS.names(rendered.text) == SLOTS_IN_THEME
+    assert SLOTS.pattern.findall(inlined) == SLOTS.pattern.findall(compiled)
+    assert f'href="{SLOTS.token("unsubscribe_url")}"' in inlined
+    assert f"Hi {SLOTS.token('greeting_name')}," in inlined
+    assert SLOTS.token("email") in inlined
     # nothing percent-encoded or escaped a token on the way
-    assert "%25%25" not in inlined and "%%unsubscribe_url%%" in inlined
+    assert "%25%25" not in inlined
 
 
 def test_every_image_has_alt_text(golden_ws: Workspace, sample_issue: Issue) -> None:
@@ -220,7 +219,7 @@ def test_footer_has_postal_address_and_unsubscribe(
     body_text = tree.text_content()
     assert "Example Media GmbH, Musterstraße 12, 10115 Berlin, Germany" in body_text
     unsubscribe = [a for a in tree.iter("a") if a.text_content().strip() == "Unsubscribe"]
-    assert [a.get("href") for a in unsubscribe] == ["%%unsubscribe_url%%"]
+    assert [a.get("href") for a in unsubscribe] == [SLOTS.token("unsubscribe_url")]
     # the footer comes after the last teaser, as a reader scrolls
     last_title = sample_issue.teasers[-1].title
     assert body_text.index(last_title) < body_text.index("Unsubscribe")
@@ -232,11 +231,14 @@ def test_layout_lead_story_then_two_column_cards(golden_ws: Workspace, sample_is
     tree = lxml.html.document_fromstring(html)
     # four more teasers -> two rows of two half-width columns
     assert len(tree.find_class("mj-column-per-50")) == 4
-    assert "Hi %%greeting_name%%," in html
+    assert f"Hi {SLOTS.token('greeting_name')}," in html
     assert 'lang="en"' in html
     assert "<title>The Weekly Brief — 28 November 2026</title>" in html
-    preheader = tree.xpath("//body/div[1]")[0]
-    assert "display:none" in preheader.get("style").replace(" ", "")
+    # the first text in the body, hidden without a colour that matches the background
+    preheader = tree.find_class("preheader")[0]
+    assert preheader.xpath("string(//body)").strip().startswith(sample_issue.preheader)
+    style = preheader.get("style").replace(" ", "")
+    assert "display:none" in style and "color:#6b6760" in style
     assert preheader.text_content().strip() == sample_issue.preheader
     assert "#b3261e" in html  # the accent colour from the config
     assert "fonts.googleapis" not in html and "<link" not in html
@@ -269,7 +271,7 @@ def test_text_part_carries_every_headline_summary_and_link(
         assert teaser.title in flat
         assert " ".join(teaser.summary.split()) in flat
         assert f"\nRead more: {teaser.url}\n" in text  # the URL unbroken on its line
-    assert "\nUnsubscribe: %%unsubscribe_url%%\n" in text
+    assert f"\nUnsubscribe: {SLOTS.token('unsubscribe_url')}\n" in text
     assert "Example Media GmbH, Musterstraße 12, 10115 Berlin, Germany" in text
     for line in text.splitlines():
         assert len(line) <= 76 or "://" in line, line
@@ -306,7 +308,7 @@ def test_workspace_template_overrides_the_packaged_theme(
     rendered = render_issue(golden_ws, sample_issue)
     assert "Our own theme: The Weekly Brief — 28 November 2026" in rendered.html
     assert "TOP STORY" not in rendered.html
-    assert slot_names(rendered.html) == {"unsubscribe_url"}
+    assert SLOTS.names(rendered.html) == {"unsubscribe_url"}
     assert "TOP STORY" in rendered.text  # issue.txt.j2 still comes from the package
 
 
@@ -316,7 +318,8 @@ def test_override_added_or_edited_later_is_picked_up(
     assert "TOP STORY" in render_issue(golden_ws, sample_issue).text
     override = golden_ws.templates_dir / TEXT_TEMPLATE
     override.write_text("first {{ issue.date }} {{ slot('unsubscribe_url') }}\n", encoding="utf-8")
-    assert render_issue(golden_ws, sample_issue).text == "first 2026-11-28 %%unsubscribe_url%%\n"
+    expected = f"first 2026-11-28 {SLOTS.token('unsubscribe_url')}\n"
+    assert render_issue(golden_ws, sample_issue).text == expected
     override.write_text("second {{ issue.date }}\n", encoding="utf-8")
     assert render_issue(golden_ws, sample_issue).text == "second 2026-11-28\n"
     override.unlink()
@@ -354,6 +357,34 @@ def test_unknown_slot_in_template_names_file_and_line(
         render_issue(golden_ws, sample_issue)
 
 
+def test_unknown_mjml_tags_are_warned_about_with_file_and_line(
+    golden_ws: Workspace, sample_issue: Issue
+) -> None:
+    (golden_ws.templates_dir / "partials").mkdir()
+    (golden_ws.templates_dir / "partials" / "footer.mjml.j2").write_text(
+        '<mj-section>\n  <mj-colum>\n    <mj-text><a href="{{ slot("unsubscribe_url") }}">'
+        "leave</a></mj-text>\n  </mj-colum>\n</mj-section>\n",
+        encoding="utf-8",
+    )
+    (golden_ws.templates_dir / HTML_TEMPLATE).write_text(
+        "<mjml>\n<mj-body>\n<mj-section><mj-column>\n"
+        "<mj-txt>{{ issue.subject }}</mj-txt>\n<mj-text>kept</mj-text>\n"
+        "</mj-column></mj-section>\n"
+        '{% include "partials/footer.mjml.j2" %}\n</mj-body>\n</mjml>\n',
+        encoding="utf-8",
+    )
+    warnings = render_issue(golden_ws, sample_issue).warnings
+    assert [w.split(" is not")[0] for w in warnings] == [
+        "templates/issue.mjml.j2, line 4: <mj-txt>",
+        "templates/partials/footer.mjml.j2, line 2: <mj-colum>",
+    ]
+    assert render_issue(golden_ws, sample_issue).warnings == warnings  # once per render
+    # the packaged theme uses only MJML's components
+    for name in (HTML_TEMPLATE, "partials/footer.mjml.j2"):
+        (golden_ws.templates_dir / name).unlink()
+    assert render_issue(golden_ws, sample_issue).warnings == []
+
+
 def test_template_that_is_not_mjml_fails_clearly(golden_ws: Workspace, sample_issue: Issue) -> None:
     (golden_ws.templates_dir / HTML_TEMPLATE).write_text("<mjml><mj-body>", encoding="utf-8")
     with pytest.raises(RenderError, match=r"issue.mjml.j2 produced MJML that cannot be compiled"):
@@ -369,46 +400,6 @@ def test_html_values_are_escaped(golden_ws: Workspace, sample_issue: Issue) -> N
     assert "<script>" not in rendered.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in rendered.html
     assert "<script>alert(1)</script> & more" in rendered.text  # text is not HTML
-
-
-# --- slots -------------------------------------------------------------------------------------
-
-
-def test_slot_writes_tokens_and_rejects_unknown_names() -> None:
-    assert slot("unsubscribe_url") == "%%unsubscribe_url%%"
-    assert slot("attr.city") == "%%attr.city%%"
-    for bad in ("unsubscribe", "Email", "attr.", "attr.City", "first name", "", "a.b"):
-        with pytest.raises(RenderError):
-            slot(bad)
-
-
-def test_fill_slots_escapes_for_html_only() -> None:
-    text = 'Hi %%greeting_name%%, <a href="%%unsubscribe_url%%">x</a> %%attr.city%% %%attr.none%%'
-    values = {
-        "greeting_name": 'Ann <"Boss"> & Co',
-        "unsubscribe_url": "https://b.example.org/u/abc?x=1&y=2",
-        "attr.city": "Köln",
-    }
-    assert fill_slots(text, values, html=True) == (
-        "Hi Ann &lt;&quot;Boss&quot;&gt; &amp; Co, "
-        '<a href="https://b.example.org/u/abc?x=1&amp;y=2">x</a> Köln '
-    )
-    assert fill_slots(text, values, html=False) == (
-        'Hi Ann <"Boss"> & Co, <a href="https://b.example.org/u/abc?x=1&y=2">x</a> Köln '
-    )
-
-
-def test_fill_slots_leaves_foreign_tokens_and_refuses_missing_known_ones() -> None:
-    assert fill_slots("save 50%%off%% now", {}, html=False) == "save 50%%off%% now"
-    with pytest.raises(RenderError, match="unsubscribe_url"):
-        fill_slots("bye %%unsubscribe_url%%", {"email": "a@example.org"}, html=False)
-
-
-def test_slot_names_finds_every_slot() -> None:
-    assert slot_names("%%email%% %%attr.plan%% %%email%% %% not %% %%Bad%%") == {
-        "email",
-        "attr.plan",
-    }
 
 
 # --- the responsive layout in a real browser ------------------------------------------------

@@ -1,4 +1,4 @@
-"""Rule 18: a sample campaign scores well under SpamAssassin's local rules.
+"""A sample campaign scores 0.0 or below under SpamAssassin's local rules.
 
 A real issue is rendered by the real theme (render_issue), built into a DKIM-signed
 message and personalised; SpamAssassin scores it with network tests off (-L). A control
@@ -22,7 +22,7 @@ from newsletter.render import render_issue
 from newsletter.workspace import Workspace
 
 DKIM_KEY = Path(__file__).resolve().parent / "fixtures" / "dkim" / "test-only-rsa2048.private.pem"
-MAX_SCORE = 2.0
+MAX_SCORE = 0.0
 FORBIDDEN = (
     "MISSING_MID",
     "MISSING_DATE",
@@ -34,6 +34,7 @@ FORBIDDEN = (
     "MIME_QP_LONG_LINE",
     "SUBJECT_NEEDS_ENCODING",
     "FROM_EXCESS_BASE64",
+    "HTML_FONT_LOW_CONTRAST",
 )
 
 ISSUE = Issue(
@@ -128,7 +129,7 @@ def score_all(messages: dict[str, bytes], home: Path) -> dict[str, tuple[float, 
     shutil.which("spamassassin") is None,
     reason="the spamassassin binary is not installed (Debian: apt-get install spamassassin)",
 )
-def test_rule18_campaign_scores_low_under_spamassassin(
+def test_campaign_scores_zero_or_below_under_spamassassin(
     workspace: Workspace, tmp_path: Path
 ) -> None:
     message = campaign_message(workspace)
@@ -139,7 +140,7 @@ def test_rule18_campaign_scores_low_under_spamassassin(
     score, rules = scores["campaign"]
     fired = sorted(rule for rule in rules if rule.startswith(FORBIDDEN))
     assert fired == [], f"rules that must not fire: {fired}"
-    assert score < MAX_SCORE, f"SpamAssassin score {score} ({sorted(rules)})"
+    assert score <= MAX_SCORE, f"SpamAssassin score {score} ({sorted(rules)})"
 
     # the control proves the report is read: the same run flags what is missing there
     control_score, control_rules = scores["control"]

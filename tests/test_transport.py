@@ -27,6 +27,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
 from newsletter.outbox import EmbeddedServer, outbox_dir
+from newsletter.slots import SlotGrammar
 from newsletter.transport import (
     TLS_IMPLICIT,
     TLS_NONE,
@@ -628,8 +629,13 @@ def test_rule3_dkim_verifies_on_the_bytes_the_server_received(tmp_path: Path) ->
     template = build_template(
         settings,
         subject="Ferries — and cafés",
-        html_body="<p>Hi %%name%%</p>\n<p>.dot line</p>\n<a href='%%unsubscribe_url%%'>Leave</a>",
-        text_body=".dot line\nHi %%name%%\n%%unsubscribe_url%%\n",
+        # as render writes them: slots are tokens of the signing key's grammar
+        html_body=SlotGrammar.for_keys(("k",)).mark(
+            "<p>Hi %%name%%</p>\n<p>.dot line</p>\n<a href='%%unsubscribe_url%%'>Leave</a>"
+        ),
+        text_body=SlotGrammar.for_keys(("k",)).mark(
+            ".dot line\nHi %%name%%\n%%unsubscribe_url%%\n"
+        ),
         campaign="w48",
         list_id=1,
         list_name="main",

@@ -1,8 +1,10 @@
 """Issue folders: compose one from sources, read and write issue.json, re-render it.
 
-An issue folder holds ``issue.json`` (the hand-editable source of truth), and the
-rendered ``issue.html`` and ``issue.txt`` (slots unfilled), with ``.render.json`` (see
-``render_stamp``) saying what they were rendered from, so ``load_rendered`` can reuse
+An issue folder holds ``issue.json`` (the hand-editable source of truth), the rendered
+``issue.html`` and ``issue.txt`` as a reader sees them (slots filled with the
+publication's neutral stand-ins), and the parts the sender fills per recipient,
+``.send.html`` and ``.send.txt`` (slots unfilled), with ``.render.json`` (see
+``render_stamp``) saying what those were rendered from, so ``load_rendered`` can reuse
 them while they are fresh. Every write goes to a temporary name first and is renamed
 into place, so a failed compose or render never leaves a half-written folder or file
 behind.
@@ -10,14 +12,16 @@ behind.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import json.scanner
 import logging
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +36,15 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, 
 from newsletter.errors import RenderError, SourceError
 from newsletter.models import Article, Issue, Teaser
 from newsletter.render import Rendered, long_date, render_issue, rendered_from
-from newsletter.render_stamp import STAMP_FILE, render_fingerprint, stamp_text, stamped_parts
+from newsletter.render_stamp import (
+    SEND_HTML,
+    SEND_TXT,
+    STAMP_FILE,
+    render_fingerprint,
+    stamp_text,
+    stamped_parts,
+)
+from newsletter.slots import defuse
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -47,7 +59,8 @@ PREHEADER_MAX = 140
 @dataclass(frozen=True)
 class ComposeResult:
     """What ``compose_issue`` made: the ``folder`` written, the ``issue`` in it, the
-    sources ``skipped`` (source, reason) with --skip-bad, and render ``warnings``."""
+    sources ``skipped`` (source, reason) with --skip-bad, render ``warnings`` and the size
+    of issue.html."""
 
     folder: Path
     issue: Issue
@@ -58,7 +71,8 @@ class ComposeResult:
 
 @dataclass(frozen=True)
 class RenderResult:
-    """What ``render_issue_folder`` rewrote: the ``folder``, render ``warnings``, HTML size."""
+    """What ``render_issue_folder`` rewrote: the ``folder``, render ``warnings``, and
+    ``html_bytes``, the size of issue.html."""
 
     folder: Path
     warnings: list[str]
@@ -273,16 +287,42 @@ def _write_file(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
+def _new_temp_file(folder: Path, name: str) -> Path:
+    """A new empty file in ``folder`` named after ``name``, with the mode a plain
+    ``open()`` gives (0666 less the umask; mkstemp's 0600 would stick after the rename)."""
+    while True:
+        path = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
+
+
 def _replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename;
+    an existing file's permission bits are kept."""
+    temp = _new_temp_file(path.parent, path.name)
     try:
-        _write_file(Path(temp_name), text)
-        os.replace(temp_name, path)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(temp, stat.S_IMODE(os.stat(path).st_mode))
+        _write_file(temp, text)
+        os.replace(temp, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+
+
+def _new_temp_dir(parent: Path, name: str) -> Path:
+    """A new empty folder in ``parent`` named after ``name``, with the mode a plain
+    ``mkdir`` gives (0777 less the umask; mkdtemp's 0700 would stick after the rename)."""
+    while True:
+        path = parent / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            path.mkdir(0o777)
+            return path
+        except FileExistsError:
+            continue
 
 
 def _is_empty_dir(folder: Path) -> bool:
@@ -301,7 +341,8 @@ def write_issue_folder(
     exclusive: bool = False,
     fingerprint: str | None = None,
 ) -> None:
-    """Write issue.json, issue.html and issue.txt into ``folder``, atomically.
+    """Write issue.json, issue.html and issue.txt (the reader's view) and the parts to
+    send (.send.html, .send.txt) into ``folder``, atomically.
 
     With ``fingerprint`` (``render_stamp.render_fingerprint`` of the issue.json text
     written here) the render stamp .render.json is written last; without, an existing
@@ -311,7 +352,10 @@ def write_issue_folder(
     one another process made a moment ago) raises FolderTakenError and is left alone.
     Raises RenderError if the folder cannot be written.
     """
-    files = {ISSUE_JSON: issue_json(issue), ISSUE_HTML: rendered.html, ISSUE_TXT: rendered.text}
+    files = {
+        ISSUE_JSON: issue_json(issue),
+        **_rendered_files(rendered),
+    }
     if fingerprint is not None:
         files[STAMP_FILE] = stamp_text(fingerprint, rendered.html, rendered.text)
     taken = FolderTakenError(
@@ -327,9 +371,7 @@ def write_issue_folder(
             if fingerprint is None:
                 (folder / STAMP_FILE).unlink(missing_ok=True)
             return
-        staging = Path(
-            tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp")
-        )
+        staging = _new_temp_dir(folder.parent, folder.name)
         try:
             for name, text in files.items():
                 _write_file(staging / name, text)
@@ -347,15 +389,26 @@ def write_issue_folder(
         ) from None
 
 
+def _rendered_files(rendered: Rendered) -> dict[str, str]:
+    """File name -> text of the rendered parts: the reader's view and the parts to send."""
+    return {
+        ISSUE_HTML: rendered.reader_html,
+        ISSUE_TXT: rendered.reader_text,
+        SEND_HTML: rendered.html,
+        SEND_TXT: rendered.text,
+    }
+
+
 def write_rendered(folder: Path, rendered: Rendered, *, fingerprint: str | None = None) -> None:
-    """Replace issue.html and issue.txt in ``folder``, each by a rename; issue.json stays.
+    """Replace issue.html, issue.txt, .send.html and .send.txt in ``folder``, each by a
+    rename; issue.json stays.
 
     Then the render stamp: written for ``fingerprint``, else removed. It goes last, so
     a reader who finds the new parts beside the old stamp sees them disagree.
     """
     try:
-        _replace_file(folder / ISSUE_HTML, rendered.html)
-        _replace_file(folder / ISSUE_TXT, rendered.text)
+        for name, text in _rendered_files(rendered).items():
+            _replace_file(folder / name, text)
         if fingerprint is None:
             (folder / STAMP_FILE).unlink(missing_ok=True)
         else:
@@ -389,8 +442,11 @@ def default_subject(ws: Workspace, day: date) -> str:
 
 
 def default_preheader(teasers: list[Teaser], max_length: int = PREHEADER_MAX) -> str:
-    """Inbox preview text from the first headlines, joined by " · ", cut at a word."""
-    text = " · ".join(" ".join(teaser.title.split()) for teaser in teasers[:3])
+    """Inbox preview text from the first headlines, joined by " · ", cut at a word.
+
+    The preheader is an editor field, where ``%%name%%`` is a slot: a headline's is defused.
+    """
+    text = defuse(" · ".join(" ".join(teaser.title.split()) for teaser in teasers[:3]))
     if len(text) <= max_length:
         return text
     return text[: max_length - 1].rsplit(" ", 1)[0].rstrip(" ·,;:") + "…"
@@ -544,7 +600,7 @@ def compose_issue(
         issue=issue,
         skipped=skipped,
         warnings=warnings + rendered.warnings,
-        html_bytes=len(rendered.html.encode("utf-8")),
+        html_bytes=len(rendered.reader_html.encode("utf-8")),
     )
 
 
@@ -563,12 +619,12 @@ def render_issue_folder(ws: Workspace, folder: Path) -> RenderResult:
     return RenderResult(
         folder=folder,
         warnings=list(rendered.warnings),
-        html_bytes=len(rendered.html.encode("utf-8")),
+        html_bytes=len(rendered.reader_html.encode("utf-8")),
     )
 
 
 def load_rendered(ws: Workspace, folder: Path) -> Rendered:
-    """``folder``'s issue rendered -> Rendered: issue.html and issue.txt as they are when
+    """``folder``'s issue rendered -> Rendered: .send.html and .send.txt as they are when
     the render stamp proves them fresh (see ``render_stamp``), else rendered now from
     issue.json (the folder is left as it is).
 
@@ -578,9 +634,9 @@ def load_rendered(ws: Workspace, folder: Path) -> Rendered:
     """
     raw = read_issue_bytes(folder)
     issue = decode_issue(raw, folder / ISSUE_JSON)
-    parts = stamped_parts(ws, folder, raw, html_name=ISSUE_HTML, text_name=ISSUE_TXT)
+    parts = stamped_parts(ws, folder, raw)
     if parts is not None:
-        log.debug("%s: using issue.html and issue.txt as rendered (render stamp matches)", folder)
+        log.debug("%s: using the parts as rendered (render stamp matches)", folder)
         html, text = parts
         return rendered_from(ws, issue, html=html, text=text)
     log.debug("%s: rendering issue.json now (no fresh render in the folder)", folder)

@@ -2,8 +2,8 @@
 
 Build once, fill per recipient
 ------------------------------
-``build_template`` turns the rendered issue (HTML and text with ``%%slot%%`` tokens, see
-docs/internals.md) into a ``MessageTemplate`` once per send: every header, the MIME
+``build_template`` turns the rendered issue (HTML and text with slot tokens, see
+``slots``) into a ``MessageTemplate`` once per send: every header, the MIME
 framing and the quoted-printable encoding of both parts are done then, and the result is
 compiled into a list of literal byte runs with the slots between them.
 ``MessageTemplate.personalise(recipient)`` only encodes the few slot values and joins the
@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.errors import ConfigError, RenderError
+from newsletter.slots import ATTR_PREFIX, SLOT_NAME_RE, UNSUBSCRIBE_SLOT, SlotGrammar
 from newsletter.tokens import UnsubscribeTokens, unsubscribe_url
 from newsletter.workspace import Workspace
 
@@ -70,16 +71,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Identical to render.SLOT_RE (a test keeps them equal); render fills str, we fill bytes.
-SLOT_NAME_PATTERN = r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)?"
-SLOT_RE = re.compile(r"%%(" + SLOT_NAME_PATTERN + r")%%")
-KNOWN_SLOTS = frozenset({"email", "name", "first_name", "greeting_name", "unsubscribe_url"})
-ATTR_PREFIX = "attr."
-UNSUBSCRIBE_SLOT = "unsubscribe_url"
-
-# Header slots are written %%@name%%, which the public slot grammar never matches; body
-# slots are marked %%text:name%% / %%html:name%% while compiling. Rendered text cannot
-# forge either, since render only writes %%name%%.
+# Header slots are written %%@name%%, and body slots %%text:name%% / %%html:name%% while
+# compiling. Rendered text cannot forge either: the encoded parts write every literal "%"
+# as =25, so the only "%%" left in them are the slot tokens turned into these.
 _TO, _MESSAGE_ID, _DATE, _SUBJECT, _UNSUB_HEADER = "to", "message_id", "date", "subject", "unsub"
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -203,22 +197,21 @@ def qp_value(value: str) -> bytes:
     return "=\r\n".join(lines).encode("ascii")
 
 
-def _slot_pieces(line: str) -> list[tuple[bool, str]]:
-    """Split ``line`` into (is_slot, text) pieces; only known or attr.* names are slots."""
+def _slot_pieces(line: str, grammar: SlotGrammar) -> list[tuple[bool, str]]:
+    """Split ``line`` into (is_slot, text) pieces; only ``grammar``'s tokens are slots."""
     pieces: list[tuple[bool, str]] = []
     pos = 0
-    for match in SLOT_RE.finditer(line):
-        name = match.group(1)
-        if name in KNOWN_SLOTS or name.startswith(ATTR_PREFIX):
-            pieces.append((False, line[pos : match.start()]))
-            pieces.append((True, match.group(0)))
-            pos = match.end()
+    for match in grammar.pattern.finditer(line):
+        pieces.append((False, line[pos : match.start()]))
+        pieces.append((True, match.group(0)))
+        pos = match.end()
     pieces.append((False, line[pos:]))
     return pieces
 
 
-def qp_encode_with_slots(text: str) -> str:
-    """Quoted-printable (UTF-8, CRLF, lines <= 76) of ``text``, slots kept alone on a line.
+def qp_encode_with_slots(text: str, grammar: SlotGrammar) -> str:
+    """Quoted-printable (UTF-8, CRLF, lines <= 76) of ``text``, ``grammar``'s slot tokens
+    kept alone on a line; any other ``%%word%%`` is text (its "%" written =25).
 
     Each slot token is preceded and followed by a soft line break, so whatever QP chunk
     replaces it (see ``qp_value``) keeps every line within the limit. A "." that would
@@ -228,7 +221,7 @@ def qp_encode_with_slots(text: str) -> str:
     for source_line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         line: list[str] = []
         width = 0
-        for is_slot, piece in _slot_pieces(source_line):
+        for is_slot, piece in _slot_pieces(source_line, grammar):
             if is_slot:
                 if line:
                     out.append("".join(line) + "=")
@@ -542,7 +535,7 @@ class _Compiled:
 
 
 # a slot marked with where it sits: "@" (a header), "text:" or "html:" (a body part)
-_MARKER_RE = re.compile(r"%%(@|text:|html:)(" + SLOT_NAME_PATTERN + r")%%")
+_MARKER_RE = re.compile(r"%%(@|text:|html:)(" + SLOT_NAME_RE.pattern + r")%%")
 
 
 def _compile(wire: str) -> _Compiled:
@@ -587,9 +580,11 @@ class MessageTemplate:
         list_id: int,
         campaign_id: int | None,
         dkim_signer: DkimSigner | None,
+        grammar: SlotGrammar,
     ) -> None:
         self.settings = settings
         self.subject = subject
+        self.grammar = grammar
         self.campaign = campaign
         self.list_id = list_id
         self.campaign_id = campaign_id
@@ -598,7 +593,8 @@ class MessageTemplate:
         self.wire = re.sub(r"%%(?:text|html):", "%%", headers + "\r\n" + body)
         self._headers = _compile(headers)
         self._body = _compile(body)
-        self._subject_slots = bool(_slot_pieces(subject)[1:])
+        self._marked_subject = grammar.mark(subject)
+        self._subject_slots = bool(grammar.names(self._marked_subject))
         self._tokens = UnsubscribeTokens(settings.secret_keys)
         self._dates = _DateCache()
         self.slots = frozenset(name for _, name in self._body.slots)
@@ -617,9 +613,8 @@ class MessageTemplate:
             _UNSUB_HEADER: values[UNSUBSCRIBE_SLOT].encode("ascii"),
         }
         if self._subject_slots:
-            header_values[_SUBJECT] = unstructured_header(_fill(self.subject, values)).encode(
-                "ascii"
-            )
+            subject = self.grammar.fill(self._marked_subject, values, html=False)
+            header_values[_SUBJECT] = unstructured_header(subject).encode("ascii")
         headers = _join(self._headers, lambda _ctx, name: header_values[name])
         cache: dict[tuple[str, str], bytes] = {}
 
@@ -664,13 +659,6 @@ class MessageTemplate:
         return f"<{self.campaign}.{key}@{self.settings.domain}>".encode("ascii")
 
 
-def _fill(text: str, values: Mapping[str, str]) -> str:
-    """``text`` with its slots filled as render does (a missing attr.* becomes "")."""
-    return "".join(
-        values.get(piece[2:-2], "") if is_slot else piece for is_slot, piece in _slot_pieces(text)
-    )
-
-
 def _check_ascii_settings(settings: MessageSettings) -> None:
     """ConfigError for addresses or a base URL that cannot go into 7-bit headers."""
     for field_name, value in (
@@ -700,16 +688,9 @@ def _part(boundary: str, subtype: str, content: str) -> str:
     )
 
 
-def _mark_context(encoded: str, context: str) -> str:
-    """Tag each public slot in an encoded part with its part (``%%text:name%%``)."""
-    return SLOT_RE.sub(
-        lambda m: (
-            f"%%{context}:{m.group(1)}%%"
-            if m.group(1) in KNOWN_SLOTS or m.group(1).startswith(ATTR_PREFIX)
-            else m.group(0)
-        ),
-        encoded,
-    )
+def _mark_context(encoded: str, context: str, grammar: SlotGrammar) -> str:
+    """Tag each slot token in an encoded part with its part (``%%text:name%%``)."""
+    return grammar.pattern.sub(lambda m: f"%%{context}:{m.group(1)}%%", encoded)
 
 
 def build_template(
@@ -727,16 +708,19 @@ def build_template(
 ) -> MessageTemplate:
     """Build the per-issue template once (headers, MIME framing, QP bodies).
 
-    ``html_body``/``text_body`` are render's output with slots unfilled; ``campaign`` a
+    ``html_body``/``text_body`` are render's output with slots unfilled: only tokens of
+    the slot grammar of ``settings.secret_keys`` are filled (see ``slots``); ``subject``
+    is the editor's, its ``%%name%%`` slots are filled. ``campaign`` a
     short name for the send (the issue slug) used in Message-ID and Feedback-ID;
     ``list_id``/``list_name`` the list sent to (token payload, List-Id). ``test`` marks a
     test send: "[TEST] " subject prefix and an ``X-Newsletter-Test: yes`` header.
-    Raises RenderError when either part lacks the %%unsubscribe_url%% slot, ConfigError
+    Raises RenderError when either part lacks the unsubscribe slot, ConfigError
     for settings that cannot go into headers or a DKIM domain not aligned with From.
     """
     _check_ascii_settings(settings)
+    grammar = SlotGrammar.for_keys(settings.secret_keys)
     for part, content in (("HTML", html_body), ("text", text_body)):
-        if f"%%{UNSUBSCRIBE_SLOT}%%" not in content:
+        if UNSUBSCRIBE_SLOT not in grammar.names(content):
             raise RenderError(
                 f"the {part} part has no %%{UNSUBSCRIBE_SLOT}%% slot; every message needs an "
                 "unsubscribe link in its body",
@@ -753,7 +737,7 @@ def build_template(
     list_label = _label(list_name, "list")
     if test:
         subject = TEST_SUBJECT_PREFIX + subject
-    subject_has_slots = bool(_slot_pieces(subject)[1:])
+    subject_has_slots = bool(grammar.names(grammar.mark(subject)))
     boundary = "=_nl_" + secrets.token_hex(12)  # "=_" never occurs in QP output
 
     lines = [
@@ -782,8 +766,8 @@ def build_template(
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     headers = "".join(line + "\r\n" for line in lines)
 
-    text_part = _mark_context(qp_encode_with_slots(text_body), _CONTEXT_TEXT)
-    html_part = _mark_context(qp_encode_with_slots(html_body), _CONTEXT_HTML)
+    text_part = _mark_context(qp_encode_with_slots(text_body, grammar), _CONTEXT_TEXT, grammar)
+    html_part = _mark_context(qp_encode_with_slots(html_body, grammar), _CONTEXT_HTML, grammar)
     body = (
         _part(boundary, "plain", text_part)
         + _part(boundary, "html", html_part)
@@ -798,5 +782,6 @@ def build_template(
         list_id=list_id,
         campaign_id=campaign_id,
         dkim_signer=dkim_signer,
+        grammar=grammar,
     )
     return template

@@ -2,8 +2,11 @@
 
 Rendering runs ONCE per issue: Jinja builds MJML from ``issue.mjml.j2``, mjml-python
 compiles it to HTML, premailer inlines the CSS; the text part comes from
-``issue.txt.j2``. What differs per recipient stays as ``%%name%%`` slots that survive
-every stage byte for byte; ``fill_slots`` fills them later, once per recipient.
+``issue.txt.j2``. What differs per recipient stays as slot tokens (see ``slots``) that
+survive every stage byte for byte and are filled later, once per recipient. Only the
+templates' ``slot()`` and the editor's fields (subject, preheader, intro) make slots;
+article text never does. ``Rendered`` also carries the reader's view: the slots filled
+with the publication's neutral stand-ins, which is what issue.html shows.
 
 Templates are looked up in the workspace's ``templates/`` folder first, then in the
 packaged default theme, so a workspace overrides a theme file by dropping in one of
@@ -13,14 +16,13 @@ the same name.
 from __future__ import annotations
 
 import functools
-import html as html_lib
 import logging
 import re
 import textwrap
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,7 @@ from urllib.parse import urlsplit
 
 from newsletter.errors import RenderError
 from newsletter.models import Issue, Teaser
+from newsletter.slots import SlotGrammar, slot_grammar
 from newsletter.workspace import Workspace
 
 # jinja2, mjml and premailer (with cssutils, lxml and requests) are imported inside the
@@ -44,14 +47,56 @@ TEXT_TEMPLATE = "issue.txt.j2"
 TEXT_WIDTH = 76
 GMAIL_CLIP_KB = 102
 
-# A slot token is %%name%%: no spaces and nothing HTML-special, so neither mjml-python
-# nor premailer (which percent-encodes spaces in href) rewrites it.
-SLOT_NAME_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)?")
-SLOT_RE = re.compile(r"%%(" + SLOT_NAME_RE.pattern + r")%%")
-KNOWN_SLOTS = frozenset(
-    {"email", "name", "first_name", "greeting_name", "unsubscribe_url"},
+# MJML's documented components: mjml-python does not validate tags and copies any other
+# mj-* tag into the HTML uncompiled, without the layout and styles the component gives
+MJML_TAGS = frozenset(
+    {
+        "mjml",
+        "mj-head",
+        "mj-body",
+        "mj-include",
+        "mj-attributes",
+        "mj-all",
+        "mj-class",
+        "mj-breakpoint",
+        "mj-font",
+        "mj-html-attributes",
+        "mj-html-attribute",
+        "mj-selector",
+        "mj-preview",
+        "mj-style",
+        "mj-title",
+        "mj-accordion",
+        "mj-accordion-element",
+        "mj-accordion-title",
+        "mj-accordion-text",
+        "mj-button",
+        "mj-carousel",
+        "mj-carousel-image",
+        "mj-column",
+        "mj-divider",
+        "mj-group",
+        "mj-hero",
+        "mj-image",
+        "mj-navbar",
+        "mj-navbar-link",
+        "mj-raw",
+        "mj-section",
+        "mj-social",
+        "mj-social-element",
+        "mj-spacer",
+        "mj-table",
+        "mj-text",
+        "mj-wrapper",
+    }
 )
-ATTR_PREFIX = "attr."
+# an opening (or self-closing) tag: one warning per use, not two
+_MJML_TAG_RE = re.compile(r"<(mj(?:ml|-[A-Za-z0-9_-]*))(?=[\s/>])", re.IGNORECASE)
+
+# the reader's view of the greeting when there is no name
+GREETING_FALLBACK = "reader"
+# the reader's view of "This email was sent to ...": no address in a file people share
+READER_EMAIL = "you"
 
 _MONTHS = (
     "January",
@@ -74,13 +119,18 @@ logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
 
 @dataclass(frozen=True)
 class Rendered:
-    """One rendered issue: inlined ``html`` and ``text`` parts, both with slots unfilled."""
+    """One rendered issue: inlined ``html`` and ``text`` parts, both with slots unfilled,
+    the ``subject`` and ``preheader`` as the editor wrote them (``%%name%%`` slots), and
+    ``reader_html`` / ``reader_text``: the parts as a reader sees them, slots filled with
+    the publication's neutral stand-ins (no address, no name, no unsubscribe link)."""
 
     html: str
     text: str
     subject: str
     preheader: str
     warnings: list[str] = field(default_factory=list)
+    reader_html: str = ""
+    reader_text: str = ""
 
 
 @dataclass
@@ -96,49 +146,27 @@ class StageTimes:
 # --- slots -------------------------------------------------------------------------------
 
 
-def slot(name: str) -> str:
-    """The slot token for ``name`` (e.g. ``"unsubscribe_url"`` -> ``"%%unsubscribe_url%%"``).
-
-    Only the documented slots and ``attr.KEY`` are accepted, so a typo in a template
-    fails the render instead of reaching subscribers. Raises RenderError otherwise.
-    """
-    if not SLOT_NAME_RE.fullmatch(name) or not (
-        name in KNOWN_SLOTS or name.startswith(ATTR_PREFIX)
-    ):
-        known = ", ".join(sorted(KNOWN_SLOTS))
-        raise RenderError(
-            f"unknown recipient slot {name!r}",
-            hint=f"use one of {known} or attr.KEY (lower case, digits, _)",
-        )
-    return f"%%{name}%%"
+def reader_values(ws: Workspace) -> dict[str, str]:
+    """The slot values of the reader's view: greeting fallback, no address or name, and
+    the hosted subscribe form where the unsubscribe link was."""
+    return {
+        "email": READER_EMAIL,
+        "name": "",
+        "first_name": "",
+        "greeting_name": GREETING_FALLBACK,
+        "unsubscribe_url": f"{ws.base_url}/subscribe",
+    }
 
 
-def slot_names(text: str) -> set[str]:
-    """The names of every ``%%name%%`` slot in ``text``."""
-    return set(SLOT_RE.findall(text))
-
-
-def fill_slots(text: str, values: Mapping[str, str], *, html: bool) -> str:
-    """``text`` with every slot replaced by its value from ``values``.
-
-    Values are HTML-escaped when ``html`` is true. An ``attr.KEY`` slot without a value
-    becomes ""; a token whose name is neither known nor ``attr.*`` is left as it is
-    (it was not written by ``slot()``). A known slot missing from ``values`` raises
-    RenderError, since sending "%%unsubscribe_url%%" to a person is never right.
-    """
-    escape: Callable[[str], str] = html_lib.escape if html else str
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name in values:
-            return escape(values[name])
-        if name.startswith(ATTR_PREFIX):
-            return ""
-        if name in KNOWN_SLOTS:
-            raise RenderError(f"no value for recipient slot %%{name}%%")
-        return match.group(0)
-
-    return SLOT_RE.sub(replace, text)
+def editor_fields(issue: Issue, grammar: SlotGrammar) -> Issue:
+    """``issue`` with the ``%%name%%`` slots of the fields the editor writes (subject,
+    preheader, intro) turned into tokens; the teasers' fields stay text."""
+    return replace(
+        issue,
+        subject=grammar.mark(issue.subject),
+        preheader=grammar.mark(issue.preheader),
+        intro=grammar.mark(issue.intro),
+    )
 
 
 # --- the theme loader ----------------------------------------------------------------------
@@ -221,7 +249,8 @@ def template_environment(ws: Workspace) -> jinja2.Environment:
     """A Jinja environment over ``ws.templates_dir`` first, then the packaged theme.
 
     StrictUndefined (a misspelt variable fails the render), autoescape for ``*.html.j2``
-    and ``*.mjml.j2``, none for ``*.txt.j2``. Globals: ``slot``; filters: ``long_date``,
+    and ``*.mjml.j2``, none for ``*.txt.j2``. Globals: ``slot`` (the workspace's slot
+    tokens, see ``slots``); filters: ``long_date``,
     ``wrap_text``, ``host``, ``credit_line``. Preview and serve render their pages with this too.
     """
     import jinja2
@@ -241,7 +270,7 @@ def template_environment(ws: Workspace) -> jinja2.Environment:
         lstrip_blocks=True,
         bytecode_cache=_bytecode_cache(),
     )
-    env.globals["slot"] = slot
+    env.globals["slot"] = slot_grammar(ws).token
     env.filters["long_date"] = long_date
     env.filters["wrap_text"] = wrap_text
     env.filters["host"] = url_host
@@ -326,14 +355,16 @@ def render_template(
 
 
 def template_context(ws: Workspace, issue: Issue) -> dict[str, Any]:
-    """What the issue templates see: publication, sender, issue, teasers, base_url, slot."""
+    """What the issue templates see: publication, sender, issue (editor slots as tokens),
+    teasers, base_url, slot."""
+    grammar = slot_grammar(ws)
     return {
         "publication": ws.config.publication,
         "sender": ws.config.sender,
-        "issue": issue,
+        "issue": editor_fields(issue, grammar),
         "teasers": issue.teasers,
         "base_url": ws.base_url,
-        "slot": slot,
+        "slot": grammar.token,
     }
 
 
@@ -391,6 +422,46 @@ def size_warnings(html: str, max_kb: int) -> list[str]:
     ]
 
 
+def _template_sources(env: jinja2.Environment, name: str) -> list[tuple[str, str | None, str]]:
+    """(name, file name, source) of template ``name`` and of every template it includes,
+    imports or extends by a constant name, each once."""
+    import jinja2
+    import jinja2.meta
+
+    found: list[tuple[str, str | None, str]] = []
+    pending, seen = [name], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            source, filename, _ = env.loader.get_source(env, current)  # type: ignore[union-attr]
+            referenced = jinja2.meta.find_referenced_templates(env.parse(source))
+        except jinja2.TemplateError:  # the render itself reports a missing or broken one
+            continue
+        found.append((current, filename, source))
+        pending.extend(ref for ref in referenced if ref is not None)
+    return found
+
+
+def mjml_tag_warnings(ws: Workspace, env: jinja2.Environment, name: str) -> list[str]:
+    """A warning, naming the file and line, for each tag in template ``name`` (and what it
+    includes) that looks like MJML but is no MJML component, e.g. a misspelt ``<mj-txt>``."""
+    warnings = []
+    for template, filename, source in _template_sources(env, name):
+        where = _display_path(ws, filename, template)
+        for match in _MJML_TAG_RE.finditer(source):
+            tag = match.group(1)
+            if tag.lower() not in MJML_TAGS:
+                line = source.count("\n", 0, match.start()) + 1
+                warnings.append(
+                    f"{where}, line {line}: <{tag}> is not an MJML component; mjml-python "
+                    "copies it into the email uncompiled (check the spelling)"
+                )
+    return warnings
+
+
 def teaser_warnings(teasers: list[Teaser]) -> list[str]:
     """Warnings about teasers a reader cannot follow or a screen reader cannot describe."""
     warnings = []
@@ -428,6 +499,9 @@ def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None
     times.text = time.perf_counter() - started
 
     rendered = rendered_from(ws, issue, html=html, text=text)
+    tag_warnings = mjml_tag_warnings(ws, env, HTML_TEMPLATE)
+    if tag_warnings:
+        rendered = replace(rendered, warnings=tag_warnings + rendered.warnings)
     log.debug(
         "rendered %r: %d bytes of HTML, %d warnings",
         issue.subject,
@@ -439,11 +513,12 @@ def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None
 
 def rendered_from(ws: Workspace, issue: Issue, *, html: str, text: str) -> Rendered:
     """The parts ``html`` and ``text`` rendered from ``issue`` -> Rendered, with the
-    subject, preheader and teaser and size warnings ``render_issue`` gives.
+    subject, preheader, reader's view and teaser and size warnings ``render_issue`` gives.
 
     Needs none of the render stack: ``issue.load_rendered`` uses it for parts read back
     from a fresh issue folder.
     """
+    grammar, values = slot_grammar(ws), reader_values(ws)
     return Rendered(
         html=html,
         text=text,
@@ -451,4 +526,6 @@ def rendered_from(ws: Workspace, issue: Issue, *, html: str, text: str) -> Rende
         preheader=issue.preheader,
         warnings=teaser_warnings(issue.teasers)
         + size_warnings(html, ws.config.compose.max_html_kb),
+        reader_html=grammar.fill(html, values, html=True),
+        reader_text=grammar.fill(text, values, html=False),
     )

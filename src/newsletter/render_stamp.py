@@ -1,21 +1,22 @@
-"""The render stamp: proof that an issue folder's issue.html and issue.txt are still what
-rendering its issue.json would give now, so ``send`` can use them instead of rendering again.
+"""The render stamp: proof that an issue folder's parts to send (``.send.html`` and
+``.send.txt``, slots unfilled) are still what rendering its issue.json would give now, so
+``send`` can use them instead of rendering again.
 
 ``newsletter compose`` and ``newsletter render`` write ``.render.json`` beside the parts:
 
-    {"format": 1, "fingerprint": "<sha256>", "issue.html": "<sha256>", "issue.txt": "<sha256>"}
+    {"format": 2, "fingerprint": "<sha256>", ".send.html": "<sha256>", ".send.txt": "<sha256>"}
 
 ``fingerprint`` is the sha256 of everything the render reads: the issue.json bytes; every
 file the theme lookup can see (the workspace's ``templates/`` folder and the packaged
 theme, each name and content); the validated config as the render sees it (environment
-overrides such as ``NEWSLETTER_BASE_URL`` applied); the source of the modules that parse
-and render an issue; the Python version, the newsletter version and the versions of the
-render libraries. The templates take the date from issue.json and nothing from the
-clock, so nothing else feeds the output. The two other entries are the sha256 of the
-files as written.
+overrides such as ``NEWSLETTER_BASE_URL`` applied); a keyed hash of the signing key (the
+slot tokens come from it); the source of the modules that parse and render an issue; the
+Python version, the newsletter version and the versions of the render libraries. The
+templates take the date from issue.json and nothing from the clock, so nothing else
+feeds the output. The two other entries are the sha256 of the files as written.
 
 A stamp is trusted only when the fingerprint computed now equals it AND both files still
-hash to what it says (a hand-edited issue.html is rendered again). A missing, unreadable
+hash to what it says (a hand-edited .send.html is rendered again). A missing, unreadable
 or corrupt stamp means "render again", never an error. Nothing here imports the render
 stack (jinja2, mjml, premailer).
 """
@@ -23,6 +24,7 @@ stack (jinja2, mjml, premailer).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -39,9 +41,10 @@ from newsletter.workspace import Workspace
 log = logging.getLogger(__name__)
 
 STAMP_FILE = ".render.json"
-STAMP_FORMAT = 1
-HTML_KEY = "issue.html"
-TEXT_KEY = "issue.txt"
+STAMP_FORMAT = 2
+# the parts the sender fills per recipient; issue.html and issue.txt are the reader's view
+SEND_HTML = ".send.html"
+SEND_TXT = ".send.txt"
 
 # Distributions whose behaviour shapes the output: the template engine and its escaping,
 # the MJML compiler, the CSS inliner and the parsers it works with.
@@ -57,7 +60,7 @@ RENDER_DISTRIBUTIONS = (
 # Our own code between issue.json and the parts: parsing (issue), the model, filters,
 # context and pipeline options (render). An editable install keeps its version number
 # while this code changes, so the version alone would not do.
-RENDER_MODULES = ("issue.py", "models.py", "render.py")
+RENDER_MODULES = ("issue.py", "models.py", "render.py", "slots.py")
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,10 @@ def render_fingerprint(ws: Workspace, issue_json: bytes) -> str | None:
     _feed(digest, "stamp format", str(STAMP_FORMAT).encode())
     _feed(digest, "issue.json", issue_json)
     _feed(digest, "config", ws.config.model_dump_json().encode("utf-8"))
+    # the slot tokens in the parts come from the signing key: a new key means a new
+    # render (fed as a keyed hash of its own, which tells nothing about the tokens)
+    key = ws.secret_keys()[0].encode("utf-8")
+    _feed(digest, "signing key", hmac.new(key, b"newsletter.render-stamp", "sha256").digest())
     _feed(digest, "python", ".".join(map(str, sys.version_info[:3])).encode())
     _feed(digest, "newsletter", __version__.encode())
     for name in RENDER_DISTRIBUTIONS:
@@ -150,8 +157,8 @@ def stamp_text(fingerprint: str, html: str, text: str) -> str:
     stamp = {
         "format": STAMP_FORMAT,
         "fingerprint": fingerprint,
-        HTML_KEY: sha256_hex(html.encode("utf-8")),
-        TEXT_KEY: sha256_hex(text.encode("utf-8")),
+        SEND_HTML: sha256_hex(html.encode("utf-8")),
+        SEND_TXT: sha256_hex(text.encode("utf-8")),
     }
     return json.dumps(stamp, indent=2) + "\n"
 
@@ -166,7 +173,7 @@ def read_stamp(folder: Path) -> Stamp | None:
     if not isinstance(data, dict) or data.get("format") != STAMP_FORMAT:
         log.debug("%s: render stamp of an unknown format", folder)
         return None
-    values = (data.get("fingerprint"), data.get(HTML_KEY), data.get(TEXT_KEY))
+    values = (data.get("fingerprint"), data.get(SEND_HTML), data.get(SEND_TXT))
     if not all(isinstance(value, str) and len(value) == 64 for value in values):
         log.debug("%s: render stamp without its three sha256 values", folder)
         return None
@@ -174,10 +181,9 @@ def read_stamp(folder: Path) -> Stamp | None:
     return Stamp(fingerprint=fingerprint, html_sha256=html_sha, text_sha256=text_sha)
 
 
-def stamped_parts(
-    ws: Workspace, folder: Path, issue_json: bytes, *, html_name: str, text_name: str
-) -> tuple[str, str] | None:
-    """(html, text) read from ``folder`` when its stamp proves them fresh for ``issue_json``.
+def stamped_parts(ws: Workspace, folder: Path, issue_json: bytes) -> tuple[str, str] | None:
+    """(html, text) to send, read from ``folder`` when its stamp proves them fresh for
+    ``issue_json``.
 
     None (and a debug line saying why) when the stamp is missing or corrupt, when any
     input changed since it was written, or when either file no longer matches it.
@@ -189,13 +195,13 @@ def stamped_parts(
         log.debug("%s: issue.json, templates, config or versions changed since the render", folder)
         return None
     try:
-        html = (folder / html_name).read_bytes()
-        text = (folder / text_name).read_bytes()
+        html = (folder / SEND_HTML).read_bytes()
+        text = (folder / SEND_TXT).read_bytes()
     except OSError as exc:
         log.debug("%s: cannot read the rendered parts (%s)", folder, exc)
         return None
     if sha256_hex(html) != stamp.html_sha256 or sha256_hex(text) != stamp.text_sha256:
-        log.debug("%s: %s or %s was changed after the render", folder, html_name, text_name)
+        log.debug("%s: %s or %s was changed after the render", folder, SEND_HTML, SEND_TXT)
         return None
     try:
         return html.decode("utf-8"), text.decode("utf-8")

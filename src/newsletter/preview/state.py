@@ -29,7 +29,8 @@ from newsletter.errors import NewsletterError, RenderError
 from newsletter.issue import read_issue
 from newsletter.preview.audience import Audience, RecipientCount, SampleRecipient
 from newsletter.preview.checks import HtmlFigures, measure_html
-from newsletter.render import fill_slots, render_issue
+from newsletter.render import render_issue
+from newsletter.slots import slot_grammar
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -130,13 +131,15 @@ class PreviewState:
         rendered = render_issue(workspace, issue)
         recipient = self.audience.sample
         slots = recipient.slot_values(unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL)
-        html = fill_slots(rendered.html, slots, html=True)
+        grammar = slot_grammar(workspace)
+        html = grammar.fill(rendered.html, slots, html=True)
         return Rendition(
             version=version,
             html=html,
-            text=fill_slots(rendered.text, slots, html=False),
-            subject=fill_slots(rendered.subject, slots, html=False),
-            preheader=fill_slots(rendered.preheader, slots, html=False),
+            text=grammar.fill(rendered.text, slots, html=False),
+            # the editor's fields: their %%name%% slots are filled as the sender does
+            subject=grammar.fill(grammar.mark(rendered.subject), slots, html=False),
+            preheader=grammar.fill(grammar.mark(rendered.preheader), slots, html=False),
             sender_name=workspace.config.sender.name,
             sender_address=workspace.config.sender.address,
             recipient=recipient,

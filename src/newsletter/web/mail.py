@@ -25,7 +25,7 @@ from newsletter.message import (
     load_dkim_signer,
 )
 from newsletter.outbox import EmbeddedServer, outbox_dir
-from newsletter.render import render_template, slot, template_environment
+from newsletter.render import render_template, template_environment
 from newsletter.transport import Outcome, SmtpConnection, SmtpSettings, Status, smtp_settings
 from newsletter.workspace import Workspace
 
@@ -90,7 +90,6 @@ class MessageFactory:
             "sender": self.ws.config.sender,
             "list_name": list_name,
             "base_url": self.ws.base_url,
-            "slot": slot,
             **(extra or {}),
         }
         subject, text = self._subject_and_text(kind, context)
