@@ -173,12 +173,11 @@ def test_the_readme_first_run_prints_no_warnings(workspace_dir: Path) -> None:
     sent = run("send", "--latest", "--yes")
     assert "sent 5, failed 0" in sent.stdout
     key_file = workspace_dir / "subscribers" / ".secret_key"
-    assert sent.stderr == (
+    # the only line on stderr: where the first command that needed a key wrote it
+    assert imported.stderr + composed.stderr + sent.stderr == (
         f"generated the key that signs links in {key_file} (ignored by git; "
         "NEWSLETTER_SECRET_KEY replaces it)\n"
     )
-    for done in (imported, composed):
-        assert done.stderr == ""
     # README: run it again and it composes and sends a new issue, still without warnings
     recomposed = run("compose", "seeds/", "--subject", "The Weekly Brief")
     again = run("send", "--latest", "--yes")

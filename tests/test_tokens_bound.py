@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from newsletter.message import MessageSettings, Recipient, build_template
 from newsletter.people import export_file, import_file
+from newsletter.slots import SlotGrammar
 from newsletter.store import Consent, Store, open_store, open_store_for
 from newsletter.tokens import (
     UNSUBSCRIBE_PATH,
@@ -113,6 +114,7 @@ def test_a_link_minted_before_binding_still_works_for_its_subscriber(
 
 def test_every_campaign_message_carries_a_link_bound_to_its_recipient() -> None:
     keys = ("key-2026",)
+    slots = SlotGrammar.for_keys(keys)
     settings = MessageSettings(
         publication="The Harbour Letter",
         from_name="The Harbour Letter",
@@ -123,8 +125,8 @@ def test_every_campaign_message_carries_a_link_bound_to_its_recipient() -> None:
     template = build_template(
         settings,
         subject="Harbour news",
-        html_body="<p>%%unsubscribe_url%%</p>",
-        text_body="%%unsubscribe_url%%",
+        html_body=f"<p>{slots.token('unsubscribe_url')}</p>",
+        text_body=slots.token("unsubscribe_url"),
         campaign="2026-11-28-harbour-news",
         list_id=3,
         list_name="Main",
