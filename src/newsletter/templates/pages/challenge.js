@@ -73,6 +73,12 @@
     return;
   }
 
+  // a page brought back by the Back button holds a challenge that was used already
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) {
+      window.location.reload();
+    }
+  });
   form.addEventListener("focusin", begin, { once: true });
   form.addEventListener("submit", function (event) {
     if (Date.now() - loadedAt > maxAgeMs) {
