@@ -18,7 +18,7 @@ from newsletter.outbox import outbox_dir
 from newsletter.store import Consent, Store, open_store_for
 from newsletter.tokens import make_unsubscribe_token
 from newsletter.web.server import ServeServer
-from newsletter.workspace import Workspace
+from newsletter.workspace import Workspace, load_workspace
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, ViewportSize  # noqa: E402
@@ -117,3 +117,36 @@ def test_signing_up_and_confirming_from_a_phone(
     phone.wait_for_selector("text=You are subscribed")
     _check_phone_layout(phone, "subscribed")
     assert store.get_by_email("sam@example.org").list_status("main") == "active"  # type: ignore[union-attr]
+
+
+def test_the_form_with_the_proof_of_work_challenge_subscribes_and_needs_javascript(
+    browser: Browser, phone: Page, workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = workspace_dir / "newsletter.toml"
+    text = config.read_text(encoding="utf-8").replace(
+        "[serve]\n", '[serve]\nform_challenge = "proof-of-work"\nform_challenge_bits = 10\n'
+    )
+    config.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-not-secret")
+    ws = load_workspace(workspace_dir)
+    with open_store_for(ws) as store:
+        serving = ServeServer(ws, store=store, scheduler=False)
+        serving.start_in_thread()
+        try:
+            phone.goto(f"{serving.url}/subscribe")
+            _check_phone_layout(phone, "subscribe-challenge")
+            phone.fill("input[name=email]", "kim@example.org")
+            phone.locator("button").click()
+            phone.wait_for_selector("text=Check your inbox")
+            assert store.get_by_email("kim@example.org") is not None
+
+            # without JavaScript the page says so and the button stays off
+            context = browser.new_context(viewport=PHONE, java_script_enabled=False)
+            plain = context.new_page()
+            plain.goto(f"{serving.url}/subscribe")
+            # innerText holds only what is rendered: <noscript> shows when scripts are off
+            assert "This form needs JavaScript" in plain.inner_text("main")
+            assert plain.locator("button").is_disabled()
+            context.close()
+        finally:
+            serving.stop()

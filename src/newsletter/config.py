@@ -17,7 +17,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -159,6 +159,11 @@ class Serve(_Section):
     body_timeout_seconds: float = Field(default=30, gt=0)
     # open connections at most (also kept below the process's open-file limit)
     max_connections: int = Field(default=500, ge=2)
+    # "proof-of-work": the hosted sign-up form makes the browser solve a self-hosted puzzle
+    # (SHA-256 with form_challenge_bits leading zero bits) before a sign-up counts
+    form_challenge: Literal["none", "proof-of-work"] = "none"
+    # each bit doubles the work a browser does before its sign-up counts
+    form_challenge_bits: int = Field(default=17, ge=1, le=32)
 
     @field_validator("form_origins")
     @classmethod

@@ -10,6 +10,7 @@ that strips that path):
 ``GET /subscribe``       a hosted sign-up form
 ``POST /subscribe``      double opt-in request from any HTML form: email, name, list,
                          and the honeypot ``website`` that must stay empty -> 200
+``GET /challenge.js``    the hosted form's proof-of-work solver (``web.challenge``)
 ``GET /c/{token}``       "confirm your subscription" page with one button; changes nothing
 ``POST /c/{token}``      confirms -> 200, and the welcome message goes out
 ``GET /healthz``         "ok" when the database answers
@@ -81,6 +82,7 @@ from newsletter.tokens import (
     UnsubscribeTokens,
     confirm_url,
 )
+from newsletter.web import challenge as ch
 from newsletter.web import pages as p
 from newsletter.web.accesslog import AccessLog, shown_path
 from newsletter.web.guard import FormOrigins, allowed_origins
@@ -207,6 +209,10 @@ class WebApp:
         self.pending_max_age = serve.pending_expiry_hours * 3600
         self.pages = p.Pages(ws)
         self.pages.check()
+        self.challenge = ch.FormChallenge(
+            serve.form_challenge, keys, bits=serve.form_challenge_bits
+        )
+        self.challenge.check_page(self.pages)
         self.messages = MessageFactory(ws)
         self.postman = postman or Postman(ws)
         limiter_args: dict[str, Any] = {} if clock is None else {"clock": clock}
@@ -243,6 +249,7 @@ class WebApp:
         routes: list[BaseRoute] = [
             _route("/u/{token}", GET=self.unsubscribe_page, POST=self.unsubscribe),
             _route("/subscribe", GET=self.subscribe_form, POST=self.subscribe),
+            _route(ch.SCRIPT_PATH, GET=self.challenge_script),
             _route("/c/{token}", GET=self.confirm_page, POST=self.confirm),
             _route("/healthz", GET=self.health),
         ]
@@ -453,13 +460,23 @@ class WebApp:
         """GET /subscribe: the hosted sign-up form."""
         wanted = request.query_params.get("list", "")
         list_name = wanted if wanted in self.public_lists else self.default_list
+        issued = self.challenge.issue()
+        # a no-referrer page posts "Origin: null", which the origin check refuses
+        headers = {"Referrer-Policy": "same-origin"}
+        if issued is not None:
+            csp = SECURITY_HEADERS["Content-Security-Policy"]
+            headers["Content-Security-Policy"] = ch.with_script(csp)
         return self._page(
             p.SUBSCRIBE_FORM,
             list_name=list_name,
             lists=list(self.public_lists),
-            # a no-referrer page posts "Origin: null", which the origin check refuses
-            headers={"Referrer-Policy": "same-origin"},
+            challenge=issued,
+            headers=headers,
         )
+
+    async def challenge_script(self, request: Request) -> Response:
+        """GET /challenge.js: the script that solves the form's challenge in the browser."""
+        return ch.script_response(self.pages)
 
     async def subscribe(self, request: Request) -> Response:
         """POST /subscribe: record a pending subscription and mail a confirm link."""
@@ -491,6 +508,9 @@ class WebApp:
         if not self.form_origins.allows(request.headers, str(request.base_url)):
             sender = self.form_origins.sender(request.headers) or ""
             log.info("sign-up posted from another site %r: ignored", sender[:100])
+            return self._page(p.CHECK_INBOX, **answer)
+        if not self.challenge.accepts(form):
+            log.info("sign-up without a solved form challenge from %s: ignored", client)
             return self._page(p.CHECK_INBOX, **answer)
         consent = _consent(
             request,

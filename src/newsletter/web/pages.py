@@ -121,7 +121,7 @@ class Pages:
                 "already_left": False,
             },
             UNSUBSCRIBED: {"email": "reader@example.org", "list_name": "main"},
-            SUBSCRIBE_FORM: {"list_name": "main", "lists": ["main"]},
+            SUBSCRIBE_FORM: {"list_name": "main", "lists": ["main"], "challenge": None},
             CHECK_INBOX: {"email": "reader@example.org", "list_name": "main"},
             CONFIRM_SUBSCRIPTION: {
                 "email": "reader@example.org",
