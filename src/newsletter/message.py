@@ -81,6 +81,7 @@ UNSUBSCRIBE_SLOT = "unsubscribe_url"
 # slots are marked %%text:name%% / %%html:name%% while compiling. Rendered text cannot
 # forge either, since render only writes %%name%%.
 _TO, _MESSAGE_ID, _DATE, _SUBJECT, _UNSUB_HEADER = "to", "message_id", "date", "subject", "unsub"
+_UNSUB_TOKEN = "unsub_token"  # the token alone, for the mailto: subject
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 TEST_SUBJECT_PREFIX = "[TEST] "
@@ -616,6 +617,10 @@ class MessageTemplate:
             _DATE: self._dates.now(),
             _UNSUB_HEADER: values[UNSUBSCRIBE_SLOT].encode("ascii"),
         }
+        if self.settings.unsubscribe_mailbox:
+            # the link's own token: a URL ends in it, and it has no "/" of its own
+            token = values[UNSUBSCRIBE_SLOT].rpartition("/")[2]
+            header_values[_UNSUB_TOKEN] = token.encode("ascii")
         if self._subject_slots:
             header_values[_SUBJECT] = unstructured_header(_fill(self.subject, values)).encode(
                 "ascii"
@@ -769,7 +774,11 @@ def build_template(
     )
     unsubscribe = f"List-Unsubscribe: <%%@{_UNSUB_HEADER}%%>"
     if settings.unsubscribe_mailbox:
-        unsubscribe += f",\r\n <mailto:{settings.unsubscribe_mailbox}?subject=unsubscribe>"
+        # the signed token in the subject lets `newsletter bounces` act on the mail it brings
+        unsubscribe += (
+            f",\r\n <mailto:{settings.unsubscribe_mailbox}"
+            f"?subject=unsubscribe%20%%@{_UNSUB_TOKEN}%%>"
+        )
     lines.append(unsubscribe)
     lines.append(f"List-Unsubscribe-Post: {ONE_CLICK}")
     # Gmail's feedback loop: the same value for the whole send, sender id last
