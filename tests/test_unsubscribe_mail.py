@@ -31,6 +31,13 @@ from newsletter.cli import cli
 from newsletter.store import Consent, Store, address_hash, open_store_for
 from newsletter.store.schema import consents, suppressions
 from newsletter.tokens import UnsubscribeTokens
+from newsletter.unsubscribe_mail import (
+    RequestResult,
+    RequestSettings,
+    UnsubscribeRequest,
+    process_request,
+    read_request,
+)
 from newsletter.workspace import Workspace
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "unsubscribe"
@@ -105,6 +112,89 @@ def mbox_with(file: Path, *messages: bytes) -> Path:
         box.add(data)
     box.close()
     return file
+
+
+# --- which mail is a request ------------------------------------------------------------------
+
+GRACE_TOKEN = UnsubscribeTokens((KEY,)).make(IDS[GRACE], 1, 1)
+
+
+def headers(subject: str, *, to: str = "editors@example.org", extra: str = "") -> bytes:
+    return (
+        f"From: Grace <{GRACE}>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <m1@example.net>\r\n{extra}\r\nbody\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        f"unsubscribe {GRACE_TOKEN}",
+        f"Re: Unsubscribe {GRACE_TOKEN}",
+        f"FWD: re: unsubscribe <{GRACE_TOKEN}>.",
+        f"AW: unsubscribe%20{GRACE_TOKEN}",  # a client that left the mailto's %20 as it was
+        "=?utf-8?q?unsubscribe_" + GRACE_TOKEN.replace("-", "=2D") + "?=",
+    ],
+)
+def test_the_token_is_read_from_the_subjects_clients_write(subject: str) -> None:
+    request = read_request(headers(subject), mailbox=MAILBOX)
+    assert request == UnsubscribeRequest((GRACE_TOKEN,), GRACE, "<m1@example.net>")
+
+
+@pytest.mark.parametrize(
+    "subject", ["unsubscribed", "How do I unsubscribe?", "Re: The Weekly Brief", "unsubscribe-me"]
+)
+def test_other_subjects_are_no_request_unless_sent_to_the_unsubscribe_mailbox(
+    subject: str,
+) -> None:
+    assert read_request(headers(subject), mailbox=MAILBOX) is None
+    assert read_request(headers(subject), mailbox="") is None
+    for to in (MAILBOX, "Unsubscribe+brief@Example.org"):
+        request = read_request(headers(subject, to=to), mailbox=MAILBOX)
+        assert request == UnsubscribeRequest((), GRACE, "<m1@example.net>")
+    arrived = read_request(headers(subject), mailbox=MAILBOX, envelope_recipient=MAILBOX)
+    assert arrived is not None
+
+
+def test_an_auto_reply_is_never_a_request_and_other_automatic_mail_may_be() -> None:
+    replied = headers("unsubscribe", to=MAILBOX, extra="Auto-Submitted: auto-replied\r\n")
+    assert read_request(replied, mailbox=MAILBOX) is None
+    generated = headers("unsubscribe", extra="Auto-Submitted: auto-generated\r\n")
+    assert read_request(generated, mailbox=MAILBOX) is not None
+
+
+def test_words_that_are_not_token_shaped_are_not_tried(ws: Workspace, store: Store) -> None:
+    long = "A" * 300 + "." + "b" * 30
+    request = read_request(headers(f"unsubscribe me {long} now"), mailbox=MAILBOX)
+    assert request is not None and request.tokens == ()
+
+
+def test_the_token_and_subject_never_reach_the_log(
+    ws: Workspace, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = RequestSettings.from_workspace(ws)
+    with caplog.at_level("DEBUG"):
+        outcome = process_request(store, fixture("mailto-token.eml"), settings, key="a" * 64)
+    assert outcome is not None and outcome.result is RequestResult.BY_TOKEN
+    assert "unsubscribed from main" in caplog.text
+    assert GRACE_TOKEN not in caplog.text and GRACE_TOKEN.split(".")[1] not in caplog.text
+
+
+def test_a_token_of_a_membership_that_is_gone_falls_back_to_the_sender(
+    ws: Workspace, store: Store
+) -> None:
+    # Grace's token names list 1; a token for a list she was never on names nobody
+    other = store.ensure_list("events")
+    token = UnsubscribeTokens((KEY,)).make(IDS[GRACE], other, 1)
+    data = request_mail(f"Kofi <{KOFI}>", MAILBOX, f"unsubscribe {token}")
+    outcome = process_request(store, data, RequestSettings.from_workspace(ws), key="b" * 64)
+    assert outcome is not None
+    assert (outcome.result, outcome.address, outcome.forged) == (
+        RequestResult.BY_SENDER,
+        KOFI,
+        True,
+    )
+    assert status_of(store, GRACE) == ("active", "active")
 
 
 # --- a sent message, its mailto:, and the mail a client writes from it -------------------------

@@ -737,7 +737,9 @@ def bounces(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Process bounces and complaints in PATHS (.eml files, Maildir folders, mbox files).
 
     Hard bounces and spam complaints suppress the subscriber at once, soft bounces
-    after bounces.soft_limit within bounces.soft_window_days. Safe to run again.
+    after bounces.soft_limit within bounces.soft_window_days. Mail asking to unsubscribe
+    (the List-Unsubscribe mailto:) unsubscribes: with its signed link from that list,
+    without one the sender's address from every list (each listed). Safe to run again.
     Exits 1 when something could not be read or classified (the rest is processed).
     """
     from newsletter.bounces import process_paths
@@ -747,6 +749,11 @@ def bounces(ctx: click.Context, paths: tuple[Path, ...]) -> None:
         click.secho(f"warning: cannot read {what}: {why}", fg="yellow", err=True)
     for what, why in report.unclassified:
         click.secho(f"warning: could not classify {what}: {why}", fg="yellow", err=True)
+    for address, where in report.unsubscribed_senders:
+        click.echo(
+            f"unsubscribed {address} from every list: a mail from that address asked, "
+            f"without a valid unsubscribe link ({where})"
+        )
     click.echo(report.summary())
     if report.incomplete:
         ctx.exit(1)
