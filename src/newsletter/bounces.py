@@ -51,7 +51,9 @@ suppresses the subscriber everywhere at once; soft bounces suppress once
 messages apart, so repeated delay warnings about one message count once).
 ``process_paths`` does that for .eml files, Maildir folders and mbox files and returns
 a ``BounceRunReport`` for the CLI to print; a message that fails in an unexpected way
-is listed there and the run goes on with the next one.
+is listed there and the run goes on with the next one. A message that is not a report
+may be someone asking to leave through the List-Unsubscribe ``mailto:``: it goes to
+``unsubscribe_mail.process_request``, and the report counts what that did.
 """
 
 from __future__ import annotations
