@@ -749,8 +749,9 @@ class BounceRunReport:
         """One line: the counts per kind, why messages were ignored, what failed.
 
         ``8 messages: hard 2, soft 2, complaints 1, ignored 3 (already processed 2,
-        forged 1), suppressed 3``; ``could not classify N`` before ``suppressed`` and
-        ``; could not read N`` at the end when there are any.
+        forged 1), suppressed 3``; ``unsubscribed N (by link N, by sender address N)``
+        before ``ignored`` when unsubscribe requests were read; ``could not classify N``
+        before ``suppressed`` and ``; could not read N`` at the end when there are any.
         """
         noun = "message" if self.messages == 1 else "messages"
         reasons = [

@@ -151,7 +151,8 @@ def process_request(
     """Act on the unsubscribe request in ``data`` -> what it came to; None if it is none.
 
     ``key`` (64 hex characters, the same for the same mail) remembers the mail so a
-    rerun changes nothing; ``origin`` names it in log lines.
+    rerun changes nothing; ``origin`` names it in log lines; ``envelope_recipient`` is
+    the RCPT TO it arrived with, when known.
     """
     request = read_request(data, mailbox=settings.mailbox, envelope_recipient=envelope_recipient)
     if request is None:
