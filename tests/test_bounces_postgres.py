@@ -98,3 +98,48 @@ def test_the_same_report_from_several_workers_at_once_counts_once(pg_store: Stor
             select(func.count()).select_from(consents).where(consents.c.action == "bounce")
         )
     assert bounces == 1
+
+
+def test_an_unsubscribe_request_mail_from_several_workers_at_once_acts_once(
+    pg_store: Store,
+) -> None:
+    from newsletter.store.unsubscribe_requests import unsubscribe_requests
+    from newsletter.unsubscribe_mail import RequestResult, RequestSettings, process_request
+
+    settings = RequestSettings(keys=(KEY,), mailbox="unsubscribe@example.org")
+    data = (Path(__file__).parent / "fixtures" / "unsubscribe" / "mailto-token.eml").read_bytes()
+    barrier = threading.Barrier(4)
+    results: list[RequestResult] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            outcome = process_request(pg_store, data, settings, key="c" * 64)
+            assert outcome is not None
+            results.append(outcome.result)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert results.count(RequestResult.BY_TOKEN) == 1
+    assert set(results) <= {
+        RequestResult.BY_TOKEN,
+        RequestResult.UNCHANGED,
+        RequestResult.DUPLICATE,
+    }
+    with pg_store.read() as conn:
+        assert conn.scalar(select(func.count()).select_from(unsubscribe_requests)) == 1
+        unsubscribes = conn.scalar(
+            select(func.count()).select_from(consents).where(consents.c.action == "unsubscribe")
+        )
+    assert unsubscribes == 1
+    grace = pg_store.get_by_email("grace.hopper@example.net")
+    assert grace is not None and [m.status for m in grace.memberships] == ["unsubscribed"]
+    again = process_request(pg_store, data, settings, key="c" * 64)
+    assert again is not None and again.result is RequestResult.DUPLICATE

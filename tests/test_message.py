@@ -14,6 +14,7 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import dkim
 import pytest
@@ -361,10 +362,23 @@ def test_rule1_one_list_unsubscribe_with_one_https_uri_and_a_mailto() -> None:
     https = [u for u in uris if u.startswith("https://")]
     assert len(https) == 1
     assert https[0].startswith("https://harbour.example.org/u/")
-    assert [u for u in uris if u.startswith("mailto:")] == [
-        "mailto:leave@harbour.example.org?subject=unsubscribe"
-    ]
-    assert len(uris) == 2
+    mailtos = [u for u in uris if u.startswith("mailto:")]
+    assert len(mailtos) == 1 and len(uris) == 2
+    assert mailtos[0].startswith("mailto:leave@harbour.example.org?subject=unsubscribe%20")
+
+
+def test_rule1_the_mailto_subject_carries_the_recipients_signed_token() -> None:
+    built = template()
+    for subscriber_id in (42, 7):
+        message = parse(built.personalise(Recipient(subscriber_id, "ana@example.net")))
+        found = re.search(r"<mailto:([^?>]+)\?([^>]*)>", str(message["List-Unsubscribe"]))
+        assert found is not None and found.group(1) == "leave@harbour.example.org"
+        query = parse_qs(found.group(2), strict_parsing=True)
+        word, token = query["subject"][0].split(" ")
+        assert word == "unsubscribe"
+        # the same claim as the https link: the list and the send it came from
+        assert read_unsubscribe_token(KEYS, token) == UnsubscribeClaim(subscriber_id, 3, 12)
+        assert token in str(message["List-Unsubscribe"]).split(",")[0]
 
 
 def test_rule1_no_mailto_without_an_unsubscribe_mailbox() -> None:

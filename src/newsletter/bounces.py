@@ -51,7 +51,9 @@ suppresses the subscriber everywhere at once; soft bounces suppress once
 messages apart, so repeated delay warnings about one message count once).
 ``process_paths`` does that for .eml files, Maildir folders and mbox files and returns
 a ``BounceRunReport`` for the CLI to print; a message that fails in an unexpected way
-is listed there and the run goes on with the next one.
+is listed there and the run goes on with the next one. A message that is not a report
+may be someone asking to leave through the List-Unsubscribe ``mailto:``: it goes to
+``unsubscribe_mail.process_request``, and the report counts what that did.
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ from newsletter.store.bounce_reports import (
     record_bounce,
 )
 from newsletter.tokens import UNSUBSCRIBE_PATH, UnsubscribeTokens
+from newsletter.unsubscribe_mail import (
+    RequestOutcome,
+    RequestResult,
+    RequestSettings,
+    process_request,
+)
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -568,7 +576,7 @@ def process_message(
         envelope_recipient=envelope_recipient,
     )
     if found.kind in (Kind.NOT_A_REPORT, Kind.NO_ACTION):
-        log.info("%s: %s, nothing to do", origin, found.kind)
+        log.info("%s: %s, no bounce to record", origin, found.kind)
         return MessageOutcome(found, Result.IGNORED)
     if found.forged:
         log.warning(
@@ -655,7 +663,12 @@ class BounceRunReport:
     now; ``ignored``: the rest that was handled, split into ``nothing_to_do`` (not a
     report, or one asking for nothing), ``duplicates`` (already processed), ``forged``,
     ``unsigned`` and ``unmatched`` (about nobody we know); ``suppressed``: subscribers
-    suppressed by this run. ``unreadable``: (what, why) for each file or mailbox entry
+    suppressed by this run. ``requests``: unsubscribe requests read (the mailto: of
+    List-Unsubscribe), of which ``unsubscribed_by_link`` left a list through a valid
+    token and ``unsubscribed_senders`` (address, where) left every list on the word of
+    their From address; the rest are counted in ``ignored`` (``forged`` when a token did
+    not verify and the sender is nobody we have). ``unreadable``: (what, why) for each
+    file or mailbox entry
     that could not be read; ``unclassified``: (what, why) for each message read that
     failed in an unexpected way (counted in ``messages``, in no other count).
     """
@@ -671,6 +684,9 @@ class BounceRunReport:
     forged: int = 0
     unsigned: int = 0
     unmatched: int = 0
+    requests: int = 0
+    unsubscribed_by_link: int = 0
+    unsubscribed_senders: list[tuple[str, str]] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     unclassified: list[tuple[str, str]] = field(default_factory=list)
 
@@ -704,6 +720,26 @@ class BounceRunReport:
                 self.unmatched += 1
         self.suppressed += outcome.suppressed
 
+    def count_request(self, outcome: RequestOutcome, origin: str) -> None:
+        """Add one unsubscribe request mail, read from ``origin``."""
+        self.messages += 1
+        self.requests += 1
+        if outcome.result is RequestResult.BY_TOKEN:
+            self.unsubscribed_by_link += 1
+            return
+        if outcome.result is RequestResult.BY_SENDER:
+            self.unsubscribed_senders.append((outcome.address, origin))
+            return
+        self.ignored += 1
+        if outcome.result is RequestResult.DUPLICATE:
+            self.duplicates += 1
+        elif outcome.result is RequestResult.UNCHANGED:
+            self.nothing_to_do += 1
+        elif outcome.forged:
+            self.forged += 1
+        else:
+            self.unmatched += 1
+
     def count_unclassified(self, origin: str, reason: str) -> None:
         """Add one message that was read but failed while being classified or applied."""
         self.messages += 1
@@ -713,8 +749,9 @@ class BounceRunReport:
         """One line: the counts per kind, why messages were ignored, what failed.
 
         ``8 messages: hard 2, soft 2, complaints 1, ignored 3 (already processed 2,
-        forged 1), suppressed 3``; ``could not classify N`` before ``suppressed`` and
-        ``; could not read N`` at the end when there are any.
+        forged 1), suppressed 3``; ``unsubscribed N (by link N, by sender address N)``
+        before ``ignored`` when unsubscribe requests were read; ``could not classify N``
+        before ``suppressed`` and ``; could not read N`` at the end when there are any.
         """
         noun = "message" if self.messages == 1 else "messages"
         reasons = [
@@ -731,12 +768,10 @@ class BounceRunReport:
         ignored = f"ignored {self.ignored}"
         if reasons:
             ignored += " (" + ", ".join(f"{label} {number}" for label, number in reasons) + ")"
-        counts = [
-            f"hard {self.hard}",
-            f"soft {self.soft}",
-            f"complaints {self.complaints}",
-            ignored,
-        ]
+        counts = [f"hard {self.hard}", f"soft {self.soft}", f"complaints {self.complaints}"]
+        if self.requests:
+            counts.append(self._unsubscribed())
+        counts.append(ignored)
         if self.unclassified:
             counts.append(f"could not classify {len(self.unclassified)}")
         counts.append(f"suppressed {self.suppressed}")
@@ -744,6 +779,20 @@ class BounceRunReport:
         if self.unreadable:
             line += f"; could not read {len(self.unreadable)}"
         return line
+
+    def _unsubscribed(self) -> str:
+        """``unsubscribed 3 (by link 2, by sender address 1)``: requests that acted."""
+        by_sender = len(self.unsubscribed_senders)
+        ways = [
+            f"{label} {number}"
+            for label, number in (
+                ("by link", self.unsubscribed_by_link),
+                ("by sender address", by_sender),
+            )
+            if number
+        ]
+        total = f"unsubscribed {self.unsubscribed_by_link + by_sender}"
+        return total + (" (" + ", ".join(ways) + ")" if ways else "")
 
 
 # the database itself is unusable (locked past the busy timeout, connection lost, schema
@@ -773,6 +822,7 @@ def process_paths(
             hint="give .eml files, Maildir folders (with new/ or cur/) or mbox files",
         )
     settings = BounceSettings.from_workspace(workspace)
+    requests = RequestSettings.from_workspace(workspace)
     report = BounceRunReport()
     owned = store is None
     active = open_store_for(workspace) if store is None else store
@@ -780,6 +830,13 @@ def process_paths(
         for origin, data in _read_messages(paths, report.unreadable):
             try:
                 outcome = process_message(active, data, settings, origin=origin)
+                found = outcome.classification
+                # not a report: maybe someone asking to leave through the mailto: link
+                request = (
+                    process_request(active, data, requests, key=found.report_key, origin=origin)
+                    if found.kind is Kind.NOT_A_REPORT
+                    else None
+                )
             except _STORE_FAILURES:
                 raise
             except Exception as exc:
@@ -789,7 +846,10 @@ def process_paths(
                 log.info("%s: could not classify: %s", origin, reason, exc_info=True)
                 report.count_unclassified(origin, reason)
                 continue
-            report.count(outcome)
+            if request is not None:
+                report.count_request(request, origin)
+            else:
+                report.count(outcome)
     finally:
         if owned:
             active.close()

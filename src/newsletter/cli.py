@@ -751,7 +751,9 @@ def bounces(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Process bounces and complaints in PATHS (.eml files, Maildir folders, mbox files).
 
     Hard bounces and spam complaints suppress the subscriber at once, soft bounces
-    after bounces.soft_limit within bounces.soft_window_days. Safe to run again.
+    after bounces.soft_limit within bounces.soft_window_days. Mail asking to unsubscribe
+    (the List-Unsubscribe mailto:) unsubscribes: with its signed link from that list,
+    without one the sender's address from every list (each listed). Safe to run again.
     Exits 1 when something could not be read or classified (the rest is processed).
     """
     from newsletter.bounces import process_paths
@@ -766,6 +768,11 @@ def bounces(ctx: click.Context, paths: tuple[Path, ...]) -> None:
             f"warning: could not classify {printable(what)}: {printable(why)}",
             fg="yellow",
             err=True,
+        )
+    for address, where in report.unsubscribed_senders:
+        click.echo(
+            f"unsubscribed {printable(address)} from every list: a mail from that address "
+            f"asked, without a valid unsubscribe link ({printable(where)})"
         )
     click.echo(report.summary())
     if report.incomplete:

@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 # compiling. Rendered text cannot forge either: the encoded parts write every literal "%"
 # as =25, so the only "%%" left in them are the slot tokens turned into these.
 _TO, _MESSAGE_ID, _DATE, _SUBJECT, _UNSUB_HEADER = "to", "message_id", "date", "subject", "unsub"
+_UNSUB_TOKEN = "unsub_token"  # the token alone, for the mailto: subject
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 TEST_SUBJECT_PREFIX = "[TEST] "
@@ -612,6 +613,10 @@ class MessageTemplate:
             _DATE: self._dates.now(),
             _UNSUB_HEADER: values[UNSUBSCRIBE_SLOT].encode("ascii"),
         }
+        if self.settings.unsubscribe_mailbox:
+            # the link's own token: a URL ends in it, and it has no "/" of its own
+            token = values[UNSUBSCRIBE_SLOT].rpartition("/")[2]
+            header_values[_UNSUB_TOKEN] = token.encode("ascii")
         if self._subject_slots:
             subject = self.grammar.fill(self._marked_subject, values, html=False)
             header_values[_SUBJECT] = unstructured_header(subject).encode("ascii")
@@ -755,7 +760,11 @@ def build_template(
     )
     unsubscribe = f"List-Unsubscribe: <%%@{_UNSUB_HEADER}%%>"
     if settings.unsubscribe_mailbox:
-        unsubscribe += f",\r\n <mailto:{settings.unsubscribe_mailbox}?subject=unsubscribe>"
+        # the signed token in the subject lets `newsletter bounces` act on the mail it brings
+        unsubscribe += (
+            f",\r\n <mailto:{settings.unsubscribe_mailbox}"
+            f"?subject=unsubscribe%20%%@{_UNSUB_TOKEN}%%>"
+        )
     lines.append(unsubscribe)
     lines.append(f"List-Unsubscribe-Post: {ONE_CLICK}")
     # Gmail's feedback loop: the same value for the whole send, sender id last
