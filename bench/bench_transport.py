@@ -1,4 +1,4 @@
-"""Benchmark driver: send N personalised messages through newsletter.transport.
+"""Benchmark driver: send N personalised messages through newsletter.smtp.
 
 Meant to run under the shared SMTP benchmark (smtp-sink + smtp-source as the limit):
 
@@ -33,7 +33,9 @@ from pathlib import Path
 
 from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
 from newsletter.slots import SlotGrammar
-from newsletter.transport import TLS_NONE, SmtpConnection, SmtpSettings, Status
+from newsletter.smtp.connection import SmtpConnection
+from newsletter.smtp.outcome import Status
+from newsletter.smtp.settings import TLS_NONE, SmtpSettings
 
 Row = tuple[int, str, str, str]  # index, email, first name, token
 Build = Callable[[Row], tuple[str, bytes]]  # -> (envelope sender, message bytes)

@@ -1160,7 +1160,7 @@ def test_a_scheduled_send_runs_through_the_ledger(
 
 # --- a fresh render is sent as it is, without loading the render stack ------------------------
 
-# Imported only where needed (see render.py, message.py, outbox.py, issue.py): a send whose
+# Imported only where needed (see render.py, message.py, smtp/embedded.py, issue.py): a send whose
 # issue folder holds a fresh render, without DKIM, to NEWSLETTER_SMTP_URL, loads none of them.
 HEAVY_MODULES = (
     "jinja2",

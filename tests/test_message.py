@@ -35,8 +35,8 @@ from newsletter.message import (
 )
 from newsletter.models import Issue, Teaser
 from newsletter.slots import SlotGrammar
+from newsletter.smtp.envelope import dot_stuff
 from newsletter.tokens import read_unsubscribe_token
-from newsletter.transport import dot_stuff
 from newsletter.workspace import Workspace, load_workspace
 
 DKIM_DIR = Path(__file__).resolve().parent / "fixtures" / "dkim"
@@ -237,7 +237,7 @@ def test_any_name_fills_all_parts_correctly_and_keeps_every_line_short(name: str
     lines = data.split(b"\r\n")
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert not any(line.startswith(b".") for line in lines), "a line SMTP would dot-stuff"
-    # what lets the sender skip both scans of the message (transport.dot_stuff)
+    # what lets the sender skip both scans of the message (smtp.envelope.dot_stuff)
     assert dot_stuff(data, wire_ready=True) == dot_stuff(data)
     head, body = data.split(b"\r\n\r\n", 1)
     assert all(len(line) <= 998 for line in lines)

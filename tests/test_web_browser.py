@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.outbox import outbox_dir
+from newsletter.smtp.embedded import outbox_dir
 from newsletter.store import Consent, Store, open_store_for
 from newsletter.tokens import make_unsubscribe_token
 from newsletter.web.server import ServeServer

@@ -21,7 +21,7 @@ import time_machine
 from starlette.testclient import TestClient
 
 from newsletter.message import decode_verp
-from newsletter.outbox import EmbeddedServer, outbox_dir
+from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.store import Consent, Store, open_store_for
 from newsletter.tokens import make_confirm_token
 from newsletter.web import create_app

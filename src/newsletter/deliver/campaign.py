@@ -16,7 +16,7 @@ folder sent to one list, see ``store.deliveries``):
    ``retry_failed`` puts its failed rows (only those) back in the queue.
 
 Without ``NEWSLETTER_SMTP_URL`` the run starts the embedded local server
-(``newsletter.outbox``) for its duration and the messages land in ``outbox/``.
+(``newsletter.smtp.embedded``) for its duration and the messages land in ``outbox/``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from types import FrameType
 
 from newsletter.errors import NewsletterError, StoreError
 from newsletter.issue import read_issue
-from newsletter.outbox import EmbeddedServer, outbox_dir
+from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
+from newsletter.smtp.settings import SmtpSettings, smtp_settings
 from newsletter.store import Store, open_store_for, utcnow
 from newsletter.store.deliveries import (
     DEFERRED,
@@ -65,7 +66,6 @@ from newsletter.store.deliveries import (
     requeue_unknown,
     runner_name,
 )
-from newsletter.transport import SmtpSettings, smtp_settings
 from newsletter.workspace import Workspace
 
 from .content import check_sender, issue_key, issue_label, make_template, render_for_send

@@ -5,7 +5,7 @@ One thread
 The run is one thread juggling ``connections`` SMTP connections (``Lane``s) with
 ``selectors``, and the only one touching the database. Each lane holds at most one
 row at a time: it builds that row's bytes (token, slots, VERP), starts the SMTP
-transaction (``transport.Exchange``), and the loop pumps every exchange as its socket
+transaction (``smtp.exchange.Exchange``), and the loop pumps every exchange as its socket
 becomes ready. Opening a session (connect, TLS, AUTH: round trips that would stall the
 other lanes) runs in a small thread pool; nothing else does.
 
@@ -34,7 +34,7 @@ carries one recipient: ``send.recipients_per_transaction`` (any value >= 1) is a
 honoured. ``send.messages_per_connection`` is enforced per connection, ``--rate`` by
 one limiter for the run.
 
-Outcomes (see ``newsletter.transport``)
+Outcomes (see ``newsletter.smtp.outcome``)
 ----------------------------------------
 ``ACCEPTED`` -> sent. ``PERMANENT`` (5xx) -> failed with code and reply, never retried;
 an enhanced code meaning "no such mailbox" (5.1.1, 5.1.2, 5.1.3, 5.1.6, 5.1.10, 5.2.1)
@@ -75,6 +75,12 @@ from datetime import datetime, timedelta
 from newsletter.config import Send
 from newsletter.errors import DeliveryError
 from newsletter.message import MessageTemplate, Recipient
+from newsletter.smtp.connection import RetryOnNewConnection, SmtpConnection
+from newsletter.smtp.exchange import Exchange
+from newsletter.smtp.outcome import Outcome, Status
+from newsletter.smtp.ratelimit import RateLimiter
+from newsletter.smtp.session import ServerBusyError
+from newsletter.smtp.settings import SmtpSettings
 from newsletter.store import Store, utcnow
 from newsletter.store.deliveries import (
     DEFERRED,
@@ -85,16 +91,6 @@ from newsletter.store.deliveries import (
     Claimed,
     LedgerSession,
     Result,
-)
-from newsletter.transport import (
-    Exchange,
-    Outcome,
-    RateLimiter,
-    RetryOnNewConnection,
-    ServerBusyError,
-    SmtpConnection,
-    SmtpSettings,
-    Status,
 )
 
 from .reports import SendProgress

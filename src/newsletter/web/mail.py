@@ -3,7 +3,7 @@
 Their bodies come from ``templates/messages/{confirm,welcome}.{html,txt}.j2`` (the text
 template sets ``subject``), rendered per message since each carries its own confirm
 link; the MIME framing, List-Unsubscribe, VERP and DKIM are ``newsletter.message``'s,
-the SMTP session ``newsletter.transport``'s. Without ``NEWSLETTER_SMTP_URL`` the
+the SMTP session ``newsletter.smtp``'s. Without ``NEWSLETTER_SMTP_URL`` the
 messages go to the embedded local server, which stores them in ``outbox/`` like
 ``newsletter send`` does.
 """
@@ -24,9 +24,11 @@ from newsletter.message import (
     build_template,
     load_dkim_signer,
 )
-from newsletter.outbox import EmbeddedServer, outbox_dir
 from newsletter.render import render_template, template_environment
-from newsletter.transport import Outcome, SmtpConnection, SmtpSettings, Status, smtp_settings
+from newsletter.smtp.connection import SmtpConnection
+from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
+from newsletter.smtp.outcome import Outcome, Status
+from newsletter.smtp.settings import SmtpSettings, smtp_settings
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)

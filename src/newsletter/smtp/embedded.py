@@ -27,8 +27,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from newsletter.transport import TLS_NONE, SmtpSettings
 from newsletter.workspace import Workspace
+
+from .settings import TLS_NONE, SmtpSettings
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ class OutboxHandler:
             self.messages.append(StoredMessage(self.folder / name, envelope.mail_from, recipients))
         return f"250 2.0.0 stored as {name}"
 
+    def stored(self) -> list[StoredMessage]:
+        """Messages stored so far, oldest first (a copy: the server thread adds more)."""
+        with self._lock:
+            return list(self.messages)
+
 
 # aiosmtpd (with asyncio and attrs, ~0.07 s) is imported only when a server is made:
 # a send to NEWSLETTER_SMTP_URL, or one that ends before delivering, never needs it.
@@ -100,13 +106,14 @@ if TYPE_CHECKING:
 
 
 @cache
-def _controller_class() -> type[Controller]:
+def free_port_controller() -> type[Controller]:
     """aiosmtpd's threaded Controller, able to listen on port 0 (a free port)."""
     from aiosmtpd.controller import Controller
 
     class FreePortController(Controller):
+        # aiosmtpd has no option for port 0: its start-up self-test connects to
+        # ``self.port``, and this is the one hook between binding and that connect
         def _trigger_server(self) -> None:
-            # the OS chose the port when the server bound; read it before the self-test connect
             server: Any = self.server  # an asyncio.Server, which has .sockets
             if server is not None and self.port == 0:
                 self.port = server.sockets[0].getsockname()[1]
@@ -125,7 +132,7 @@ class EmbeddedServer:
     def __init__(self, folder: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.folder = folder
         self.handler = OutboxHandler(folder)
-        self._controller = _controller_class()(self.handler, hostname=host, port=port)
+        self._controller = free_port_controller()(self.handler, hostname=host, port=port)
 
     @property
     def host(self) -> str:
@@ -145,8 +152,7 @@ class EmbeddedServer:
     @property
     def messages(self) -> list[StoredMessage]:
         """Messages stored so far, oldest first (a copy)."""
-        with self.handler._lock:
-            return list(self.handler.messages)
+        return self.handler.stored()
 
     def settings(
         self, *, messages_per_connection: int = 100, timeout: float = 60.0
