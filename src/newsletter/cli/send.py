@@ -106,16 +106,10 @@ def send(
     land in outbox/ as .eml files (kept until you delete them). Ctrl-C or SIGTERM
     finishes the messages in flight and stops; run the same command to resume.
     """
-    """Send ISSUE_DIR to a list, each subscriber once; a rerun resumes where it stopped.
-
-    Without NEWSLETTER_SMTP_URL the messages go to the embedded local SMTP server and
-    land in outbox/ as .eml files (kept until you delete them). Ctrl-C or SIGTERM
-    finishes the messages in flight and stops; run the same command to resume.
-    """
     from newsletter.deliver import latest_issue, send_test
 
-    _check_send_arguments(issue_dir, latest, test_addresses, dry_run_dir, at)
     workspace = current_workspace(ctx)
+    _check_send_arguments(issue_dir, latest, test_addresses, dry_run_dir, at)
     if issue_dir is None:
         issue_dir = latest_issue(workspace, list_name)
         click.echo(f"issue: {issue_dir}")
