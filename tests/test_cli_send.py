@@ -272,6 +272,23 @@ def test_failures_beyond_the_first_ten_are_counted(
     assert sent.stdout.startswith("sent 5, failed 13, deferred 0, skipped 0, unknown 0\n")
 
 
+def test_only_deferrals_not_yet_due_means_nothing_to_send_now(
+    invoke: Invoke, issue: Path, server: LedgerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
+    handler = server.handler
+    assert isinstance(handler, LedgerHandler)
+    handler.rcpt_replies["grace.hopper@example.net"] = "451 4.2.1 mailbox busy, try later"
+    first = invoke("send", str(issue), "--yes")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith("sent 4, failed 0, deferred 1, ")
+    again = invoke("send", str(issue))  # no --yes: a waiting send asks nothing
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith("nothing to send now: 1 deferred, next attempt from 20")
+    assert again.stdout.rstrip().endswith(" UTC")
+    assert received(server) == SAMPLE_COUNT - 1
+
+
 # --- on a terminal: the prompt and the progress bar -------------------------------------------
 
 

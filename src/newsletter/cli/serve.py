@@ -1,0 +1,34 @@
+"""``serve``: the web process for links, forms and scheduled sends."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli.logs import show_info_from
+from newsletter.cli.state import current_workspace
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default: serve.host).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (default: serve.port; 0 picks a free one).",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Answer unsubscribe, subscribe and confirm links and run scheduled sends (Ctrl-C stops)."""
+    from newsletter.web.server import run_server
+
+    # a long-running service shows what it does: a line per request and per scheduled send
+    show_info_from("newsletter.web", "newsletter.schedule")
+    workspace = current_workspace(ctx)
+    run_server(
+        workspace,
+        host=host,
+        port=port,
+        on_ready=lambda url: click.echo(
+            f"serving the links of {workspace.base_url} on {url} (Ctrl-C to stop)"
+        ),
+    )
+    click.echo("serve stopped")
