@@ -36,9 +36,6 @@ class _State:
         return self._workspace
 
 
-pass_state = click.make_pass_decorator(_State)
-
-
 def _workspace(ctx: click.Context) -> Workspace:
     return ctx.find_object(_State).workspace  # type: ignore[union-attr]
 

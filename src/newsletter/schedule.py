@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import NewsletterError
 from newsletter.store import Store, open_store_for, utcnow
+from newsletter.store.lease import Heartbeat, holder_name
 from newsletter.store.schedules import (
     DONE,
     FAILED,
@@ -307,11 +306,6 @@ class RunReport:
         )
 
 
-def worker_name() -> str:
-    """Who claims a send: ``host:pid:thread`` (shown by ``schedule list`` while running)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
 def deliver_runner(
     ws: Workspace, scheduled: ScheduledSend, stop: threading.Event | None = None
 ) -> str:
@@ -341,36 +335,6 @@ def retry_deferred(ws: Workspace) -> list[str]:
     return [report.summary() for report in retry_due_deferrals(ws)]
 
 
-class _Heartbeat:
-    """Updates ``heartbeat_at`` of a running send every ``interval`` seconds."""
-
-    def __init__(self, store: Store, schedule_id: int, worker: str, interval: float) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop,
-            args=(store, schedule_id, worker, interval),
-            name=f"schedule-{schedule_id}-heartbeat",
-            daemon=True,
-        )
-
-    def _loop(self, store: Store, schedule_id: int, worker: str, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                if not beat(store, schedule_id, worker, utcnow()):
-                    log.warning("scheduled send #%d was taken over by another process", schedule_id)
-                    return
-            except Exception:  # a locked database must not kill the send; try next beat
-                log.exception("heartbeat of scheduled send #%d failed", schedule_id)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def forget_expired_requests(ws: Workspace, store: Store) -> int:
     """Remove double opt-in requests unconfirmed for ``serve.pending_expiry_hours`` -> count."""
     cutoff = utcnow() - timedelta(hours=ws.config.serve.pending_expiry_hours)
@@ -378,6 +342,10 @@ def forget_expired_requests(ws: Workspace, store: Store) -> int:
     if removed:
         log.info("forgot %d unconfirmed subscription requests", removed)
     return removed
+
+
+def _beat(store: Store, schedule_id: int, worker: str) -> bool:
+    return beat(store, schedule_id, worker, utcnow())
 
 
 def _too_late(scheduled: ScheduledSend, now: datetime, window: timedelta) -> bool:
@@ -397,7 +365,11 @@ def _run_one(
         "starting scheduled send #%d: %s to %s", claimed.id, claimed.issue_dir, claimed.list_name
     )
     try:
-        with _Heartbeat(store, claimed.id, worker, heartbeat_seconds):
+        with Heartbeat(
+            functools.partial(_beat, store, claimed.id, worker),
+            heartbeat_seconds,
+            name=f"scheduled send #{claimed.id}",
+        ):
             summary = runner(ws, claimed)
     except SendInterrupted as exc:
         note = f"interrupted ({exc}); resumes at the next start"
@@ -447,7 +419,7 @@ def run_due(
     stop = stop or threading.Event()
     if runner is None:
         runner = functools.partial(deliver_runner, stop=stop)
-    worker = worker or worker_name()
+    worker = worker or holder_name()
     window = timedelta(hours=ws.config.serve.missed_window_hours)
     report = RunReport()
     own_store = store is None

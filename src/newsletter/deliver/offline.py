@@ -28,7 +28,7 @@ from pathlib import Path
 from newsletter.errors import NewsletterError
 from newsletter.message import Recipient
 from newsletter.store import AddressError, normalize_address, open_store_for
-from newsletter.store.deliveries import find_campaign
+from newsletter.store.campaigns import find_campaign
 from newsletter.transport import SmtpConnection, Status, smtp_settings
 from newsletter.workspace import Workspace
 
