@@ -431,15 +431,7 @@ def run_due(
                 break
             now = utcnow()
             if _too_late(scheduled, now, window):
-                late = now - scheduled.due_at
-                what = "interrupted and not resumed" if scheduled.state == RUNNING else "not sent"
-                note = (
-                    f"{what}: nothing ran it within {ws.config.serve.missed_window_hours:g} h "
-                    f"of its time ({late.total_seconds() / 3600:.1f} h late)"
-                )
-                if mark_missed(store, scheduled, note, now):
-                    log.warning("scheduled send #%d missed: %s", scheduled.id, note)
-                    report.missed.append((scheduled.id, note))
+                _miss(ws, store, scheduled, now, report)
                 continue
             claimed = claim_schedule(store, scheduled, worker, now, stale_before=now - stale_after)
             if claimed is None:
@@ -452,8 +444,32 @@ def run_due(
         if own_store:
             store.close()
     if retry is not None and not stop.is_set():
-        try:
-            report.retried.extend(retry(ws))
-        except NewsletterError as exc:
-            log.warning("retrying deferred deliveries failed: %s", exc)
+        _retry_deferred(ws, retry, report)
     return report
+
+
+def _miss(
+    ws: Workspace, store: Store, scheduled: ScheduledSend, now: datetime, report: RunReport
+) -> None:
+    """Mark ``scheduled`` missed (too late to send) and report it, unless another
+    process did so first."""
+    late = now - scheduled.due_at
+    what = "interrupted and not resumed" if scheduled.state == RUNNING else "not sent"
+    note = (
+        f"{what}: nothing ran it within {ws.config.serve.missed_window_hours:g} h "
+        f"of its time ({late.total_seconds() / 3600:.1f} h late)"
+    )
+    if mark_missed(store, scheduled, note, now):
+        log.warning("scheduled send #%d missed: %s", scheduled.id, note)
+        report.missed.append((scheduled.id, note))
+
+
+def _retry_deferred(
+    ws: Workspace, retry: Callable[[Workspace], list[str]], report: RunReport
+) -> None:
+    """Run ``retry`` for the campaigns with due deferrals; a failure is logged, since the
+    next tick tries again."""
+    try:
+        report.retried.extend(retry(ws))
+    except NewsletterError as exc:
+        log.warning("retrying deferred deliveries failed: %s", exc)
