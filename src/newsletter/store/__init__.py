@@ -29,6 +29,7 @@ from newsletter.store import bounce_reports as _bounce_reports  # noqa: F401
 from newsletter.store import ledger_privacy as _ledger_privacy  # noqa: F401
 from newsletter.store.addresses import AddressError, address_hash, normalize_address
 from newsletter.store.engine import open_store, open_store_for, upgrade_schema
+from newsletter.store.privacy import ERASE_HOOKS
 from newsletter.store.records import (
     BatchResult,
     Consent,
@@ -39,7 +40,8 @@ from newsletter.store.records import (
     SubscriberSummary,
     utcnow,
 )
-from newsletter.store.subscribers import ERASE_HOOKS, PendingResult, Store
+from newsletter.store.subscribers import Store
+from newsletter.store.subscribing import PendingResult
 
 __all__ = [
     "ERASE_HOOKS",

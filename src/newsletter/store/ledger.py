@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, func, select, update
 
 from newsletter.store.addresses import address_hash
+from newsletter.store.base import WRITE_OPTION
 from newsletter.store.campaigns import CAMPAIGN_LEASE
 from newsletter.store.deliveries import (
     DEFERRED,
@@ -41,7 +42,7 @@ from newsletter.store.ledger_sql import (
 from newsletter.store.ops import consent_row, record_consents, suppress_subscriber
 from newsletter.store.records import Consent
 from newsletter.store.schema import ACTIVE, BOUNCED, memberships, subscribers
-from newsletter.store.subscribers import WRITE_OPTION, Store
+from newsletter.store.subscribers import Store
 
 
 class Step(NamedTuple):

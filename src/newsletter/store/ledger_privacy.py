@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select, update
 
 from newsletter.store.campaigns import campaigns
 from newsletter.store.deliveries import deliveries
-from newsletter.store.subscribers import DESCRIBE_HOOKS, ERASE_HOOKS, iso
+from newsletter.store.privacy import DESCRIBE_HOOKS, ERASE_HOOKS, iso
 
 
 def _scrub_deliveries(conn: Connection, subscriber_id: int) -> None:
