@@ -26,7 +26,6 @@ from newsletter.store import Store, open_store
 from newsletter.store.bounce_reports import bounce_reports, soft_bounces_since
 from newsletter.store.schema import consents
 from test_bounces import BASE, IDS, KEY, fixture, soft_report, status_of
-from test_store_postgres import pg_server, pg_url  # noqa: F401  (fixtures)
 
 pytest.importorskip("psycopg")
 
@@ -35,7 +34,7 @@ SETTINGS = BounceSettings(keys=(KEY,), bounce_address=BASE)
 
 
 @pytest.fixture
-def pg_store(pg_url: str) -> Iterator[Store]:  # noqa: F811
+def pg_store(pg_url: str) -> Iterator[Store]:
     with open_store(pg_url) as opened:
         import_file(opened, SAMPLE_CSV, list_name=None, default_list="main")
         yield opened

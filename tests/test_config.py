@@ -41,6 +41,11 @@ def test_minimal_config_gets_defaults_and_trailing_slash_removed(tmp_path: Path)
     assert config.serve.missed_window_hours == 6
 
 
+def test_an_ignored_setting_is_still_accepted(tmp_path: Path) -> None:
+    text = MINIMAL + "\n[send]\nrecipients_per_transaction = 50\n"
+    assert load_config(write(tmp_path, text), environ={}).send.connections == 4
+
+
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
     text = """
 [publication]

@@ -45,7 +45,10 @@ from newsletter.deliver import (
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError, RenderError
 from newsletter.message import ONE_CLICK
 from newsletter.store import Consent, ImportRow, open_store_for
-from newsletter.store.deliveries import LedgerSession, campaigns, deliveries, runner_name
+from newsletter.store.campaigns import campaigns
+from newsletter.store.deliveries import deliveries
+from newsletter.store.lease import holder_name
+from newsletter.store.ledger import LedgerSession
 from newsletter.tokens import UnsubscribeTokens
 from newsletter.workspace import Workspace
 from smtp_servers import CountingController
@@ -436,7 +439,7 @@ def test_a_live_run_is_not_taken_over(ws: Workspace, issue: Path, server: Ledger
         )
     with pytest.raises(NewsletterError, match=r"being sent .* by another process"):
         send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
-    assert runner_name().split(":")[1] == str(os.getpid())
+    assert holder_name().split(":")[1] == str(os.getpid())
 
 
 # --- outcomes -------------------------------------------------------------------------------

@@ -362,10 +362,10 @@ def test_a_bad_list_name_is_refused_before_reading(store: Store) -> None:
 def test_an_interrupted_batch_is_rolled_back(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import newsletter.store.bulk as bulk
+    import newsletter.store.bulk_write as bulk_write
 
     calls = {"n": 0}
-    real = bulk.record_consents
+    real = bulk_write.record_consents
 
     def interrupt_on_second_batch(conn: Any, rows: list[dict[str, Any]]) -> None:
         calls["n"] += 1
@@ -373,7 +373,7 @@ def test_an_interrupted_batch_is_rolled_back(
             raise KeyboardInterrupt
         real(conn, rows)
 
-    monkeypatch.setattr(bulk, "record_consents", interrupt_on_second_batch)
+    monkeypatch.setattr(bulk_write, "record_consents", interrupt_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
         run(store, _big_file(tmp_path, 250), batch_size=100)
     assert store.count() == 100

@@ -21,7 +21,6 @@ from newsletter.store.schedules import get_schedule
 from newsletter.workspace import Workspace, load_workspace
 
 pytest.importorskip("psycopg")
-from test_store_postgres import pg_server, pg_url  # noqa: F401  (fixtures)
 
 BEFORE = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 DUE = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
@@ -43,7 +42,7 @@ def _issues(ws: Workspace, count: int) -> list[Path]:
 
 
 def test_racing_schedulers_on_postgresql_start_each_send_once(
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     workspace_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

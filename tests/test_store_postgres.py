@@ -1,20 +1,14 @@
 """The same store on a real PostgreSQL server: nothing in the schema or queries is SQLite-only.
 
-A throwaway cluster is created with ``initdb`` in a temporary folder and reached
-over its Unix socket only (no TCP). Skipped where PostgreSQL's server binaries or
+The throwaway cluster is ``pg_server`` in conftest.py (``initdb`` in a temporary
+folder, its Unix socket only). Skipped where PostgreSQL's server binaries or
 the psycopg driver are not installed.
 """
 
 from __future__ import annotations
 
-import glob
 import importlib
-import os
 import pkgutil
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +17,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from newsletter.errors import StoreError
 from newsletter.people import export_file, import_file
@@ -34,72 +28,6 @@ pytest.importorskip("psycopg")
 
 CSV_DIR = Path(__file__).resolve().parent / "fixtures" / "csv"
 CLI = Consent(source="cli")
-
-
-def _pg_bin() -> Path | None:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(candidates[-1]).parent if candidates else None
-
-
-def _as_server_user(args: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its tools as the postgres user then."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *args]
-    return args
-
-
-def _run(args: list[str]) -> None:
-    # no pipes: the server started by pg_ctl would hold them open and run() would never return
-    subprocess.run(
-        _as_server_user(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    """A running throwaway PostgreSQL -> the socket folder and port as a URL prefix."""
-    bin_dir = _pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb) are not installed")
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser")
-    folder = Path(tempfile.mkdtemp(prefix="nl-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, user="postgres")
-    with socket.socket() as probe:  # a free number to name the socket file after
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = folder / "data"
-    initdb = [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
-    _run([*initdb, "--no-sync", "-E", "UTF8"])
-    options = f"-c listen_addresses='' -c unix_socket_directories={folder} -p {port} -c fsync=off"
-    log = str(folder / "server.log")
-    _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", log, "-o", options, "-w", "start"])
-    try:
-        yield f"postgresql+psycopg://postgres@/{{db}}?host={folder}&port={port}"
-    finally:
-        subprocess.run(
-            _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_url(pg_server: str, request: pytest.FixtureRequest) -> str:
-    """A fresh, empty database on the throwaway server for each test."""
-    name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "")[:50]
-    admin = create_engine(pg_server.format(db="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return pg_server.format(db=name)
 
 
 @pytest.fixture

@@ -16,13 +16,12 @@ from newsletter.web import create_app
 from newsletter.workspace import Workspace, load_workspace
 
 pytest.importorskip("psycopg")
-from test_store_postgres import pg_server, pg_url  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
 def pg_workspace(
     workspace: Workspace,
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Workspace:
     monkeypatch.setenv("NEWSLETTER_DATABASE_URL", pg_url)
@@ -30,7 +29,7 @@ def pg_workspace(
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:  # noqa: F811
+def store(pg_url: str) -> Iterator[Store]:
     with open_store(pg_url) as opened:
         yield opened
 

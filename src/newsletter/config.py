@@ -119,7 +119,9 @@ class Send(_Section):
     connections: int = Field(default=4, ge=1, le=64)
     rate: float = Field(default=0.0, ge=0, description="messages per second, 0 = no limit")
     messages_per_connection: int = Field(default=100, ge=1)
-    recipients_per_transaction: int = Field(default=1, ge=1)
+    # kept so workspaces that set it still load (unknown keys are refused); every SMTP
+    # transaction carries one recipient because every message is personalised
+    recipients_per_transaction: int = Field(default=1, ge=1, description="ignored")
     retry_floor_seconds: int = Field(default=300, ge=1)
     retry_cap_seconds: int = Field(default=4000, ge=1)
     retry_lifetime_hours: float = Field(default=120, gt=0)

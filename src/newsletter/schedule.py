@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import NewsletterError
 from newsletter.store import Store, open_store_for, utcnow
+from newsletter.store.lease import Heartbeat, holder_name
 from newsletter.store.schedules import (
     DONE,
     FAILED,
@@ -307,11 +306,6 @@ class RunReport:
         )
 
 
-def worker_name() -> str:
-    """Who claims a send: ``host:pid:thread`` (shown by ``schedule list`` while running)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
 def deliver_runner(
     ws: Workspace, scheduled: ScheduledSend, stop: threading.Event | None = None
 ) -> str:
@@ -341,36 +335,6 @@ def retry_deferred(ws: Workspace) -> list[str]:
     return [report.summary() for report in retry_due_deferrals(ws)]
 
 
-class _Heartbeat:
-    """Updates ``heartbeat_at`` of a running send every ``interval`` seconds."""
-
-    def __init__(self, store: Store, schedule_id: int, worker: str, interval: float) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop,
-            args=(store, schedule_id, worker, interval),
-            name=f"schedule-{schedule_id}-heartbeat",
-            daemon=True,
-        )
-
-    def _loop(self, store: Store, schedule_id: int, worker: str, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                if not beat(store, schedule_id, worker, utcnow()):
-                    log.warning("scheduled send #%d was taken over by another process", schedule_id)
-                    return
-            except Exception:  # a locked database must not kill the send; try next beat
-                log.exception("heartbeat of scheduled send #%d failed", schedule_id)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def forget_expired_requests(ws: Workspace, store: Store) -> int:
     """Remove double opt-in requests unconfirmed for ``serve.pending_expiry_hours`` -> count."""
     cutoff = utcnow() - timedelta(hours=ws.config.serve.pending_expiry_hours)
@@ -378,6 +342,10 @@ def forget_expired_requests(ws: Workspace, store: Store) -> int:
     if removed:
         log.info("forgot %d unconfirmed subscription requests", removed)
     return removed
+
+
+def _beat(store: Store, schedule_id: int, worker: str) -> bool:
+    return beat(store, schedule_id, worker, utcnow())
 
 
 def _too_late(scheduled: ScheduledSend, now: datetime, window: timedelta) -> bool:
@@ -397,7 +365,11 @@ def _run_one(
         "starting scheduled send #%d: %s to %s", claimed.id, claimed.issue_dir, claimed.list_name
     )
     try:
-        with _Heartbeat(store, claimed.id, worker, heartbeat_seconds):
+        with Heartbeat(
+            functools.partial(_beat, store, claimed.id, worker),
+            heartbeat_seconds,
+            name=f"scheduled send #{claimed.id}",
+        ):
             summary = runner(ws, claimed)
     except SendInterrupted as exc:
         note = f"interrupted ({exc}); resumes at the next start"
@@ -447,7 +419,7 @@ def run_due(
     stop = stop or threading.Event()
     if runner is None:
         runner = functools.partial(deliver_runner, stop=stop)
-    worker = worker or worker_name()
+    worker = worker or holder_name()
     window = timedelta(hours=ws.config.serve.missed_window_hours)
     report = RunReport()
     own_store = store is None
@@ -459,15 +431,7 @@ def run_due(
                 break
             now = utcnow()
             if _too_late(scheduled, now, window):
-                late = now - scheduled.due_at
-                what = "interrupted and not resumed" if scheduled.state == RUNNING else "not sent"
-                note = (
-                    f"{what}: nothing ran it within {ws.config.serve.missed_window_hours:g} h "
-                    f"of its time ({late.total_seconds() / 3600:.1f} h late)"
-                )
-                if mark_missed(store, scheduled, note, now):
-                    log.warning("scheduled send #%d missed: %s", scheduled.id, note)
-                    report.missed.append((scheduled.id, note))
+                _miss(ws, store, scheduled, now, report)
                 continue
             claimed = claim_schedule(store, scheduled, worker, now, stale_before=now - stale_after)
             if claimed is None:
@@ -480,8 +444,32 @@ def run_due(
         if own_store:
             store.close()
     if retry is not None and not stop.is_set():
-        try:
-            report.retried.extend(retry(ws))
-        except NewsletterError as exc:
-            log.warning("retrying deferred deliveries failed: %s", exc)
+        _retry_deferred(ws, retry, report)
     return report
+
+
+def _miss(
+    ws: Workspace, store: Store, scheduled: ScheduledSend, now: datetime, report: RunReport
+) -> None:
+    """Mark ``scheduled`` missed (too late to send) and report it, unless another
+    process did so first."""
+    late = now - scheduled.due_at
+    what = "interrupted and not resumed" if scheduled.state == RUNNING else "not sent"
+    note = (
+        f"{what}: nothing ran it within {ws.config.serve.missed_window_hours:g} h "
+        f"of its time ({late.total_seconds() / 3600:.1f} h late)"
+    )
+    if mark_missed(store, scheduled, note, now):
+        log.warning("scheduled send #%d missed: %s", scheduled.id, note)
+        report.missed.append((scheduled.id, note))
+
+
+def _retry_deferred(
+    ws: Workspace, retry: Callable[[Workspace], list[str]], report: RunReport
+) -> None:
+    """Run ``retry`` for the campaigns with due deferrals; a failure is logged, since the
+    next tick tries again."""
+    try:
+        report.retried.extend(retry(ws))
+    except NewsletterError as exc:
+        log.warning("retrying deferred deliveries failed: %s", exc)

@@ -45,11 +45,6 @@ class Workspace:
         return self.root / "subscribers"
 
     @property
-    def seeds_dir(self) -> Path:
-        """seeds/: the articles to feature."""
-        return self.root / "seeds"
-
-    @property
     def database_url(self) -> str:
         """NEWSLETTER_DATABASE_URL, else a SQLite file under subscribers/."""
         if self.env.database_url:

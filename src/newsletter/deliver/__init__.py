@@ -7,7 +7,6 @@ Public API (the CLI, ``schedule`` and ``serve`` call these):
 progress)``                              -> SendReport (see ``campaign``)
 ``send_test(ws, issue_dir, addresses)``  -> SendReport: a marked test, nothing recorded
 ``dry_run(ws, issue_dir, outdir, list_name)`` -> DryRunReport: the exact .eml files
-``run_scheduled_send(ws, issue_dir, list_name=)`` -> summary line, for ``run_due``
 ``retry_due_deferrals(ws)``              -> reports of campaigns whose deferrals came due
 ``latest_issue(ws, list_name)``         -> the newest issue folder not yet sent to the list
 ``parse_rate("10/s")``                   -> messages per second
@@ -16,7 +15,7 @@ Modules: ``content`` (render once, sender-rule checks, the template), ``engine``
 dispatcher, workers, outcome rules, group commits and the in-flight bound),
 ``campaign`` (runs of a campaign: start, resume, finish), ``offline`` (test and dry
 run), ``latest`` (``send --latest``), ``reports`` (the values handed back). The tables
-live in ``store.deliveries``.
+live in ``store.campaigns`` and ``store.deliveries``.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from .campaign import (
     AlreadySentError,
     plan_send,
     retry_due_deferrals,
-    run_scheduled_send,
     send_issue,
 )
 from .engine import SendTuning, backoff, is_hard_bounce
@@ -51,7 +49,6 @@ __all__ = [
     "parse_rate",
     "plan_send",
     "retry_due_deferrals",
-    "run_scheduled_send",
     "send_issue",
     "send_test",
 ]

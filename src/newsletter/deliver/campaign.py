@@ -2,7 +2,7 @@
 
 ``send_issue`` is the one entry point for real sends (the CLI, the scheduler and
 ``retry_due_deferrals`` all call it). One call is one *run* of a *campaign* (the issue
-folder sent to one list, see ``store.deliveries``):
+folder sent to one list, see ``store.campaigns``):
 
 1. The first run renders the issue once, checks it (HTML size, postal address,
    unsubscribe link) and stores it with the campaign; later runs send that stored
@@ -37,34 +37,36 @@ from newsletter.issue import read_issue
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.settings import SmtpSettings, smtp_settings
 from newsletter.store import Store, open_store_for, utcnow
-from newsletter.store.deliveries import (
-    DEFERRED,
-    FAILED,
+from newsletter.store.campaigns import (
     FINISHED,
-    QUEUED,
-    SENDING,
-    SENT,
     STOPPED,
-    UNKNOWN,
     WAITING,
     Campaign,
     acquire,
     campaigns_due,
-    count_sendable,
-    counts,
     create_campaign,
-    describe_runner,
-    enqueue,
-    expire_deferred,
-    failures,
     find_campaign,
+    release_campaign,
+)
+from newsletter.store.deliveries import (
+    DEFERRED,
+    FAILED,
+    QUEUED,
+    SENDING,
+    SENT,
+    UNKNOWN,
+    counts,
+    failures,
     next_attempt,
     pending_now,
+)
+from newsletter.store.lease import describe_holder, holder_name
+from newsletter.store.ledger_queue import (
+    count_sendable,
+    enqueue,
+    expire_deferred,
     recover_in_flight,
-    release_campaign,
-    requeue_failed,
-    requeue_unknown,
-    runner_name,
+    requeue,
 )
 from newsletter.workspace import Workspace
 
@@ -310,7 +312,7 @@ def send_issue(
     check_sender(ws)
     smtp = smtp_settings(ws, smtp_url)
     key = issue_key(ws, issue_dir)
-    runner = runner_name()
+    runner = holder_name()
     started = time.monotonic()
     with open_store_for(ws) as store:
         list_id = _list_id(store, list_name)
@@ -353,7 +355,7 @@ def send_issue(
         if holder is not None:
             raise NewsletterError(
                 f"{issue_dir} is being sent to list {list_name!r} by another process "
-                f"({describe_runner(holder)})",
+                f"({describe_holder(holder)})",
                 hint="let it finish; a send silent for "
                 f"{tuning.stale_after_seconds:g} s can be taken over by running send again",
             )
@@ -372,9 +374,8 @@ def send_issue(
             lifetime = timedelta(hours=send_config.retry_lifetime_hours)
             with store.write() as conn:
                 report.recovered = recover_in_flight(conn, campaign.id, now)
-                report.requeued = requeue_failed(conn, campaign.id, now) if retry_failed else 0
-                if retry_unknown:
-                    report.requeued += requeue_unknown(conn, campaign.id, now)
+                retry = [FAILED] * retry_failed + [UNKNOWN] * retry_unknown
+                report.requeued = requeue(conn, campaign.id, retry, now) if retry else 0
                 expire_deferred(conn, campaign.id, now - lifetime, now)
             if report.recovered:
                 log.warning(
@@ -450,18 +451,6 @@ def send_issue(
 
 
 # --- for the scheduler ------------------------------------------------------------------------
-
-
-def run_scheduled_send(ws: Workspace, issue_dir: Path, *, list_name: str) -> str:
-    """A scheduled send (``schedule.run_due``): send, or resume, -> its summary line.
-
-    A campaign found finished (a crashed run that had completed) is reported, not
-    refused, so the schedule ends as done.
-    """
-    try:
-        return send_issue(ws, issue_dir, list_name=list_name).summary()
-    except AlreadySentError as exc:
-        return f"nothing to do: {exc.message}"
 
 
 def retry_due_deferrals(

@@ -30,9 +30,9 @@ hand-off (worker -> database thread -> worker) per message on top; see
 bench/bench_send.py.
 
 Every message is personalised (its own token, name, Message-ID), so each transaction
-carries one recipient: ``send.recipients_per_transaction`` (any value >= 1) is always
-honoured. ``send.messages_per_connection`` is enforced per connection, ``--rate`` by
-one limiter for the run.
+carries one recipient (``send.recipients_per_transaction`` is accepted and ignored).
+``send.messages_per_connection`` is enforced per connection, ``--rate`` by one limiter
+for the run.
 
 Outcomes (see ``newsletter.smtp.outcome``)
 ----------------------------------------
@@ -82,16 +82,8 @@ from newsletter.smtp.ratelimit import RateLimiter
 from newsletter.smtp.session import ServerBusyError
 from newsletter.smtp.settings import SmtpSettings
 from newsletter.store import Store, utcnow
-from newsletter.store.deliveries import (
-    DEFERRED,
-    FAILED,
-    QUEUED,
-    SENT,
-    UNKNOWN,
-    Claimed,
-    LedgerSession,
-    Result,
-)
+from newsletter.store.deliveries import DEFERRED, FAILED, QUEUED, SENT, UNKNOWN, Claimed, Result
+from newsletter.store.ledger import LedgerSession
 
 from .reports import SendProgress
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from newsletter.errors import NewsletterError
 from newsletter.issue import ISSUE_JSON
 from newsletter.store import open_store_for
-from newsletter.store.deliveries import FINISHED, campaigns
+from newsletter.store.campaigns import FINISHED, campaigns
 from newsletter.workspace import Workspace
 
 from .campaign import resolve_list_name

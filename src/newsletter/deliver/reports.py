@@ -53,13 +53,6 @@ class SendProgress:
         """Rows per second so far."""
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
-    @property
-    def eta(self) -> float | None:
-        """Seconds left at the current rate, or None before the first outcome."""
-        if not self.rate:
-            return None
-        return max(self.total - self.done, 0) / self.rate
-
 
 @dataclass
 class SendReport:

@@ -8,7 +8,7 @@ Stable contract for the rest of the project:
   Store as a context manager (or call ``close()``).
 - ``Store.write()`` is a write transaction (``BEGIN IMMEDIATE`` on SQLite, so a
   sender and the web process queue instead of failing); ``Store.read()`` a read
-  connection. Other modules (deliveries, schedules) use these with their own
+  connection. Other modules (campaigns, deliveries, schedules) use these with their own
   tables, declared on ``store.schema.metadata`` in their own module.
 - Adding a table: declare it on ``schema.metadata`` in your module, then add
   ``migrations/versions/000N_<name>.py`` with ``revision = "000N_<name>"`` and
@@ -26,9 +26,10 @@ keys on ``sha256(normalised address)`` so an erased address stays blocked.
 # bounce reports (they quote the address) and the delivery ledger keep addresses too:
 # importing them registers their erase hooks
 from newsletter.store import bounce_reports as _bounce_reports  # noqa: F401
-from newsletter.store import deliveries as _deliveries  # noqa: F401
+from newsletter.store import ledger_privacy as _ledger_privacy  # noqa: F401
 from newsletter.store.addresses import AddressError, address_hash, normalize_address
 from newsletter.store.engine import open_store, open_store_for, upgrade_schema
+from newsletter.store.privacy import ERASE_HOOKS
 from newsletter.store.records import (
     BatchResult,
     Consent,
@@ -39,7 +40,8 @@ from newsletter.store.records import (
     SubscriberSummary,
     utcnow,
 )
-from newsletter.store.subscribers import ERASE_HOOKS, PendingResult, Store
+from newsletter.store.subscribers import Store
+from newsletter.store.subscribing import PendingResult
 
 __all__ = [
     "ERASE_HOOKS",

@@ -45,9 +45,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.store.ops import SUPPRESS_ACTION, consent_row, record_consents, suppress_subscriber
+from newsletter.store.privacy import DESCRIBE_HOOKS, ERASE_HOOKS, iso
 from newsletter.store.records import Consent, utcnow
 from newsletter.store.schema import BOUNCED, COMPLAINED, UtcDateTime, metadata, subscribers
-from newsletter.store.subscribers import DESCRIBE_HOOKS, ERASE_HOOKS, Store, iso
+from newsletter.store.subscribers import Store
 
 log = logging.getLogger(__name__)
 

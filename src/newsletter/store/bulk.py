@@ -16,21 +16,20 @@ The same path serves ``Store.add`` (a batch of one), so a single add and a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, select
 
 from newsletter.errors import StoreError
 from newsletter.store.addresses import address_hash
+from newsletter.store.bulk_write import WritePlan, execute_plan
 from newsletter.store.ops import (
     STRENGTH,
     SUPPRESS_ACTION,
-    bulk_insert,
     consent_row,
     list_ids,
-    record_consents,
     suppression_reasons,
 )
 from newsletter.store.records import (
@@ -49,7 +48,6 @@ from newsletter.store.schema import (
     UNSUBSCRIBED,
     memberships,
     subscribers,
-    suppressions,
 )
 
 _OUTCOME_ORDER = (RESUBSCRIBED, ADDED, UPDATED, SUPPRESSED, UNCHANGED)
@@ -61,22 +59,6 @@ class _Existing:
     name: str
     attributes: dict[str, Any]
     status: str
-
-
-@dataclass
-class _Plan:
-    """Everything one batch will write, collected before any statement runs."""
-
-    new_subscribers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    subscriber_updates: dict[int, dict[str, Any]] = field(default_factory=dict)
-    leave_all_lists: list[int] = field(default_factory=list)
-    # (subscriber id, or the email of a subscriber inserted by this batch) -> rows
-    membership_inserts: list[dict[str, Any]] = field(default_factory=list)
-    membership_updates: list[dict[str, Any]] = field(default_factory=list)
-    suppression_inserts: list[dict[str, Any]] = field(default_factory=list)
-    suppression_updates: list[dict[str, Any]] = field(default_factory=list)
-    suppression_deletes: list[str] = field(default_factory=list)
-    consents: list[dict[str, Any]] = field(default_factory=list)
 
 
 def merge_duplicates(rows: Sequence[ImportRow], result: BatchResult) -> dict[str, ImportRow]:
@@ -135,12 +117,12 @@ def apply_batch(
     existing = _load_existing(conn, list(merged))
     blocked = suppression_reasons(conn, merged)
     current = _load_memberships(conn, [sub.id for sub in existing.values()], set(ids.values()))
-    plan = _Plan()
+    plan = WritePlan()
     for email, row in merged.items():
         decide = _Decision(plan, row, consent, action, resubscribe, now)
         outcome = decide.run(existing.get(email), blocked.get(email), targets[email], ids, current)
         result.count(email, outcome)
-    _execute(conn, plan, now)
+    execute_plan(conn, plan, now)
     return result
 
 
@@ -193,7 +175,7 @@ class _Decision:
 
     def __init__(
         self,
-        plan: _Plan,
+        plan: WritePlan,
         row: ImportRow,
         consent: Consent,
         action: str,
@@ -338,86 +320,4 @@ class _Decision:
                 "b_status": status,
                 "b_confirmed": self.row.confirmed_at,
             }
-        )
-
-
-def _execute(conn: Connection, plan: _Plan, now: datetime) -> None:
-    """Run the planned statements, new subscribers first so their ids can be filled in."""
-    new_ids: dict[str, int] = {}
-    if plan.new_subscribers:
-        bulk_insert(conn, subscribers, list(plan.new_subscribers.values()))
-        found = conn.execute(
-            select(subscribers.c.email, subscribers.c.id).where(
-                subscribers.c.email.in_(list(plan.new_subscribers))
-            )
-        )
-        new_ids = {email: subscriber_id for email, subscriber_id in found}
-
-    def resolve(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for row in rows:
-            who = row.pop("_who")
-            key = "subscriber_id"
-            out.append({**row, key: new_ids[who] if isinstance(who, str) else who})
-        return out
-
-    if plan.subscriber_updates:
-        conn.execute(
-            update(subscribers)
-            .where(subscribers.c.id == bindparam("b_id"))
-            .values(
-                name=bindparam("b_name"),
-                attributes=bindparam("b_attributes", type_=subscribers.c.attributes.type),
-                status=bindparam("b_status"),
-                updated_at=now,
-            ),
-            list(plan.subscriber_updates.values()),
-        )
-    if plan.leave_all_lists:
-        conn.execute(
-            update(memberships)
-            .where(
-                memberships.c.subscriber_id == bindparam("b_sid"),
-                memberships.c.status != UNSUBSCRIBED,
-            )
-            .values(status=UNSUBSCRIBED, updated_at=now),
-            [{"b_sid": sid} for sid in plan.leave_all_lists],
-        )
-    if plan.membership_inserts:
-        bulk_insert(conn, memberships, resolve(plan.membership_inserts))
-    if plan.membership_updates:
-        conn.execute(
-            update(memberships)
-            .where(
-                memberships.c.subscriber_id == bindparam("b_sid"),
-                memberships.c.list_id == bindparam("b_lid"),
-            )
-            .values(
-                status=bindparam("b_status"),
-                updated_at=now,
-                confirmed_at=func.coalesce(
-                    bindparam("b_confirmed", type_=memberships.c.confirmed_at.type),
-                    memberships.c.confirmed_at,
-                ),
-            ),
-            plan.membership_updates,
-        )
-    _write_suppressions(conn, plan, now)
-    record_consents(conn, resolve(plan.consents))
-
-
-def _write_suppressions(conn: Connection, plan: _Plan, now: datetime) -> None:
-    if plan.suppression_deletes:
-        conn.execute(
-            suppressions.delete().where(suppressions.c.email_hash == bindparam("b_hash")),
-            [{"b_hash": digest} for digest in plan.suppression_deletes],
-        )
-    if plan.suppression_inserts:
-        conn.execute(insert(suppressions), [{**row, "at": now} for row in plan.suppression_inserts])
-    if plan.suppression_updates:
-        conn.execute(
-            update(suppressions)
-            .where(suppressions.c.email_hash == bindparam("b_hash"))
-            .values(reason=bindparam("b_reason"), at=now),
-            plan.suppression_updates,
         )

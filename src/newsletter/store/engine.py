@@ -26,7 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from newsletter.errors import StoreError
-from newsletter.store.subscribers import WRITE_OPTION, Store
+from newsletter.store.base import WRITE_OPTION
+from newsletter.store.subscribers import Store
 from newsletter.workspace import Workspace
 
 if TYPE_CHECKING:

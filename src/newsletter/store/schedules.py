@@ -6,11 +6,12 @@ One row per ``newsletter send ISSUE --at WHEN``. Its ``state`` moves one way:
 ``scheduled`` -> ``missed``     (nothing ran in time: never sent late)
 ``scheduled`` -> ``cancelled``  (``newsletter schedule cancel``)
 
-Claiming is a single conditional UPDATE (``... WHERE id = ? AND state = 'scheduled'``):
-the one process whose UPDATE changed a row owns the send, so two ``serve`` processes
-on one database (SQLite or PostgreSQL) never both start it. A running send whose owner
-stopped updating ``heartbeat_at`` (a crash, a kill) can be claimed again the same way,
-on the old heartbeat; the ledger then resumes it without sending anyone a second copy.
+Claiming takes the row's lease (``store.lease``: state, ``claimed_by``, ``heartbeat_at``)
+with a single conditional UPDATE (``... WHERE id = ? AND state = 'scheduled'``): the one
+process whose UPDATE changed a row owns the send, so two ``serve`` processes on one
+database (SQLite or PostgreSQL) never both start it. A running send whose owner stopped
+updating ``heartbeat_at`` (a crash, a kill) can be claimed again the same way, on the old
+heartbeat and claim count; the ledger then resumes it without sending anyone a second copy.
 
 Functions here take a ``Store`` and commit before they return; times are aware UTC.
 """
@@ -29,7 +30,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    func,
     insert,
     or_,
     select,
@@ -37,12 +37,12 @@ from sqlalchemy import (
 )
 
 from newsletter.errors import StoreError
+from newsletter.store.lease import RUNNING, LeaseColumns, renew, take, update_if_held
 from newsletter.store.records import utcnow
 from newsletter.store.schema import UtcDateTime, metadata
 from newsletter.store.subscribers import Store
 
 SCHEDULED = "scheduled"
-RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
 MISSED = "missed"
@@ -75,6 +75,14 @@ schedules = Table(
     Index("ix_schedules_state_due_at", "state", "due_at"),
 )
 
+SCHEDULE_LEASE = LeaseColumns(
+    schedules,
+    state=schedules.c.state,
+    holder=schedules.c.claimed_by,
+    heartbeat=schedules.c.heartbeat_at,
+    since=schedules.c.claimed_at,
+)
+
 
 @dataclass(frozen=True)
 class ScheduledSend:
@@ -94,11 +102,6 @@ class ScheduledSend:
     finished_at: datetime | None
     attempts: int
     note: str
-
-
-def _last_sign_of_life() -> Any:
-    """When the running process last said it was alive (its claim if it never beat)."""
-    return func.coalesce(schedules.c.heartbeat_at, schedules.c.claimed_at)
 
 
 def _record(row: Any) -> ScheduledSend:
@@ -210,7 +213,7 @@ def due_schedules(store: Store, now: datetime, *, stale_before: datetime) -> lis
             .where(
                 or_(
                     (schedules.c.state == SCHEDULED) & (schedules.c.due_at <= now),
-                    (schedules.c.state == RUNNING) & (_last_sign_of_life() < stale_before),
+                    (schedules.c.state == RUNNING) & SCHEDULE_LEASE.stale(stale_before),
                 )
             )
             .order_by(schedules.c.due_at, schedules.c.id)
@@ -232,55 +235,42 @@ def claim_schedule(
     over only if it still has the same claim count and its heartbeat is older than
     ``stale_before``. Of several processes racing for one row exactly one changes it.
     """
-    condition = [schedules.c.id == scheduled.id, schedules.c.state == scheduled.state]
+    condition = [schedules.c.state == scheduled.state]
     if scheduled.state == RUNNING:
         if stale_before is None:
             return None
         condition.append(schedules.c.attempts == scheduled.attempts)
-        condition.append(_last_sign_of_life() < stale_before)
+        condition.append(SCHEDULE_LEASE.stale(stale_before))
     elif scheduled.state != SCHEDULED:
         return None
     with store.write() as conn:
-        changed = conn.execute(
-            update(schedules)
-            .where(*condition)
-            .values(
-                state=RUNNING,
-                claimed_by=worker[:200],
-                claimed_at=now,
-                heartbeat_at=now,
-                updated_at=now,
-                attempts=schedules.c.attempts + 1,
-            )
-        ).rowcount
-        if changed != 1:
+        taken = take(
+            conn,
+            SCHEDULE_LEASE,
+            scheduled.id,
+            worker,
+            now,
+            where=condition,
+            claimed_at=now,
+            updated_at=now,
+            attempts=schedules.c.attempts + 1,
+        )
+        if not taken:
             return None
         row = conn.execute(select(schedules).where(schedules.c.id == scheduled.id)).one()
     return _record(row)
 
 
 def _update_if_held(store: Store, schedule_id: int, worker: str, **values: Any) -> bool:
-    """Set ``values`` on ``schedule_id`` if ``worker`` still runs it -> whether it did.
-
-    The condition is what keeps two serve processes apart: a run taken over by
-    another worker is never touched by the one that lost it.
-    """
+    """Set ``values`` on ``schedule_id`` if ``worker`` still runs it -> whether it did."""
     with store.write() as conn:
-        changed = conn.execute(
-            update(schedules)
-            .where(
-                schedules.c.id == schedule_id,
-                schedules.c.state == RUNNING,
-                schedules.c.claimed_by == worker[:200],
-            )
-            .values(**values)
-        ).rowcount
-    return bool(changed == 1)
+        return update_if_held(conn, SCHEDULE_LEASE, schedule_id, worker, **values)
 
 
 def beat(store: Store, schedule_id: int, worker: str, now: datetime) -> bool:
     """Tell others ``worker`` is still running ``schedule_id`` -> False if it lost it."""
-    return _update_if_held(store, schedule_id, worker, heartbeat_at=now)
+    with store.write() as conn:
+        return renew(conn, SCHEDULE_LEASE, schedule_id, worker, now)
 
 
 def finish_schedule(

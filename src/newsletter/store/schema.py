@@ -66,9 +66,6 @@ SUPPRESSION_REASONS = (UNSUBSCRIBED, BOUNCED, COMPLAINED, ERASED)
 PENDING = "pending"
 MEMBERSHIP_STATUSES = (PENDING, ACTIVE, UNSUBSCRIBED)
 
-# Where consent (or its withdrawal) came from.
-CONSENT_SOURCES = ("import", "web", "cli", "api", "mail")
-
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every database.

@@ -1,0 +1,239 @@
+"""The ``campaigns`` table: one row per send of an issue folder to a list, and its lease.
+
+A campaign keeps a snapshot of what is sent (subject, rendered HTML and text, slots
+unfilled), taken when the send first starts, so a send resumed after a crash or an edit
+delivers the same message to the rest of the list. Its ``state`` is:
+
+``running``   a process is sending it (``runner`` = host:pid:thread, fresh ``heartbeat_at``)
+``stopped``   interrupted (Ctrl-C, a stop on error, a crash noticed on resume): resumable
+``waiting``   one pass done, deferred recipients left for a later attempt
+``finished``  nobody left to try: every row is sent, failed, skipped or unknown
+
+Which process sends it is a lease (``store.lease``) on state, runner and heartbeat_at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.store.deliveries import DEFERRED, QUEUED, SENDING, deliveries, sql_in
+from newsletter.store.lease import RUNNING, LeaseColumns, holder_is_dead, take, update_if_held
+from newsletter.store.schema import UtcDateTime, lists, metadata
+from newsletter.store.subscribers import Store
+
+STOPPED = "stopped"
+WAITING = "waiting"
+FINISHED = "finished"
+CAMPAIGN_STATES = (RUNNING, STOPPED, WAITING, FINISHED)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # the issue folder, relative to the workspace when inside it
+    Column("issue_path", String(1000), nullable=False),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    # short name for Message-ID and Feedback-ID (the issue folder's name)
+    Column("label", String(100), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("runner", String(200), nullable=True),
+    Column("heartbeat_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    # set once every list member of the start has a delivery row
+    Column("enqueued_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint(sql_in("state", CAMPAIGN_STATES), name="state"),
+    UniqueConstraint("issue_path", "list_id", name="uq_campaigns_issue_path_list_id"),
+)
+
+CAMPAIGN_LEASE = LeaseColumns(
+    campaigns,
+    state=campaigns.c.state,
+    holder=campaigns.c.runner,
+    heartbeat=campaigns.c.heartbeat_at,
+)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One campaign row (see the module docstring for ``state``)."""
+
+    id: int
+    issue_path: str
+    list_id: int
+    list_name: str
+    label: str
+    subject: str
+    html: str
+    text: str
+    state: str
+    runner: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    enqueued_at: datetime | None
+    finished_at: datetime | None
+
+
+def _campaign_query() -> Any:
+    return select(campaigns, lists.c.name.label("list_name")).join(
+        lists, lists.c.id == campaigns.c.list_id
+    )
+
+
+def _campaign(row: Any) -> Campaign:
+    return Campaign(**{name: getattr(row, name) for name in Campaign.__dataclass_fields__})
+
+
+def find_campaign(conn: Connection, issue_path: str, list_id: int) -> Campaign | None:
+    """The campaign of ``issue_path`` to ``list_id``, or None."""
+    row = conn.execute(
+        _campaign_query().where(
+            campaigns.c.issue_path == issue_path, campaigns.c.list_id == list_id
+        )
+    ).first()
+    return None if row is None else _campaign(row)
+
+
+def create_campaign(
+    store: Store,
+    *,
+    issue_path: str,
+    list_id: int,
+    label: str,
+    subject: str,
+    html: str,
+    text: str,
+    now: datetime,
+) -> Campaign:
+    """Insert a new campaign (state ``stopped``: nothing running yet) -> it.
+
+    When another process created the same campaign a moment earlier, returns theirs.
+    """
+    try:
+        with store.write() as conn:
+            conn.execute(
+                insert(campaigns).values(
+                    issue_path=issue_path,
+                    list_id=list_id,
+                    label=label,
+                    subject=subject,
+                    html=html,
+                    text=text,
+                    state=STOPPED,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError:
+        pass  # created by someone else between our look and our insert
+    with store.read() as conn:
+        found = find_campaign(conn, issue_path, list_id)
+    assert found is not None
+    return found
+
+
+def acquire(
+    store: Store, campaign: Campaign, runner: str, now: datetime, stale: datetime
+) -> str | None:
+    """Make ``runner`` the one process sending ``campaign`` -> None if it now is, else
+    the runner (``host:pid:thread``) that holds it, read in the same transaction.
+
+    Succeeds when the campaign is not running, or its runner stopped beating before
+    ``stale``, or its runner is a process of this host that no longer exists (a
+    ``kill -9``). The holder comes from the row as it is now, never from ``campaign``
+    (read earlier, maybe before the holder took it).
+    """
+    with store.write() as conn:
+        row = conn.execute(
+            select(campaigns.c.state, campaigns.c.runner, campaigns.c.heartbeat_at).where(
+                campaigns.c.id == campaign.id
+            )
+        ).first()
+        if row is None:
+            return ""
+        state, current, beat = row
+        if state == RUNNING and current != runner:
+            fresh = beat is not None and beat >= stale
+            if fresh and not holder_is_dead(current):
+                return str(current or "")
+        same_runner = (
+            campaigns.c.runner.is_(None) if current is None else campaigns.c.runner == current
+        )
+        taken = take(
+            conn,
+            CAMPAIGN_LEASE,
+            campaign.id,
+            runner,
+            now,
+            where=[campaigns.c.state == state, same_runner],
+            started_at=func.coalesce(campaigns.c.started_at, now),
+            updated_at=now,
+        )
+        if taken:
+            return None
+        holder = conn.scalar(select(campaigns.c.runner).where(campaigns.c.id == campaign.id))
+        return str(holder or "")
+
+
+def release_campaign(
+    store: Store, campaign_id: int, runner: str, state: str, now: datetime
+) -> None:
+    """End ``runner``'s run: in-flight rows back to queued, campaign to ``state``."""
+    with store.write() as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == SENDING)
+            .values(status=QUEUED, updated_at=now)
+        )
+        values: dict[str, Any] = {"state": state, "runner": None, "updated_at": now}
+        if state == FINISHED:
+            values["finished_at"] = now
+        update_if_held(conn, CAMPAIGN_LEASE, campaign_id, runner, **values)
+
+
+def mark_enqueued(conn: Connection, campaign_id: int, now: datetime) -> None:
+    """Record that every list member of the start has a delivery row."""
+    conn.execute(
+        update(campaigns)
+        .where(campaigns.c.id == campaign_id)
+        .values(enqueued_at=now, updated_at=now)
+    )
+
+
+def campaigns_due(conn: Connection, now: datetime) -> list[Campaign]:
+    """Campaigns not running that have deferred rows whose next attempt has come."""
+    due = exists().where(
+        deliveries.c.campaign_id == campaigns.c.id,
+        deliveries.c.status == DEFERRED,
+        deliveries.c.next_attempt_at <= now,
+    )
+    rows = conn.execute(
+        _campaign_query().where(campaigns.c.state != RUNNING, due).order_by(campaigns.c.id)
+    )
+    return [_campaign(row) for row in rows]

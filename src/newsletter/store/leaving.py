@@ -1,0 +1,135 @@
+"""Leaving: unsubscribes (from a list or from everything), an operator's removal, and
+suppression after a bounce or complaint. A part of ``Store`` (``store.subscribers``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select
+
+from newsletter.errors import StoreError
+from newsletter.store.base import StoreBase, retry_conflicts
+from newsletter.store.ops import (
+    SUPPRESS_ACTION,
+    add_suppression,
+    consent_row,
+    find_list_id,
+    record_consents,
+    suppress_subscriber,
+)
+from newsletter.store.records import Consent, utcnow
+from newsletter.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED, memberships
+
+
+class Leaving(StoreBase):
+    """Taking people off lists, or off everything."""
+
+    @retry_conflicts
+    def unsubscribe(
+        self,
+        who: int | str,
+        *,
+        consent: Consent,
+        list_name: str | None = None,
+        action: str = "unsubscribe",
+    ) -> bool:
+        """Unsubscribe ``who`` (id or address) from ``list_name``, or from everything.
+
+        From everything (no list) puts the address on the suppression list, even
+        an address we never had, so no later import can add it. Repeating it
+        changes nothing and records nothing. Returns True if anything changed.
+        """
+        now = utcnow()
+        with self.write() as conn:
+            subscriber_id, email = self._resolve(conn, who)
+            if list_name is None:
+                if subscriber_id is None:
+                    return email is not None and add_suppression(conn, email, UNSUBSCRIBED, now)
+                assert email is not None
+                changed = suppress_subscriber(conn, subscriber_id, email, UNSUBSCRIBED, now)
+                list_id = None
+            else:
+                list_id = find_list_id(conn, list_name)
+                if subscriber_id is None or list_id is None:
+                    return False
+                changed = self._leave_list(conn, subscriber_id, list_id, now)
+            if changed:
+                record_consents(conn, [consent_row(subscriber_id, list_id, action, consent, now)])
+            return changed
+
+    @retry_conflicts
+    def remove(self, email: str, *, list_name: str, consent: Consent) -> str:
+        """Take ``email`` off ``list_name`` (an operator's removal) -> what happened.
+
+        "removed", "already removed" (left before), or "not on list": someone who was
+        never on the list gets no membership, unlike ``unsubscribe`` which records the
+        person's own wish. Raises StoreError for an unknown address or list.
+        """
+        now = utcnow()
+        with self.write() as conn:
+            subscriber_id, normalized = self._resolve(conn, email)
+            if subscriber_id is None:
+                raise StoreError(f"{normalized} is not a subscriber", hint="check the address")
+            list_id = self._require_list(conn, list_name)
+            status = conn.scalar(
+                select(memberships.c.status)
+                .where(
+                    memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id
+                )
+                .with_for_update()
+            )
+            if status is None:
+                return "not on list"
+            if status == UNSUBSCRIBED:
+                return "already removed"
+            self._set_membership(conn, subscriber_id, list_id, UNSUBSCRIBED, now)
+            record_consents(conn, [consent_row(subscriber_id, list_id, "remove", consent, now)])
+            return "removed"
+
+    def mark_bounced(self, who: int | str, *, consent: Consent | None = None) -> bool:
+        """A hard bounce (or soft bounces past the limit): suppress ``who`` everywhere."""
+        return self._suppress(who, BOUNCED, consent or Consent(source="mail"))
+
+    def mark_complained(self, who: int | str, *, consent: Consent | None = None) -> bool:
+        """A spam complaint (ARF report): suppress ``who`` everywhere."""
+        return self._suppress(who, COMPLAINED, consent or Consent(source="mail"))
+
+    @retry_conflicts
+    def _suppress(self, who: int | str, reason: str, consent: Consent) -> bool:
+        now = utcnow()
+        with self.write() as conn:
+            subscriber_id, email = self._resolve(conn, who)
+            if email is None:
+                return False
+            if subscriber_id is None:
+                return add_suppression(conn, email, reason, now)
+            changed = suppress_subscriber(conn, subscriber_id, email, reason, now)
+            if changed:
+                action = SUPPRESS_ACTION[reason]
+                record_consents(conn, [consent_row(subscriber_id, None, action, consent, now)])
+            return changed
+
+    def _leave_list(
+        self, conn: Connection, subscriber_id: int, list_id: int, now: datetime
+    ) -> bool:
+        status = conn.scalar(
+            select(memberships.c.status)
+            .where(memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)
+            .with_for_update()
+        )
+        if status == UNSUBSCRIBED:
+            return False
+        if status is None:  # never on it: remember the wish so an import cannot add them
+            conn.execute(
+                insert(memberships).values(
+                    subscriber_id=subscriber_id,
+                    list_id=list_id,
+                    status=UNSUBSCRIBED,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        else:
+            self._set_membership(conn, subscriber_id, list_id, UNSUBSCRIBED, now)
+        return True

@@ -1,0 +1,159 @@
+"""The sender's hot statements, compiled once per run and run on the raw DB-API cursor.
+
+SQLAlchemy's per-execution work (cache key, parameter processing, result wrapping)
+costs more than the SQL of the dispatcher's many small transactions, so
+``LedgerSession`` runs these precompiled with the same type conversions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from sqlalchemy import Integer, and_, bindparam, func, select, update
+
+from newsletter.store.deliveries import DEFERRED, QUEUED, SENDING, SKIPPED, deliveries
+from newsletter.store.schema import UtcDateTime, memberships, subscribers, suppressions
+
+
+class CompiledStatement:
+    """A statement compiled once for a dialect: ``sql`` and ``params(values)`` for the
+    DB-API cursor, with the bind conversions SQLAlchemy would apply."""
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self._defaults = dict(compiled.params)
+        self._names = list(compiled.positiontup or ()) if compiled.positional else None
+        self._processors = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self._processors[name] = processor
+
+    def params(self, values: dict[str, Any]) -> Any:
+        """``values`` by bind name -> what the driver takes (tuple or dict), converted."""
+        merged = {**self._defaults, **values}
+        for name, processor in self._processors.items():
+            merged[name] = processor(merged[name])
+        if self._names is None:
+            return merged
+        return tuple(merged[name] for name in self._names)
+
+
+def result_processor(column: Any, dialect: Any) -> Any:
+    """The driver value -> Python converter of ``column`` on ``dialect``, or None."""
+    return column.type.dialect_impl(dialect).result_processor(dialect, None)
+
+
+def with_reader(query: Any, list_id: Any) -> Any:
+    """``query`` over deliveries joined to each row's subscriber and (if any) their
+    membership of ``list_id``."""
+    return (
+        query.select_from(deliveries)
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .outerjoin(
+            memberships,
+            and_(
+                memberships.c.subscriber_id == deliveries.c.subscriber_id,
+                memberships.c.list_id == list_id,
+            ),
+        )
+    )
+
+
+class LedgerStatements(NamedTuple):
+    """The compiled statements of one run (see ``compile_ledger``)."""
+
+    queued: CompiledStatement
+    due: CompiledStatement
+    mark: CompiledStatement
+    skip: CompiledStatement
+    hand_back: CompiledStatement
+    record: CompiledStatement
+
+
+def _candidates() -> Any:
+    """Rows to claim with their reader: id, subscriber id, attempts, first attempt,
+    email, name, attributes, subscriber status, membership status."""
+    return (
+        with_reader(
+            select(
+                deliveries.c.id,
+                deliveries.c.subscriber_id,
+                deliveries.c.attempts,
+                deliveries.c.first_attempt_at,
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.attributes,
+                subscribers.c.status,
+                memberships.c.status,
+            ),
+            bindparam("list_id"),
+        )
+        .where(deliveries.c.campaign_id == bindparam("campaign_id"))
+        .order_by(deliveries.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+def _now() -> Any:
+    return bindparam("row_now", type_=UtcDateTime())
+
+
+def _row_updates() -> dict[str, Any]:
+    """The UPDATEs of single rows by ``row_id``: mark sending, skip, hand back, record."""
+    row = deliveries.c.id == bindparam("row_id")
+    return {
+        "mark": update(deliveries)
+        .where(row)
+        .values(
+            status=SENDING,
+            email=bindparam("row_email"),
+            attempts=deliveries.c.attempts + 1,
+            first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, _now()),
+            updated_at=_now(),
+        ),
+        "skip": update(deliveries)
+        .where(row)
+        .values(status=SKIPPED, reply=bindparam("row_reply"), updated_at=_now()),
+        "hand_back": update(deliveries)
+        .where(row, deliveries.c.status == SENDING)
+        .values(status=QUEUED, attempts=deliveries.c.attempts - 1, updated_at=_now()),
+        "record": update(deliveries)
+        .where(row)
+        .values(
+            status=bindparam("row_status"),
+            code=bindparam("row_code", type_=Integer()),
+            enhanced=bindparam("row_enhanced"),
+            reply=bindparam("row_reply"),
+            next_attempt_at=bindparam("row_next", type_=UtcDateTime()),
+            sent_at=bindparam("row_sent", type_=UtcDateTime()),
+            updated_at=_now(),
+        ),
+    }
+
+
+def compile_ledger(dialect: Any) -> LedgerStatements:
+    """Every statement of the claim and record steps, compiled for ``dialect``."""
+    candidates = _candidates()
+    due = candidates.where(
+        deliveries.c.status == DEFERRED,
+        deliveries.c.next_attempt_at <= bindparam("now", type_=UtcDateTime()),
+    )
+    updates = {name: CompiledStatement(s, dialect) for name, s in _row_updates().items()}
+    return LedgerStatements(
+        queued=CompiledStatement(candidates.where(deliveries.c.status == QUEUED), dialect),
+        due=CompiledStatement(due, dialect),
+        **updates,
+    )
+
+
+def blocked_hashes_statement(count: int, dialect: Any) -> CompiledStatement:
+    """SELECT which of ``count`` address hashes (binds ``h0``...) are suppressed."""
+    names = [f"h{i}" for i in range(count)]
+    return CompiledStatement(
+        select(suppressions.c.email_hash).where(
+            suppressions.c.email_hash.in_([bindparam(name) for name in names])
+        ),
+        dialect,
+    )
