@@ -31,11 +31,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
+from newsletter.message import DkimSigner, MessageSettings, build_template
 from newsletter.slots import SlotGrammar
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.outcome import Status
 from newsletter.smtp.settings import TLS_NONE, SmtpSettings
+from newsletter.store.records import Recipient
 
 Row = tuple[int, str, str, str]  # index, email, first name, token
 Build = Callable[[Row], tuple[str, bytes]]  # -> (envelope sender, message bytes)

@@ -24,7 +24,6 @@ from newsletter.message import (
     DkimSigner,
     MessageSettings,
     MessageTemplate,
-    Recipient,
     build_template,
     decode_verp,
     encoded_words,
@@ -36,6 +35,7 @@ from newsletter.message import (
 from newsletter.models import Issue, Teaser
 from newsletter.slots import SlotGrammar
 from newsletter.smtp.envelope import dot_stuff
+from newsletter.store.records import Recipient
 from newsletter.tokens import read_unsubscribe_token
 from newsletter.workspace import Workspace, load_workspace
 

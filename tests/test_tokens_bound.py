@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from newsletter.message import MessageSettings, Recipient, build_template
+from newsletter.message import MessageSettings, build_template
 from newsletter.people import export_file, import_file
 from newsletter.slots import SlotGrammar
 from newsletter.store import Consent, Store, open_store, open_store_for
+from newsletter.store.records import Recipient
 from newsletter.tokens import (
     UNSUBSCRIBE_PATH,
     UnsubscribeTokens,

@@ -52,8 +52,8 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -68,6 +68,8 @@ from newsletter.workspace import Workspace
 # ~0.1 s of imports that a send without NEWSLETTER_DKIM_KEY never needs.
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from newsletter.store.records import Recipient
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +118,7 @@ _LABEL_UNSAFE = re.compile(r"[^a-z0-9-]+")
 _WORD_BYTES = 39  # UTF-8 bytes per encoded word: 52 base64 chars, 64 with the wrapper
 
 
-# --- recipients and settings ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """One person to write to: opaque id, address, name and free attributes."""
-
-    subscriber_id: int
-    email: str
-    name: str = ""
-    attributes: Mapping[str, str] = field(default_factory=dict)
+# --- settings --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -639,7 +631,7 @@ class MessageTemplate:
         """The value of every slot for ``recipient`` (docs/internals.md's table)."""
         name = " ".join(clean_value(recipient.name).split())
         token = self._tokens.make(
-            recipient.subscriber_id, self.list_id, self.campaign_id, email=recipient.email
+            recipient.id, self.list_id, self.campaign_id, email=recipient.email
         )
         values = {
             "email": recipient.email,
@@ -655,9 +647,7 @@ class MessageTemplate:
 
     def envelope_sender(self, recipient: Recipient) -> str:
         """MAIL FROM for ``recipient``: the VERP address that decodes to its subscriber id."""
-        return verp_address(
-            self.settings.envelope_base, recipient.subscriber_id, self.settings.secret_keys
-        )
+        return verp_address(self.settings.envelope_base, recipient.id, self.settings.secret_keys)
 
     def _message_id(self, message_key: str | None) -> bytes:
         key = _KEY_UNSAFE.sub("-", message_key)[:64] if message_key else secrets.token_hex(10)

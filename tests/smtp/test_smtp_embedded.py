@@ -6,12 +6,13 @@ from pathlib import Path
 
 import dkim
 
-from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
+from newsletter.message import DkimSigner, MessageSettings, build_template
 from newsletter.slots import SlotGrammar
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.outcome import Status
 from newsletter.smtp.settings import parse_smtp_url
+from newsletter.store.records import Recipient
 from newsletter.workspace import Workspace
 from smtp_servers import MESSAGE, SENDER
 

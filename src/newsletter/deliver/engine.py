@@ -74,7 +74,7 @@ from datetime import datetime, timedelta
 
 from newsletter.config import Send
 from newsletter.errors import DeliveryError
-from newsletter.message import MessageTemplate, Recipient
+from newsletter.message import MessageTemplate
 from newsletter.smtp.connection import RetryOnNewConnection, SmtpConnection
 from newsletter.smtp.exchange import Exchange
 from newsletter.smtp.outcome import Outcome, Status
@@ -92,6 +92,7 @@ from newsletter.store.deliveries import (
     LedgerSession,
     Result,
 )
+from newsletter.store.records import Recipient
 
 from .reports import SendProgress
 

@@ -18,17 +18,13 @@ from typing import Any
 import jinja2
 
 from newsletter.errors import DeliveryError, RenderError
-from newsletter.message import (
-    MessageSettings,
-    Recipient,
-    build_template,
-    load_dkim_signer,
-)
+from newsletter.message import MessageSettings, build_template, load_dkim_signer
 from newsletter.render import render_template, template_environment
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.outcome import Outcome, Status
 from newsletter.smtp.settings import SmtpSettings, smtp_settings
+from newsletter.store.records import Recipient
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -106,7 +102,7 @@ class MessageFactory:
             list_name=list_name,
             dkim_signer=self.dkim,
         )
-        recipient = Recipient(subscriber_id=subscriber_id, email=email, name=name)
+        recipient = Recipient(id=subscriber_id, email=email, name=name)
         return OutgoingMessage(
             mail_from=template.envelope_sender(recipient),
             to=email,
