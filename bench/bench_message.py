@@ -18,7 +18,9 @@ from pathlib import Path
 
 import dkim
 
-from newsletter.message import DkimSigner, MessageSettings, build_template
+from newsletter.mail.dkim import DkimSigner
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.template import build_template
 from newsletter.models import Issue, Teaser
 from newsletter.render import render_issue
 from newsletter.store.records import Recipient

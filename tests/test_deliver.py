@@ -43,10 +43,10 @@ from newsletter.deliver import (
     send_test,
 )
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError, RenderError
-from newsletter.message import ONE_CLICK
+from newsletter.mail.headers import ONE_CLICK
+from newsletter.mail.tokens import UnsubscribeTokens
 from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.store.deliveries import LedgerSession, campaigns, deliveries, runner_name
-from newsletter.tokens import UnsubscribeTokens
 from newsletter.workspace import Workspace
 from smtp_servers import CountingController
 

@@ -2,7 +2,7 @@
 
 Their bodies come from ``templates/messages/{confirm,welcome}.{html,txt}.j2`` (the text
 template sets ``subject``), rendered per message since each carries its own confirm
-link; the MIME framing, List-Unsubscribe, VERP and DKIM are ``newsletter.message``'s,
+link; the MIME framing, List-Unsubscribe, VERP and DKIM are ``newsletter.mail``'s,
 the SMTP session ``newsletter.smtp``'s. Without ``NEWSLETTER_SMTP_URL`` the
 messages go to the embedded local server, which stores them in ``outbox/`` like
 ``newsletter send`` does.
@@ -18,7 +18,9 @@ from typing import Any
 import jinja2
 
 from newsletter.errors import DeliveryError, RenderError
-from newsletter.message import MessageSettings, build_template, load_dkim_signer
+from newsletter.mail.dkim import load_dkim_signer
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.template import build_template
 from newsletter.render import render_template, template_environment
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
