@@ -18,9 +18,12 @@ from pathlib import Path
 
 import dkim
 
-from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
+from newsletter.mail.dkim import DkimSigner
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.template import build_template
 from newsletter.models import Issue, Teaser
 from newsletter.render import render_issue
+from newsletter.store.records import Recipient
 from newsletter.workspace import load_workspace
 
 REPO = Path(__file__).resolve().parents[1]

@@ -86,8 +86,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     args = parser.parse_args()
 
+    from newsletter.mail.tokens import ConfirmTokens, UnsubscribeTokens
     from newsletter.store import Consent, open_store
-    from newsletter.tokens import ConfirmTokens, UnsubscribeTokens
 
     with tempfile.TemporaryDirectory(prefix="bench-pages-") as temp:
         root, ids, list_id = make_workspace(Path(temp), args.subscribers)

@@ -50,8 +50,8 @@ def wire_size(root: Path, folder: Path) -> int:
     """Bytes on the wire of the issue in ``folder`` personalised for a sample reader."""
     from newsletter.deliver.content import make_template
     from newsletter.issue import read_issue
-    from newsletter.message import Recipient
     from newsletter.render import render_issue
+    from newsletter.store.records import Recipient
     from newsletter.workspace import load_workspace
 
     ws = load_workspace(root)

@@ -13,7 +13,7 @@ import time
 
 from itsdangerous import URLSafeSerializer
 
-from newsletter.tokens import UNSUBSCRIBE_SALT, UnsubscribeTokens
+from newsletter.mail.tokens import UNSUBSCRIBE_SALT, UnsubscribeTokens
 
 KEYS = ("bench-key-new", "bench-key-old")
 

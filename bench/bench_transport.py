@@ -11,7 +11,7 @@ recipients.csv). Modes:
 - ``raw``   the prebuilt wire template filled by ``bytes.replace`` (like the reference
             senders), sent by ``SmtpConnection``: the transport alone.
 - ``full``  everything but the database: the template's text and HTML become a
-            ``MessageTemplate`` once (newsletter.message), then per recipient an
+            ``MessageTemplate`` once (newsletter.mail.template), then per recipient an
             unsubscribe token, slot filling, headers and a VERP envelope sender.
             ``--dkim KEY.pem`` also signs every message.
 
@@ -31,11 +31,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
-from newsletter.slots import SlotGrammar
+from newsletter.mail.dkim import DkimSigner
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.slots import SlotGrammar
+from newsletter.mail.template import build_template
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.outcome import Status
 from newsletter.smtp.settings import TLS_NONE, SmtpSettings
+from newsletter.store.records import Recipient
 
 Row = tuple[int, str, str, str]  # index, email, first name, token
 Build = Callable[[Row], tuple[str, bytes]]  # -> (envelope sender, message bytes)

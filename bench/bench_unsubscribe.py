@@ -345,7 +345,7 @@ def main() -> None:
         run_send(args.send_root, args.send_issue)
         return
 
-    from newsletter.tokens import UnsubscribeTokens
+    from newsletter.mail.tokens import UnsubscribeTokens
 
     with tempfile.TemporaryDirectory(prefix="bench-unsubscribe-") as temp:
         folder = Path(temp)

@@ -45,13 +45,13 @@ from newsletter.bounces import (
 from newsletter.cli import cli
 from newsletter.config import parse_config
 from newsletter.errors import ConfigError
-from newsletter.message import verp_address
+from newsletter.mail.tokens import UnsubscribeTokens
+from newsletter.mail.verp import verp_address
 from newsletter.people import import_file
 from newsletter.store import Consent, Store, open_store_for
 from newsletter.store.bounce_reports import bounce_reports, reports_of
 from newsletter.store.engine import alembic_config, make_engine
 from newsletter.store.schema import consents
-from newsletter.tokens import UnsubscribeTokens
 from newsletter.workspace import Workspace, load_workspace
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bounces"

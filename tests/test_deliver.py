@@ -43,13 +43,13 @@ from newsletter.deliver import (
     send_test,
 )
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError, RenderError
-from newsletter.message import ONE_CLICK
+from newsletter.mail.headers import ONE_CLICK
+from newsletter.mail.tokens import UnsubscribeTokens
 from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.store.campaigns import campaigns
 from newsletter.store.deliveries import deliveries
 from newsletter.store.lease import holder_name
 from newsletter.store.ledger import LedgerSession
-from newsletter.tokens import UnsubscribeTokens
 from newsletter.workspace import Workspace
 from smtp_servers import CountingController
 

@@ -20,6 +20,7 @@ import lxml.html
 import pytest
 
 from newsletter.errors import RenderError
+from newsletter.mail.slots import SlotGrammar
 from newsletter.models import Issue, Teaser
 from newsletter.render import (
     HTML_TEMPLATE,
@@ -32,7 +33,6 @@ from newsletter.render import (
     template_environment,
     wrap_text,
 )
-from newsletter.slots import SlotGrammar
 from newsletter.workspace import Workspace, load_workspace
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
+from newsletter.mail.dkim import DkimSigner
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.template import build_template
 from newsletter.models import Issue, Teaser
 from newsletter.render import render_issue
+from newsletter.store.records import Recipient
 from newsletter.workspace import Workspace
 
 DKIM_KEY = Path(__file__).resolve().parent / "fixtures" / "dkim" / "test-only-rsa2048.private.pem"

@@ -28,9 +28,9 @@ from sqlalchemy import select
 
 from newsletter.bounces import process_paths
 from newsletter.cli import cli
+from newsletter.mail.tokens import UnsubscribeTokens
 from newsletter.store import Consent, Store, address_hash, open_store_for
 from newsletter.store.schema import consents, suppressions
-from newsletter.tokens import UnsubscribeTokens
 from newsletter.unsubscribe_mail import (
     RequestResult,
     RequestSettings,

@@ -21,12 +21,12 @@ from itsdangerous import URLSafeSerializer
 from starlette.testclient import TestClient
 
 from newsletter.errors import RenderError
-from newsletter.store import Consent, Store, open_store, open_store_for
-from newsletter.tokens import (
+from newsletter.mail.tokens import (
     UNSUBSCRIBE_SALT,
     make_confirm_token,
     make_unsubscribe_token,
 )
+from newsletter.store import Consent, Store, open_store, open_store_for
 from newsletter.web import create_app
 from newsletter.workspace import Workspace, load_workspace
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.mail.tokens import make_unsubscribe_token
 from newsletter.smtp.embedded import outbox_dir
 from newsletter.store import Consent, Store, open_store_for
-from newsletter.tokens import make_unsubscribe_token
 from newsletter.web.server import ServeServer
 from newsletter.workspace import Workspace, load_workspace
 

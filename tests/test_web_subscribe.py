@@ -20,10 +20,10 @@ import pytest
 import time_machine
 from starlette.testclient import TestClient
 
-from newsletter.message import decode_verp
+from newsletter.mail.tokens import make_confirm_token
+from newsletter.mail.verp import decode_verp
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.store import Consent, Store, open_store_for
-from newsletter.tokens import make_confirm_token
 from newsletter.web import create_app
 from newsletter.workspace import Workspace, load_workspace
 

@@ -80,7 +80,9 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.errors import NewsletterError, TokenError
-from newsletter.message import MessageSettings, decode_verp
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.tokens import UNSUBSCRIBE_PATH, UnsubscribeTokens
+from newsletter.mail.verp import decode_verp
 from newsletter.store import AddressError, Store, open_store_for, utcnow
 from newsletter.store.bounce_reports import (
     COMPLAINT,
@@ -89,7 +91,6 @@ from newsletter.store.bounce_reports import (
     BounceEvent,
     record_bounce,
 )
-from newsletter.tokens import UNSUBSCRIBE_PATH, UnsubscribeTokens
 from newsletter.unsubscribe_mail import (
     RequestOutcome,
     RequestResult,

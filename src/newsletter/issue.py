@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
 from newsletter.errors import RenderError, SourceError
+from newsletter.mail.slots import defuse
 from newsletter.models import Article, Issue, Teaser
 from newsletter.render import Rendered, long_date, render_issue, rendered_from
 from newsletter.render_stamp import (
@@ -44,7 +45,6 @@ from newsletter.render_stamp import (
     stamp_text,
     stamped_parts,
 )
-from newsletter.slots import defuse
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)

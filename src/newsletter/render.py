@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from newsletter.errors import RenderError
+from newsletter.mail.slots import SlotGrammar, slot_grammar
 from newsletter.models import Issue, Teaser
-from newsletter.slots import SlotGrammar, slot_grammar
 from newsletter.workspace import Workspace
 
 # jinja2, mjml and premailer (with cssutils, lxml and requests) are imported inside the

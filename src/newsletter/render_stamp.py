@@ -60,7 +60,7 @@ RENDER_DISTRIBUTIONS = (
 # Our own code between issue.json and the parts: parsing (issue), the model, filters,
 # context and pipeline options (render). An editable install keeps its version number
 # while this code changes, so the version alone would not do.
-RENDER_MODULES = ("issue.py", "models.py", "render.py", "slots.py")
+RENDER_MODULES = ("issue.py", "models.py", "render.py", "mail/slots.py")
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from newsletter.errors import TokenError
-from newsletter.message import MessageSettings
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.tokens import UnsubscribeTokens
 from newsletter.store import AddressError, Consent, Store
 from newsletter.store.unsubscribe_requests import record_request, request_seen
-from newsletter.tokens import UnsubscribeTokens
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)

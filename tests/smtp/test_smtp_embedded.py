@@ -6,12 +6,15 @@ from pathlib import Path
 
 import dkim
 
-from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
-from newsletter.slots import SlotGrammar
+from newsletter.mail.dkim import DkimSigner
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.slots import SlotGrammar
+from newsletter.mail.template import build_template
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.outcome import Status
 from newsletter.smtp.settings import parse_smtp_url
+from newsletter.store.records import Recipient
 from newsletter.workspace import Workspace
 from smtp_servers import MESSAGE, SENDER
 

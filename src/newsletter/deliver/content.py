@@ -20,12 +20,9 @@ from pathlib import Path
 
 from newsletter.errors import ConfigError, RenderError
 from newsletter.issue import load_rendered
-from newsletter.message import (
-    MessageSettings,
-    MessageTemplate,
-    build_template,
-    load_dkim_signer,
-)
+from newsletter.mail.dkim import load_dkim_signer
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.template import MessageTemplate, build_template
 from newsletter.render import Rendered
 from newsletter.workspace import Workspace
 

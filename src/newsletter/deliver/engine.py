@@ -74,7 +74,7 @@ from datetime import datetime, timedelta
 
 from newsletter.config import Send
 from newsletter.errors import DeliveryError
-from newsletter.message import MessageTemplate, Recipient
+from newsletter.mail.template import MessageTemplate
 from newsletter.smtp.connection import RetryOnNewConnection, SmtpConnection
 from newsletter.smtp.exchange import Exchange
 from newsletter.smtp.outcome import Outcome, Status
@@ -84,6 +84,7 @@ from newsletter.smtp.settings import SmtpSettings
 from newsletter.store import Store, utcnow
 from newsletter.store.deliveries import DEFERRED, FAILED, QUEUED, SENT, UNKNOWN, Claimed, Result
 from newsletter.store.ledger import LedgerSession
+from newsletter.store.records import Recipient
 
 from .reports import SendProgress
 
@@ -435,7 +436,7 @@ class LedgerRun:
                 self._rate_wait = wait
                 return
             # personalise() writes CRLF line ends only and never starts a line with "."
-            # (tests/test_message.py holds it to that): no need to scan 40 KB twice more
+            # (tests/mail/ holds it to that): no need to scan 40 KB twice more
             lane.exchange = lane.connection.begin(
                 lane.message[0], [row.email], lane.message[1], wire_ready=True
             )

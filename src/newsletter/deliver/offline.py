@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
-from newsletter.message import Recipient
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.outcome import Status
 from newsletter.smtp.settings import smtp_settings
 from newsletter.store import AddressError, normalize_address, open_store_for
 from newsletter.store.campaigns import find_campaign
+from newsletter.store.records import Recipient
 from newsletter.workspace import Workspace
 
 from .campaign import _list_id, open_transport, refuse_empty_list, resolve_list_name, smtp_target

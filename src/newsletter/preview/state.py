@@ -27,10 +27,10 @@ from pathlib import Path
 from newsletter.config import CONFIG_FILE, load_config
 from newsletter.errors import NewsletterError, RenderError
 from newsletter.issue import read_issue
+from newsletter.mail.slots import slot_grammar
 from newsletter.preview.audience import Audience, RecipientCount, SampleRecipient
 from newsletter.preview.checks import HtmlFigures, measure_html
 from newsletter.render import render_issue
-from newsletter.slots import slot_grammar
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)

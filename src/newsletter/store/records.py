@@ -2,7 +2,7 @@
 
 ``Consent``     how a change was asked for (source, IP, user agent, text shown).
 ``Subscriber``  one person with their list memberships.
-``Recipient``   what the sender needs per message: id, email, name, attributes, list id.
+``Recipient``   one person to write to: id, email, name, attributes (list id when known).
 ``ImportRow``   one normalised row of an import file, ready for ``Store.import_batch``.
 ``BatchResult`` what one batch did: added / updated / unchanged / suppressed / ...
 """
@@ -165,13 +165,17 @@ class SubscriberSummary:
 
 @dataclass(frozen=True)
 class Recipient:
-    """An active, confirmed, unsuppressed member of a list, as the sender needs it."""
+    """One person a message is written to, as the store hands them to the sender.
+
+    ``id`` is the subscriber id (0 for a test send), ``attributes`` fill the ``attr.KEY``
+    slots, ``list_id`` is the list they were found on (None when not read from a list).
+    """
 
     id: int
     email: str
-    name: str
-    attributes: dict[str, Any]
-    list_id: int
+    name: str = ""
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    list_id: int | None = None
 
 
 @dataclass

@@ -63,6 +63,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from newsletter.errors import NewsletterError, TokenError
+from newsletter.mail.tokens import (
+    ConfirmTokens,
+    ExpiredTokenError,
+    UnsubscribeTokens,
+    confirm_url,
+)
 from newsletter.schedule import forget_expired_requests
 from newsletter.store import (
     AddressError,
@@ -76,12 +82,6 @@ from newsletter.store import (
 )
 from newsletter.store.confirmations import SEND, claim_confirmation_mail
 from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
-from newsletter.tokens import (
-    ConfirmTokens,
-    ExpiredTokenError,
-    UnsubscribeTokens,
-    confirm_url,
-)
 from newsletter.web import challenge as ch
 from newsletter.web import pages as p
 from newsletter.web.accesslog import AccessLog, shown_path

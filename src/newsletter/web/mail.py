@@ -2,7 +2,7 @@
 
 Their bodies come from ``templates/messages/{confirm,welcome}.{html,txt}.j2`` (the text
 template sets ``subject``), rendered per message since each carries its own confirm
-link; the MIME framing, List-Unsubscribe, VERP and DKIM are ``newsletter.message``'s,
+link; the MIME framing, List-Unsubscribe, VERP and DKIM are ``newsletter.mail``'s,
 the SMTP session ``newsletter.smtp``'s. Without ``NEWSLETTER_SMTP_URL`` the
 messages go to the embedded local server, which stores them in ``outbox/`` like
 ``newsletter send`` does.
@@ -18,17 +18,15 @@ from typing import Any
 import jinja2
 
 from newsletter.errors import DeliveryError, RenderError
-from newsletter.message import (
-    MessageSettings,
-    Recipient,
-    build_template,
-    load_dkim_signer,
-)
+from newsletter.mail.dkim import load_dkim_signer
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.template import build_template
 from newsletter.render import render_template, template_environment
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.outcome import Outcome, Status
 from newsletter.smtp.settings import SmtpSettings, smtp_settings
+from newsletter.store.records import Recipient
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -106,7 +104,7 @@ class MessageFactory:
             list_name=list_name,
             dkim_signer=self.dkim,
         )
-        recipient = Recipient(subscriber_id=subscriber_id, email=email, name=name)
+        recipient = Recipient(id=subscriber_id, email=email, name=name)
         return OutgoingMessage(
             mail_from=template.envelope_sender(recipient),
             to=email,

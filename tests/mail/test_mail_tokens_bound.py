@@ -13,16 +13,18 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from newsletter.message import MessageSettings, Recipient, build_template
-from newsletter.people import export_file, import_file
-from newsletter.slots import SlotGrammar
-from newsletter.store import Consent, Store, open_store, open_store_for
-from newsletter.tokens import (
+from newsletter.mail.settings import MessageSettings
+from newsletter.mail.slots import SlotGrammar
+from newsletter.mail.template import build_template
+from newsletter.mail.tokens import (
     UNSUBSCRIBE_PATH,
     UnsubscribeTokens,
     make_confirm_token,
     make_unsubscribe_token,
 )
+from newsletter.people import export_file, import_file
+from newsletter.store import Consent, Store, open_store, open_store_for
+from newsletter.store.records import Recipient
 from newsletter.web import create_app
 from newsletter.workspace import Workspace
 

@@ -1,11 +1,11 @@
-"""slots.py: the one slot grammar: tokens only the signing key can write, filled by it."""
+"""mail/slots.py: the one slot grammar: tokens only the signing key can write, filled by it."""
 
 from __future__ import annotations
 
 import pytest
 
 from newsletter.errors import RenderError
-from newsletter.slots import SlotGrammar, defuse, slot_marker
+from newsletter.mail.slots import SlotGrammar, defuse, slot_marker
 
 SLOTS = SlotGrammar.for_keys(("key-new", "key-old"))
 OLD_ONLY = SlotGrammar.for_keys(("key-old",))
