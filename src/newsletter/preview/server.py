@@ -37,10 +37,10 @@ from starlette.routing import Route
 from watchfiles import Change, DefaultFilter, awatch
 
 from newsletter.config import CONFIG_FILE
-from newsletter.listen import bind_socket
 from newsletter.preview.checks import check_links
 from newsletter.preview.page import frame_document, snapshot_json
 from newsletter.preview.state import ISSUE_FILE, PreviewState
+from newsletter.web.listen import bind_socket
 
 log = logging.getLogger(__name__)
 
