@@ -26,8 +26,8 @@ from newsletter.store import Consent, open_store_for
 from newsletter.web.listen import bind_socket
 from newsletter.workspace import Workspace
 
-FIXTURE_ISSUE = Path(__file__).resolve().parent / "fixtures" / "preview_issue.json"
-PACKAGED_THEME = Path(__file__).resolve().parents[1] / "src" / "newsletter" / "templates"
+FIXTURE_ISSUE = Path(__file__).resolve().parents[1] / "fixtures" / "preview_issue.json"
+PACKAGED_THEME = Path(__file__).resolve().parents[2] / "src" / "newsletter" / "templates"
 
 
 @pytest.fixture

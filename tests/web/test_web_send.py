@@ -24,7 +24,7 @@ from newsletter.tokens import make_unsubscribe_token
 from newsletter.web import create_app
 from newsletter.workspace import Workspace, load_workspace
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_issue.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "sample_issue.json"
 
 
 class HoldingServer:
