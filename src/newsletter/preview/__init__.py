@@ -8,7 +8,8 @@ the browser and blocks until Ctrl-C. The parts:
 - ``audience`` the sample recipient and the recipient count of the default list
 - ``checks``   HTML size vs Gmail's clipping, images without alt, links (and their status)
 - ``page``     the JSON and frame documents the page shows
-- ``server``   starlette app, file watching, Server-Sent Events, uvicorn
+- ``server``   starlette app, Server-Sent Events, uvicorn
+- ``watch``    file watching: issue.json, templates/, newsletter.toml
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Collection
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -34,19 +33,15 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from watchfiles import Change, DefaultFilter, awatch
 
-from newsletter.config import CONFIG_FILE
-from newsletter.listen import bind_socket
 from newsletter.preview.checks import check_links
 from newsletter.preview.page import frame_document, snapshot_json
-from newsletter.preview.state import ISSUE_FILE, PreviewState
+from newsletter.preview.state import PreviewState
+from newsletter.preview.watch import Watcher
+from newsletter.web.listen import bind_socket
 
 log = logging.getLogger(__name__)
 
-# How long the watcher waits for a burst of writes to end (editors often write twice).
-WATCH_STEP_MS = 30
-WATCH_DEBOUNCE_MS = 400
 # An idle SSE stream sends a comment this often, so a closed tab is noticed.
 KEEPALIVE_SECONDS = 15.0
 # After Ctrl-C, give open requests this long before cutting them off.
@@ -93,72 +88,6 @@ class VersionHub:
                 yield ": keepalive\n\n"
 
 
-class _Watcher:
-    """Watches the files a render reads and sets ``dirty`` when one of them changes.
-
-    The workspace folder and the issue folder are watched flat (their subfolders
-    hold databases and virtualenvs); templates/ is watched with its subfolders,
-    from the moment it exists.
-    """
-
-    def __init__(self, state: PreviewState, dirty: asyncio.Event) -> None:
-        root = state.workspace.root.resolve()
-        self.config_file = root / CONFIG_FILE
-        self.issue_file = state.issue_dir.resolve() / ISSUE_FILE
-        self.templates_dir = state.workspace.templates_dir.resolve()
-        self.dirty = dirty
-        self.stop_event = asyncio.Event()
-        self._default_filter = DefaultFilter()
-        self._flat: asyncio.Task[None] | None = None
-        self._templates: asyncio.Task[None] | None = None
-
-    def relevant(self, change: Change, path: str) -> bool:
-        """True for newsletter.toml, issue.json and any template file (not editor droppings)."""
-        changed = Path(path)
-        if changed in (self.config_file, self.issue_file):
-            return True
-        return changed.is_relative_to(self.templates_dir) and self._default_filter(change, path)
-
-    async def _watch(self, paths: list[Path], *, recursive: bool) -> None:
-        async for changes in awatch(
-            *paths,
-            watch_filter=self.relevant,
-            step=WATCH_STEP_MS,
-            debounce=WATCH_DEBOUNCE_MS,
-            stop_event=self.stop_event,
-            recursive=recursive,
-        ):
-            log.info("changed: %s", ", ".join(sorted(path for _, path in changes)))
-            if await self._watch_templates():
-                log.info("watching %s", self.templates_dir)
-            self.dirty.set()
-
-    async def _watch_templates(self) -> bool:
-        """Start watching templates/ if it exists and is not watched yet; True if started."""
-        if self._templates is not None and not self._templates.done():
-            return False
-        if not self.templates_dir.is_dir():
-            return False
-        self._templates = asyncio.create_task(self._watch([self.templates_dir], recursive=True))
-        # awatch sets up its inotify watches in the first step of its task, before its
-        # first real await; one turn of the loop runs that step, so no save is missed.
-        await asyncio.sleep(0)
-        return True
-
-    async def start(self) -> None:
-        """Start watching; returns once the watches are in place."""
-        folders = list(dict.fromkeys([self.config_file.parent, self.issue_file.parent]))
-        self._flat = asyncio.create_task(self._watch(folders, recursive=False))
-        await asyncio.sleep(0)  # as in _watch_templates
-        await self._watch_templates()
-
-    async def stop(self) -> None:
-        """Stop every watch and wait for the watcher tasks to end."""
-        self.stop_event.set()
-        tasks = [task for task in (self._flat, self._templates) if task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 class PreviewApp:
     """The starlette app plus its background work: render loop, watchers, event hub."""
 
@@ -198,7 +127,7 @@ class PreviewApp:
         """Render once, start watching and the render loop; on shutdown stop them all."""
         self._dirty = asyncio.Event()
         await self._render()
-        watcher = _Watcher(self.state, self._dirty)
+        watcher = Watcher(self.state, self._dirty)
         await watcher.start()
         render_loop = asyncio.create_task(self._render_loop(self._dirty))
         if self._on_ready is not None:

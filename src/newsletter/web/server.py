@@ -21,7 +21,6 @@ from collections.abc import Callable
 
 import uvicorn
 
-from newsletter.listen import bind_socket
 from newsletter.schedule import RunReport, SendRunner, run_due
 from newsletter.store import Store, open_store_for
 from newsletter.web.app import WebApp
@@ -31,6 +30,7 @@ from newsletter.web.connections import (
     guarded_protocol,
     limit_repeats,
 )
+from newsletter.web.listen import bind_socket
 from newsletter.web.mail import Postman
 from newsletter.workspace import Workspace
 

@@ -29,7 +29,7 @@ from newsletter.workspace import Workspace
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 FIXTURE_ISSUE = TESTS / "fixtures" / "preview_issue.json"
 ARTIFACTS = TESTS / "artifacts"
 PACKAGED_TEMPLATE = TESTS.parent / "src" / "newsletter" / "templates" / "issue.mjml.j2"

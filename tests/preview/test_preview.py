@@ -17,17 +17,17 @@ from click.testing import CliRunner
 
 from newsletter.cli import cli
 from newsletter.errors import NewsletterError, RenderError, StoreError
-from newsletter.listen import bind_socket
 from newsletter.preview import open_preview
 from newsletter.preview.audience import EXAMPLE_RECIPIENT, SampleRecipient, database_exists
 from newsletter.preview.checks import GMAIL_CLIP_BYTES, check_links, measure_html
 from newsletter.preview.page import DARK_MODE_STYLE, frame_document, snapshot_json
 from newsletter.preview.state import PREVIEW_UNSUBSCRIBE_URL, PreviewState
 from newsletter.store import Consent, open_store_for
+from newsletter.web.listen import bind_socket
 from newsletter.workspace import Workspace
 
-FIXTURE_ISSUE = Path(__file__).resolve().parent / "fixtures" / "preview_issue.json"
-PACKAGED_THEME = Path(__file__).resolve().parents[1] / "src" / "newsletter" / "templates"
+FIXTURE_ISSUE = Path(__file__).resolve().parents[1] / "fixtures" / "preview_issue.json"
+PACKAGED_THEME = Path(__file__).resolve().parents[2] / "src" / "newsletter" / "templates"
 
 
 @pytest.fixture

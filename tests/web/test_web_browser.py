@@ -23,7 +23,7 @@ from newsletter.workspace import Workspace, load_workspace
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, ViewportSize  # noqa: E402
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PHONE: ViewportSize = {"width": 360, "height": 740}
 
 pytestmark = [

@@ -23,7 +23,7 @@ from newsletter.preview import PreviewServer, open_preview
 from newsletter.preview.server import KEEPALIVE_SECONDS
 from newsletter.workspace import Workspace
 
-FIXTURE_ISSUE = Path(__file__).resolve().parent / "fixtures" / "preview_issue.json"
+FIXTURE_ISSUE = Path(__file__).resolve().parents[1] / "fixtures" / "preview_issue.json"
 # Shorter than the server's keepalive, so a missing event fails the test instead of hanging it.
 TIMEOUT = httpx.Timeout(KEEPALIVE_SECONDS - 5)
 

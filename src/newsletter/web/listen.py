@@ -15,8 +15,8 @@ from newsletter.errors import NewsletterError
 def bind_socket(host: str, port: int, *, backlog: int = 128) -> socket.socket:
     """A listening TCP socket on ``host``:``port`` (0 = a free port), or NewsletterError."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must say TCP: asyncio sets TCP_NODELAY on accepted connections only then, and
-    # without it each answer waits ~40 ms for a delayed ACK (headers and body are 2 writes)
+    # proto must say TCP: only then does asyncio set TCP_NODELAY on accepted connections,
+    # without which each answer (headers and body, two writes) waits for a delayed ACK
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

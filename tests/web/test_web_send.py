@@ -24,7 +24,7 @@ from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.web import create_app
 from newsletter.workspace import Workspace, load_workspace
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_issue.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "sample_issue.json"
 
 
 class HoldingServer:
