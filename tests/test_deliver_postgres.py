@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from newsletter.audience.importing import import_file
 from newsletter.deliver import send_issue
-from newsletter.people import import_file
 from newsletter.store import open_store_for
 from newsletter.workspace import Workspace
 from test_deliver import (

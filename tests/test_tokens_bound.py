@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from newsletter.audience.exporting import export_file
+from newsletter.audience.importing import import_file
 from newsletter.message import MessageSettings, Recipient, build_template
-from newsletter.people import export_file, import_file
 from newsletter.slots import SlotGrammar
 from newsletter.store import Consent, Store, open_store, open_store_for
 from newsletter.tokens import (

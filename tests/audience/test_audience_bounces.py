@@ -30,23 +30,15 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.bounces import (
-    BounceSettings,
-    BounceSourceError,
-    Classification,
-    Kind,
-    classify,
-    process_message,
-    process_paths,
-)
-from newsletter.bounces import (
-    Result as Outcome,
-)
+from newsletter.audience.bounces.classify import Classification, Kind, classify
+from newsletter.audience.bounces.process import BounceSettings, process_message
+from newsletter.audience.bounces.process import Result as Outcome
+from newsletter.audience.bounces.run import process_paths
+from newsletter.audience.importing import import_file
 from newsletter.cli import cli
 from newsletter.config import parse_config
-from newsletter.errors import ConfigError
+from newsletter.errors import BounceSourceError, ConfigError
 from newsletter.message import verp_address
-from newsletter.people import import_file
 from newsletter.store import Consent, Store, open_store_for
 from newsletter.store.bounce_reports import bounce_reports, reports_of
 from newsletter.store.engine import alembic_config, make_engine
@@ -54,7 +46,7 @@ from newsletter.store.schema import consents
 from newsletter.tokens import UnsubscribeTokens
 from newsletter.workspace import Workspace, load_workspace
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bounces"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
 KEY = "test-key-not-secret"
 BASE = "bounces@example.org"
 ADA, GRACE, LINUS, INES, KOFI = (
@@ -379,7 +371,7 @@ def test_an_unsigned_report_changes_nothing_by_default(
 ) -> None:
     # anyone who can mail the bounce address could write these about anyone
     assert settings.trust_unsigned is False
-    with caplog.at_level("INFO", logger="newsletter.bounces"):
+    with caplog.at_level("INFO", logger="newsletter.audience.bounces"):
         outcome = process_message(store, data, settings, origin="x.eml")
     assert (outcome.result, outcome.subscriber_id, outcome.suppressed) == (
         Outcome.UNSIGNED,
@@ -784,7 +776,7 @@ def test_an_unexpected_error_on_one_message_is_reported_and_the_rest_processed(
     ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # a bug we do not know of yet, in the parser or the store, on one message only
-    import newsletter.bounces as bounces
+    import newsletter.audience.bounces.process as bounces
 
     real_classify = bounces.classify
 
@@ -796,7 +788,7 @@ def test_an_unexpected_error_on_one_message_is_reported_and_the_rest_processed(
     monkeypatch.setattr(bounces, "classify", breaks_on_the_marker)
     (tmp_path / "1.eml").write_bytes(b"X-Breaks: yes\n" + fixture("complaint-arf.eml"))
     (tmp_path / "2.eml").write_bytes(fixture("hard-5.1.1.eml"))
-    with caplog.at_level("INFO", logger="newsletter.bounces"):
+    with caplog.at_level("INFO", logger="newsletter.audience.bounces"):
         report = process_paths(ws, [tmp_path / "1.eml", tmp_path / "2.eml"])
     assert report.unclassified == [(str(tmp_path / "1.eml"), "RuntimeError: unexpected state")]
     assert report.incomplete
@@ -934,7 +926,7 @@ def test_cli_an_unreadable_file_is_a_warning_and_the_rest_is_processed(
 def test_cli_exits_1_when_a_message_could_not_be_classified(
     invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import newsletter.bounces as bounces
+    import newsletter.audience.bounces.process as bounces
 
     def broken(data: bytes, **kwargs: object) -> Classification:
         raise LookupError("no codec")

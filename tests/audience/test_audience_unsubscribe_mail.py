@@ -26,21 +26,21 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from newsletter.bounces import process_paths
-from newsletter.cli import cli
-from newsletter.store import Consent, Store, address_hash, open_store_for
-from newsletter.store.schema import consents, suppressions
-from newsletter.tokens import UnsubscribeTokens
-from newsletter.unsubscribe_mail import (
+from newsletter.audience.bounces.run import process_paths
+from newsletter.audience.bounces.unsubscribe import (
     RequestResult,
     RequestSettings,
     UnsubscribeRequest,
     process_request,
     read_request,
 )
+from newsletter.cli import cli
+from newsletter.store import Consent, Store, address_hash, open_store_for
+from newsletter.store.schema import consents, suppressions
+from newsletter.tokens import UnsubscribeTokens
 from newsletter.workspace import Workspace
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "unsubscribe"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "unsubscribe"
 KEY = "test-key-not-secret"
 MAILBOX = "unsubscribe@example.org"
 ADA, GRACE, LINUS, INES, KOFI = (
