@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from bounce_samples import BASE, IDS, KEY, fixture, soft_report, status_of
 from sqlalchemy import func, select
-from test_audience_bounces import BASE, IDS, KEY, fixture, soft_report, status_of
 
 from newsletter.audience.bounces.process import BounceSettings, MessageOutcome, process_message
 from newsletter.audience.bounces.process import Result as Outcome
