@@ -12,7 +12,7 @@ through the same core functions the CLI calls:
 2. import the same file again (every row unchanged);
 3. fill a second database with M subscribers (bulk inserts, setup only);
 4. ``Store.count()`` and ``count(list, status)`` over M;
-5. ``people.export_file`` of all M.
+5. ``audience.exporting.export_file`` of all M.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def make_csv(path: Path, rows: int) -> None:
 
 def child_import(db: str, csv_path: str) -> dict[str, Any]:
     """Import ``csv_path`` into ``db`` -> wall seconds, counts."""
-    from newsletter.people import import_file
+    from newsletter.audience.importing import import_file
     from newsletter.store import open_store
 
     started = time.perf_counter()
@@ -90,7 +90,7 @@ def child_count(db: str) -> dict[str, Any]:
 
 def child_export(db: str, out: str) -> dict[str, Any]:
     """``export_file`` of everything -> rows written, file size."""
-    from newsletter.people import export_file
+    from newsletter.audience.exporting import export_file
     from newsletter.store import open_store
 
     with open_store(f"sqlite:///{db}") as store:

@@ -75,7 +75,7 @@ def workspace(workspace_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace
 @pytest.fixture
 def ws(workspace: Workspace) -> Workspace:
     """The sample workspace with its five subscribers imported onto list main."""
-    from newsletter.people import import_file
+    from newsletter.audience.importing import import_file
     from newsletter.store import open_store_for
 
     with open_store_for(workspace) as store:

@@ -159,7 +159,7 @@ def test_kill_9_mid_send_then_rerun_misses_nobody(workspace: Workspace, tmp_path
     connections, total, kill_after = 3, SAMPLE_COUNT + 25, 8
     ws = workspace
     with open_store_for(ws) as store:
-        from newsletter.people import import_file
+        from newsletter.audience.importing import import_file
 
         import_file(
             store, ws.root / "subscribers" / "subscribers.csv", list_name=None, default_list="main"

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import pytest
 
+from newsletter.audience.importing import import_file
 from newsletter.deliver import send_issue
-from newsletter.people import import_file
 from newsletter.store import open_store_for
 from newsletter.workspace import Workspace
 from test_deliver import (

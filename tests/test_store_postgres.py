@@ -19,8 +19,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
+from newsletter.audience.exporting import export_file
+from newsletter.audience.importing import import_file
 from newsletter.errors import StoreError
-from newsletter.people import export_file, import_file
 from newsletter.store import Consent, Store, open_store
 from newsletter.store.schema import consents, metadata
 

@@ -34,6 +34,10 @@ class SourceError(NewsletterError):
     """An article source cannot be read or holds no article."""
 
 
+class BounceSourceError(NewsletterError):
+    """A path given to ``newsletter bounces`` does not exist."""
+
+
 class RenderError(NewsletterError):
     """A template or an issue file cannot be rendered."""
 

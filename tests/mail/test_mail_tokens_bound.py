@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from newsletter.audience.exporting import export_file
+from newsletter.audience.importing import import_file
 from newsletter.mail.settings import MessageSettings
 from newsletter.mail.slots import SlotGrammar
 from newsletter.mail.template import build_template
@@ -22,7 +24,6 @@ from newsletter.mail.tokens import (
     make_confirm_token,
     make_unsubscribe_token,
 )
-from newsletter.people import export_file, import_file
 from newsletter.store import Consent, Store, open_store, open_store_for
 from newsletter.store.records import Recipient
 from newsletter.web import create_app

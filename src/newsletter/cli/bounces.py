@@ -24,7 +24,7 @@ def bounces(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     without one the sender's address from every list (each listed). Safe to run again.
     Exits 1 when something could not be read or classified (the rest is processed).
     """
-    from newsletter.bounces import process_paths
+    from newsletter.audience.bounces.run import process_paths
 
     report = process_paths(current_workspace(ctx), list(paths))
     for what, why in report.unreadable:

@@ -49,7 +49,7 @@ def subscribers_import(
     resubscribe: str | None,
 ) -> None:
     """Import subscribers from a CSV FILE (generic, Mailchimp, listmonk, Substack)."""
-    from newsletter.people import import_file
+    from newsletter.audience.importing import import_file
     from newsletter.store import open_store_for
 
     workspace = current_workspace(ctx)
@@ -86,7 +86,7 @@ def subscribers_export(
     ctx: click.Context, file: Path, list_name: str | None, status: str | None
 ) -> None:
     """Export subscribers as CSV to FILE (default: standard output); re-importable as is."""
-    from newsletter.people import export_file, write_export
+    from newsletter.audience.exporting import export_file, write_export
     from newsletter.store import open_store_for
 
     with open_store_for(current_workspace(ctx)) as store:
@@ -119,7 +119,7 @@ def subscribers_add(
     resubscribe: str | None,
 ) -> None:
     """Subscribe ADDRESS (consent recorded as given on the command line)."""
-    from newsletter.people import add_subscriber, parse_attributes
+    from newsletter.audience.manage import add_subscriber, parse_attributes
     from newsletter.store import open_store_for
 
     workspace = current_workspace(ctx)
@@ -141,7 +141,7 @@ def subscribers_add(
 @click.pass_context
 def subscribers_remove(ctx: click.Context, address: str, list_name: str | None) -> None:
     """Take ADDRESS off a list; the record stays, and no import puts it back."""
-    from newsletter.people import remove_subscriber
+    from newsletter.audience.manage import remove_subscriber
     from newsletter.store import open_store_for
 
     workspace = current_workspace(ctx)
@@ -161,7 +161,7 @@ def subscribers_list(
     ctx: click.Context, list_name: str | None, status: str | None, limit: int | None
 ) -> None:
     """Show subscribers: address, status, lists, name (tab-separated)."""
-    from newsletter.people import listing
+    from newsletter.audience.manage import listing
     from newsletter.store import open_store_for
 
     with open_store_for(current_workspace(ctx)) as store:
@@ -186,7 +186,7 @@ def subscribers_count(ctx: click.Context, list_name: str | None, status: str | N
 @click.pass_context
 def subscribers_show(ctx: click.Context, address: str) -> None:
     """Print everything held about ADDRESS as JSON (for a data-subject request)."""
-    from newsletter.people import describe_address
+    from newsletter.audience.manage import describe_address
     from newsletter.store import open_store_for
 
     with open_store_for(current_workspace(ctx)) as store:
@@ -200,7 +200,7 @@ def subscribers_show(ctx: click.Context, address: str) -> None:
 @click.pass_context
 def subscribers_erase(ctx: click.Context, address: str, yes: bool) -> None:
     """Erase ADDRESS's personal data for good; only a hash stays, to keep it blocked."""
-    from newsletter.people import erase_address
+    from newsletter.audience.manage import erase_address
     from newsletter.store import open_store_for
 
     if not yes:
@@ -216,7 +216,7 @@ def subscribers_erase(ctx: click.Context, address: str, yes: bool) -> None:
 @click.pass_context
 def unsubscribe(ctx: click.Context, address: str, list_name: str | None) -> None:
     """Unsubscribe ADDRESS from one list, or from everything (then no import adds it back)."""
-    from newsletter.people import unsubscribe_address
+    from newsletter.audience.manage import unsubscribe_address
     from newsletter.store import open_store_for
 
     with open_store_for(current_workspace(ctx)) as store:

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from newsletter.audience.importing import ImportReport, import_file, inspect_file
+from newsletter.audience.manage import add_subscriber
 from newsletter.errors import StoreError
-from newsletter.people import ImportReport, add_subscriber, import_file, inspect_file
 from newsletter.store import Consent, Store, open_store
 from newsletter.store.schema import consents, lists, subscribers
 
-CSV_DIR = Path(__file__).resolve().parent / "fixtures" / "csv"
+CSV_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "csv"
 CLI = Consent(source="cli")
 
 

@@ -17,19 +17,19 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from bounce_samples import BASE, IDS, KEY, fixture, soft_report, status_of
 from sqlalchemy import func, select
 
-from newsletter.bounces import BounceSettings, MessageOutcome, process_message
-from newsletter.bounces import Result as Outcome
-from newsletter.people import import_file
+from newsletter.audience.bounces.process import BounceSettings, MessageOutcome, process_message
+from newsletter.audience.bounces.process import Result as Outcome
+from newsletter.audience.importing import import_file
 from newsletter.store import Store, open_store
 from newsletter.store.bounce_reports import bounce_reports, soft_bounces_since
 from newsletter.store.schema import consents
-from test_bounces import BASE, IDS, KEY, fixture, soft_report, status_of
 
 pytest.importorskip("psycopg")
 
-SAMPLE_CSV = Path(__file__).resolve().parents[1] / "subscribers" / "subscribers.csv"
+SAMPLE_CSV = Path(__file__).resolve().parents[2] / "subscribers" / "subscribers.csv"
 SETTINGS = BounceSettings(keys=(KEY,), bounce_address=BASE)
 
 
@@ -102,11 +102,17 @@ def test_the_same_report_from_several_workers_at_once_counts_once(pg_store: Stor
 def test_an_unsubscribe_request_mail_from_several_workers_at_once_acts_once(
     pg_store: Store,
 ) -> None:
+    from newsletter.audience.bounces.unsubscribe import (
+        RequestResult,
+        RequestSettings,
+        process_request,
+    )
     from newsletter.store.unsubscribe_requests import unsubscribe_requests
-    from newsletter.unsubscribe_mail import RequestResult, RequestSettings, process_request
 
     settings = RequestSettings(keys=(KEY,), mailbox="unsubscribe@example.org")
-    data = (Path(__file__).parent / "fixtures" / "unsubscribe" / "mailto-token.eml").read_bytes()
+    data = (
+        Path(__file__).resolve().parents[1] / "fixtures" / "unsubscribe" / "mailto-token.eml"
+    ).read_bytes()
     barrier = threading.Barrier(4)
     results: list[RequestResult] = []
     errors: list[BaseException] = []

@@ -34,16 +34,14 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from email import policy
-from email.errors import HeaderParseError
 from email.message import Message
 from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 from typing import Any
 from urllib.parse import unquote
 
+from newsletter.audience.bounces.parse import first_header, header_values, mail_addresses
 from newsletter.errors import TokenError
 from newsletter.mail.settings import MessageSettings
 from newsletter.mail.tokens import UnsubscribeTokens
@@ -60,8 +58,6 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _WORD_EDGES = "<>()[]\"',;:."  # punctuation a person may type around a token
 MAX_TOKEN_LENGTH = 256  # ours are about 40 characters; longer words are not tokens
 TEST_COPY_ID = 0  # subscriber and list id in the token of a test copy
-# header values that, once parsed, a hostile message might make the header registry choke on
-_HEADER_ERRORS = (HeaderParseError, ValueError, IndexError, TypeError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -119,15 +115,15 @@ def read_request(
     ``envelope_recipient`` the RCPT TO the message arrived with, when known.
     """
     message = BytesHeaderParser(policy=policy.default).parsebytes(data)
-    if _first(message, "Auto-Submitted").strip().lower().startswith("auto-replied"):
+    if first_header(message, "Auto-Submitted").strip().lower().startswith("auto-replied"):
         return None
     # a client may leave the mailto's %20 encoded in the subject it writes
-    asked = _SUBJECT.match(unquote(" ".join(_first(message, "Subject").split())))
+    asked = _SUBJECT.match(unquote(" ".join(first_header(message, "Subject").split())))
     if asked is None and not _addressed_to(message, mailbox, envelope_recipient):
         return None
     words = (asked.group(1) or "").split() if asked else []
     tokens = [word.strip(_WORD_EDGES) for word in words]
-    senders = _addresses(_header_values(message, "From"))
+    senders = mail_addresses(header_values(message, "From"))
     return UnsubscribeRequest(
         tokens=tuple(
             token
@@ -135,7 +131,7 @@ def read_request(
             if len(token) <= MAX_TOKEN_LENGTH and _TOKEN_SHAPE.fullmatch(token)
         ),
         sender=senders[0] if senders else "",
-        message_id="".join(_first(message, "Message-ID").split())[:200],
+        message_id="".join(first_header(message, "Message-ID").split())[:200],
     )
 
 
@@ -258,34 +254,12 @@ def _addressed_to(message: Message, mailbox: str, envelope_recipient: str | None
     local, _, domain = mailbox.lower().rpartition("@")
     values = [envelope_recipient] if envelope_recipient else []
     for name in ("Delivered-To", "X-Original-To", "To", "Cc"):
-        values += _header_values(message, name)
-    for address in _addresses(values):
+        values += header_values(message, name)
+    for address in mail_addresses(values):
         their_local, _, their_domain = address.lower().rpartition("@")
         if their_domain == domain and (their_local == local or their_local.startswith(local + "+")):
             return True
     return False
-
-
-def _header_values(message: Message, name: str) -> list[str]:
-    """Every value of header ``name`` as text ([] when absent or unparseable)."""
-    try:
-        return [str(value) for value in message.get_all(name) or []]
-    except _HEADER_ERRORS:
-        return []
-
-
-def _first(message: Message, name: str) -> str:
-    values = _header_values(message, name)
-    return values[0] if values else ""
-
-
-def _addresses(values: Iterable[str | None]) -> list[str]:
-    """The bare addresses in header values (display names and brackets dropped)."""
-    try:
-        pairs = getaddresses([value for value in values if value])
-    except _HEADER_ERRORS:
-        return []
-    return [address.strip() for _, address in pairs if "@" in address]
 
 
 __all__ = [

@@ -15,7 +15,6 @@ auto-reply, not a request.
 from __future__ import annotations
 
 import mailbox
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
@@ -26,21 +25,21 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from newsletter.bounces import process_paths
-from newsletter.cli import cli
-from newsletter.mail.tokens import UnsubscribeTokens
-from newsletter.store import Consent, Store, address_hash, open_store_for
-from newsletter.store.schema import consents, suppressions
-from newsletter.unsubscribe_mail import (
+from newsletter.audience.bounces.run import process_paths
+from newsletter.audience.bounces.unsubscribe import (
     RequestResult,
     RequestSettings,
     UnsubscribeRequest,
     process_request,
     read_request,
 )
+from newsletter.cli import cli
+from newsletter.mail.tokens import UnsubscribeTokens
+from newsletter.store import Consent, Store, address_hash
+from newsletter.store.schema import consents, suppressions
 from newsletter.workspace import Workspace
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "unsubscribe"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "unsubscribe"
 KEY = "test-key-not-secret"
 MAILBOX = "unsubscribe@example.org"
 ADA, GRACE, LINUS, INES, KOFI = (
@@ -55,12 +54,6 @@ IDS = {ADA: 1, GRACE: 2, LINUS: 3, INES: 4, KOFI: 5}
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
-
-
-@pytest.fixture
-def store(ws: Workspace) -> Iterator[Store]:
-    with open_store_for(ws) as opened:
-        yield opened
 
 
 def status_of(store: Store, address: str) -> tuple[str, str]:

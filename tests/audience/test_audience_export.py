@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from newsletter.people import EXPORT_COLUMNS, export_file, import_file, write_export
+from newsletter.audience.exporting import EXPORT_COLUMNS, export_file, write_export
+from newsletter.audience.importing import import_file
 from newsletter.store import Consent, Store, open_store
 from newsletter.store.schema import metadata
 
-CSV_DIR = Path(__file__).resolve().parent / "fixtures" / "csv"
+CSV_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "csv"
 CLI = Consent(source="cli")
 
 
