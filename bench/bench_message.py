@@ -20,7 +20,7 @@ import dkim
 
 from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
 from newsletter.models import Issue, Teaser
-from newsletter.render import render_issue
+from newsletter.render.pipeline import render_issue
 from newsletter.workspace import load_workspace
 
 REPO = Path(__file__).resolve().parents[1]

@@ -51,7 +51,7 @@ def wire_size(root: Path, folder: Path) -> int:
     from newsletter.deliver.content import make_template
     from newsletter.issue import read_issue
     from newsletter.message import Recipient
-    from newsletter.render import render_issue
+    from newsletter.render.pipeline import render_issue
     from newsletter.workspace import load_workspace
 
     ws = load_workspace(root)
@@ -128,7 +128,7 @@ def send(root: Path, port: int, count: int, connections: int, render: bool) -> N
     os.environ["NEWSLETTER_SECRET_KEY"] = BENCH_KEY
     os.environ["NEWSLETTER_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
     from newsletter.deliver import send_issue
-    from newsletter.render_stamp import STAMP_FILE
+    from newsletter.render.stamp import STAMP_FILE
     from newsletter.workspace import load_workspace
 
     started = time.perf_counter()

@@ -39,8 +39,8 @@ from newsletter.issue import (
     write_rendered,
 )
 from newsletter.models import Issue, Teaser
-from newsletter.render import Rendered, render_issue
-from newsletter.render_stamp import SEND_HTML, SEND_TXT, STAMP_FILE, render_fingerprint
+from newsletter.render.pipeline import Rendered, render_issue
+from newsletter.render.stamp import SEND_HTML, SEND_TXT, STAMP_FILE, render_fingerprint
 from newsletter.workspace import Workspace, load_workspace
 
 ARTICLES = Path(__file__).resolve().parent / "golden" / "articles"

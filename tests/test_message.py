@@ -634,7 +634,7 @@ def test_dkim_key_errors_name_the_variable(
 
 
 def test_real_rendered_issue_personalises_into_a_valid_message(workspace: Workspace) -> None:
-    render = pytest.importorskip("newsletter.render")
+    render = pytest.importorskip("newsletter.render.pipeline")
     issue = Issue(
         subject="Harbour news: the new ferry timetable",
         date="2026-11-28",

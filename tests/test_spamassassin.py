@@ -18,7 +18,7 @@ import pytest
 
 from newsletter.message import DkimSigner, MessageSettings, Recipient, build_template
 from newsletter.models import Issue, Teaser
-from newsletter.render import render_issue
+from newsletter.render.pipeline import render_issue
 from newsletter.workspace import Workspace
 
 DKIM_KEY = Path(__file__).resolve().parent / "fixtures" / "dkim" / "test-only-rsa2048.private.pem"

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from newsletter.deliver import send_issue
 from newsletter.issue import parse_issue, write_issue_folder
-from newsletter.render import render_issue
+from newsletter.render.pipeline import render_issue
 from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.tokens import make_unsubscribe_token
 from newsletter.web import create_app

@@ -35,8 +35,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, 
 
 from newsletter.errors import RenderError, SourceError
 from newsletter.models import Article, Issue, Teaser
-from newsletter.render import Rendered, long_date, render_issue, rendered_from
-from newsletter.render_stamp import (
+from newsletter.render.filters import long_date
+from newsletter.render.pipeline import Rendered, render_issue, rendered_from
+from newsletter.render.stamp import (
     SEND_HTML,
     SEND_TXT,
     STAMP_FILE,

@@ -128,7 +128,7 @@ def theme() -> None:
 @click.pass_context
 def theme_list(ctx: click.Context) -> None:
     """List the theme's files; those templates/ overrides are marked."""
-    from newsletter.theme import theme_files
+    from newsletter.render.theme import theme_files
 
     for item in theme_files(current_workspace(ctx)):
         click.echo(f"{item.name}{'  (overridden in templates/)' if item.overridden else ''}")
@@ -140,7 +140,7 @@ def theme_list(ctx: click.Context) -> None:
 @click.pass_context
 def theme_copy(ctx: click.Context, name: str, force: bool) -> None:
     """Copy the theme file NAME into templates/ for editing."""
-    from newsletter.theme import copy_theme_file
+    from newsletter.render.theme import copy_theme_file
 
     click.echo(f"copied to {copy_theme_file(current_workspace(ctx), name, force=force)}")
 

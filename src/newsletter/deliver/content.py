@@ -26,7 +26,7 @@ from newsletter.message import (
     build_template,
     load_dkim_signer,
 )
-from newsletter.render import Rendered
+from newsletter.render.pipeline import Rendered
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from newsletter.errors import NewsletterError, RenderError
 from newsletter.issue import read_issue
 from newsletter.preview.audience import Audience, RecipientCount, SampleRecipient
 from newsletter.preview.checks import HtmlFigures, measure_html
-from newsletter.render import render_issue
+from newsletter.render.pipeline import render_issue
 from newsletter.slots import slot_grammar
 from newsletter.workspace import Workspace
 

@@ -24,7 +24,7 @@ from newsletter.message import (
     build_template,
     load_dkim_signer,
 )
-from newsletter.render import render_template, template_environment
+from newsletter.render.theme import render_template, template_environment
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.outcome import Outcome, Status

@@ -60,7 +60,16 @@ RENDER_DISTRIBUTIONS = (
 # Our own code between issue.json and the parts: parsing (issue), the model, filters,
 # context and pipeline options (render). An editable install keeps its version number
 # while this code changes, so the version alone would not do.
-RENDER_MODULES = ("issue.py", "models.py", "render.py", "slots.py")
+RENDER_MODULES = (
+    "issue.py",
+    "models.py",
+    "slots.py",
+    "render/filters.py",
+    "render/mjml.py",
+    "render/pipeline.py",
+    "render/theme.py",
+    "render/warnings.py",
+)
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,7 @@ def render_fingerprint(ws: Workspace, issue_json: bytes) -> str | None:
     package = resources.files("newsletter")
     try:
         for module in RENDER_MODULES:
-            _feed(digest, f"module {module}", (package / module).read_bytes())
+            _feed(digest, f"module {module}", package.joinpath(*module.split("/")).read_bytes())
         for name, content in _packaged_templates(package / "templates"):
             _feed(digest, f"theme {name}", content)
         for name, path in _workspace_templates(ws.templates_dir):
