@@ -48,8 +48,8 @@ def copy_sample(root: Path) -> None:
 
 def wire_size(root: Path, folder: Path) -> int:
     """Bytes on the wire of the issue in ``folder`` personalised for a sample reader."""
+    from newsletter.compose.issue_file import read_issue
     from newsletter.deliver.content import make_template
-    from newsletter.issue import read_issue
     from newsletter.message import Recipient
     from newsletter.render.pipeline import render_issue
     from newsletter.workspace import load_workspace
@@ -71,7 +71,8 @@ def wire_size(root: Path, folder: Path) -> int:
 
 def compose_sized(root: Path, target: int) -> int:
     """Compose the seeds into issues/base, dropping teasers until about ``target`` bytes."""
-    from newsletter.issue import compose_issue, render_issue_folder
+    from newsletter.compose.build import compose_issue
+    from newsletter.compose.folder import render_issue_folder
     from newsletter.workspace import load_workspace
 
     ws = load_workspace(root)

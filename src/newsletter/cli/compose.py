@@ -55,7 +55,7 @@ def compose(
     skip_bad: bool,
 ) -> None:
     """Extract SOURCES (files, folders, feeds, URLs) into a new issue folder."""
-    from newsletter.issue import compose_issue
+    from newsletter.compose.build import compose_issue
 
     result = compose_issue(
         current_workspace(ctx),
@@ -80,7 +80,7 @@ def compose(
 @click.pass_context
 def render(ctx: click.Context, issue_dir: Path) -> None:
     """Re-render ISSUE_DIR after editing issue.json or templates (no re-summarising)."""
-    from newsletter.issue import render_issue_folder
+    from newsletter.compose.folder import render_issue_folder
 
     result = render_issue_folder(current_workspace(ctx), issue_dir)
     for warning in result.warnings:
@@ -96,7 +96,7 @@ def render(ctx: click.Context, issue_dir: Path) -> None:
 @click.pass_context
 def extract(ctx: click.Context, source: str, as_json: bool) -> None:
     """Show what SOURCE yields: title, byline, image, text and teaser."""
-    from newsletter.issue import extract_source
+    from newsletter.compose.build import extract_source
 
     articles: list[dict[str, Any]] = extract_source(current_workspace(ctx), source)
     if as_json:

@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter.compose.issue_file import read_issue
 from newsletter.config import CONFIG_FILE, load_config
 from newsletter.errors import NewsletterError, RenderError
-from newsletter.issue import read_issue
 from newsletter.preview.audience import Audience, RecipientCount, SampleRecipient
 from newsletter.preview.checks import HtmlFigures, measure_html
 from newsletter.render.pipeline import render_issue

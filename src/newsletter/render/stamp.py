@@ -61,7 +61,7 @@ RENDER_DISTRIBUTIONS = (
 # context and pipeline options (render). An editable install keeps its version number
 # while this code changes, so the version alone would not do.
 RENDER_MODULES = (
-    "issue.py",
+    "compose/issue_file.py",
     "models.py",
     "slots.py",
     "render/filters.py",
