@@ -230,6 +230,7 @@ def load_rendered(ws: Workspace, folder: Path) -> Rendered:
     """
     raw = read_issue_bytes(folder)
     issue = decode_issue(raw, folder / ISSUE_JSON)
+    # a fresh render spares the send importing and running the whole render stack
     parts = stamped_parts(ws, folder, raw)
     if parts is not None:
         log.debug("%s: using the parts as rendered (render stamp matches)", folder)
