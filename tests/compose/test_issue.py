@@ -1,5 +1,5 @@
-"""issue.py: compose from real article files, issue.json with line-numbered errors, atomic
-writes, re-render without re-summarising, extract."""
+"""compose/ (build, folder, issue_file): compose from real article files, issue.json with
+line-numbered errors, atomic writes, re-render without re-summarising, extract."""
 
 from __future__ import annotations
 
