@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from newsletter.ingest import expand_sources, read_source
-from newsletter.issue import compose_issue
+from newsletter.compose.build import compose_issue
+from newsletter.compose.ingest import expand_sources, read_source
 from newsletter.workspace import load_workspace
 
 REPO = Path(__file__).resolve().parents[1]

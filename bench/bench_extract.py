@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.ingest import read_source
+from newsletter.compose.ingest import read_source
 
 
 @dataclass(frozen=True)

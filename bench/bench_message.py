@@ -22,7 +22,7 @@ from newsletter.mail.dkim import DkimSigner
 from newsletter.mail.settings import MessageSettings
 from newsletter.mail.template import build_template
 from newsletter.models import Issue, Teaser
-from newsletter.render import render_issue
+from newsletter.render.pipeline import render_issue
 from newsletter.store.records import Recipient
 from newsletter.workspace import load_workspace
 

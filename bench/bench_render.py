@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from newsletter.models import Issue, Teaser
-from newsletter.render import StageTimes, render_issue
+from newsletter.render.pipeline import StageTimes, render_issue
 from newsletter.workspace import load_workspace
 
 REPO = Path(__file__).resolve().parents[1]

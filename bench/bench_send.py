@@ -48,9 +48,9 @@ def copy_sample(root: Path) -> None:
 
 def wire_size(root: Path, folder: Path) -> int:
     """Bytes on the wire of the issue in ``folder`` personalised for a sample reader."""
+    from newsletter.compose.issue_file import read_issue
     from newsletter.deliver.content import make_template
-    from newsletter.issue import read_issue
-    from newsletter.render import render_issue
+    from newsletter.render.pipeline import render_issue
     from newsletter.store.records import Recipient
     from newsletter.workspace import load_workspace
 
@@ -71,7 +71,8 @@ def wire_size(root: Path, folder: Path) -> int:
 
 def compose_sized(root: Path, target: int) -> int:
     """Compose the seeds into issues/base, dropping teasers until about ``target`` bytes."""
-    from newsletter.issue import compose_issue, render_issue_folder
+    from newsletter.compose.build import compose_issue
+    from newsletter.compose.folder import render_issue_folder
     from newsletter.workspace import load_workspace
 
     ws = load_workspace(root)
@@ -128,7 +129,7 @@ def send(root: Path, port: int, count: int, connections: int, render: bool) -> N
     os.environ["NEWSLETTER_SECRET_KEY"] = BENCH_KEY
     os.environ["NEWSLETTER_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
     from newsletter.deliver import send_issue
-    from newsletter.render_stamp import STAMP_FILE
+    from newsletter.render.stamp import STAMP_FILE
     from newsletter.workspace import load_workspace
 
     started = time.perf_counter()

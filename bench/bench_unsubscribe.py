@@ -75,8 +75,9 @@ def make_workspace(folder: Path, recipients: int) -> tuple[Path, list[int], int]
 
 def make_issue(root: Path) -> Path:
     """The golden sample issue, rendered into ``root``/issues/."""
-    from newsletter.issue import parse_issue, write_issue_folder
-    from newsletter.render import render_issue
+    from newsletter.compose.folder import write_issue_folder
+    from newsletter.compose.issue_file import parse_issue
+    from newsletter.render.pipeline import render_issue
     from newsletter.workspace import load_workspace
 
     ws = load_workspace(root, environ={"NEWSLETTER_SECRET_KEY": SECRET})

@@ -1028,8 +1028,8 @@ def test_erasing_a_subscriber_scrubs_the_ledger(
 
 
 def _html_size(ws: Workspace, issue: Path) -> int:
-    from newsletter.issue import read_issue
-    from newsletter.render import render_issue
+    from newsletter.compose.issue_file import read_issue
+    from newsletter.render.pipeline import render_issue
 
     return len(render_issue(ws, read_issue(issue)).html.encode())
 
@@ -1163,8 +1163,9 @@ def test_a_scheduled_send_runs_through_the_ledger(
 
 # --- a fresh render is sent as it is, without loading the render stack ------------------------
 
-# Imported only where needed (see render.py, message.py, smtp/embedded.py, issue.py): a send whose
-# issue folder holds a fresh render, without DKIM, to NEWSLETTER_SMTP_URL, loads none of them.
+# Imported only where needed (see render/mjml.py, message.py, smtp/embedded.py, compose/):
+# a send whose issue folder holds a fresh render, without DKIM, to NEWSLETTER_SMTP_URL, loads
+# none of them.
 HEAVY_MODULES = (
     "jinja2",
     "mjml",
@@ -1211,9 +1212,9 @@ def test_a_fresh_render_is_sent_as_rendered_without_the_render_stack(
     import subprocess
     import sys
 
+    from newsletter.compose.folder import render_issue_folder
     from newsletter.deliver.content import render_for_send
-    from newsletter.issue import render_issue_folder
-    from newsletter.render_stamp import SEND_HTML, STAMP_FILE
+    from newsletter.render.stamp import SEND_HTML, STAMP_FILE
 
     render_issue_folder(ws, issue)
     unstamped = tmp_path / "unstamped"

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from newsletter.audience.manage import add_subscriber
 from newsletter.cli import cli
+from newsletter.compose.build import compose_issue
 from newsletter.config import ConfigModel
 from newsletter.deliver import dry_run
 from newsletter.errors import ConfigError
 from newsletter.init import init_workspace
-from newsletter.issue import compose_issue
 from newsletter.store import open_store_for
 from newsletter.workspace import load_workspace
 

@@ -19,9 +19,10 @@ import pytest
 import time_machine
 from aiosmtpd.controller import Controller
 
+from newsletter.compose.folder import write_issue_folder
+from newsletter.compose.issue_file import parse_issue
 from newsletter.deliver import send_issue
-from newsletter.issue import parse_issue, write_issue_folder
-from newsletter.render import render_issue
+from newsletter.render.pipeline import render_issue
 from newsletter.schedule import RunReport, run_due, schedule_send
 from newsletter.smtp.embedded import outbox_dir
 from newsletter.store import Consent, ImportRow, open_store_for

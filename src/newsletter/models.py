@@ -1,12 +1,47 @@
 """The data that flows through the pipeline: Article -> Teaser -> Issue.
 
-Plain dataclasses with JSON round trips; no behaviour beyond (de)serialising.
+Plain dataclasses with JSON round trips. ``Teaser`` and ``Issue`` are also the one
+declaration of issue.json: their fields, in the order the file lists them, and the
+rules a hand-edited file must keep (``Annotated`` metadata that pydantic checks when
+``compose.issue_file`` reads the file; building one in code checks nothing).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, ConfigDict, StringConstraints
+
+
+def _web_address(value: str) -> str:
+    # a link or image in a mail must be a web address: "javascript:" and typos never ship
+    value = value.strip()
+    parts = urlsplit(value)
+    if value and (parts.scheme not in ("http", "https") or not parts.netloc or " " in value):
+        raise ValueError(f"{value!r} is not a web address like https://example.org/story")
+    return value
+
+
+def _iso_date(value: str) -> str:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date like 2026-11-28") from None
+    return value
+
+
+def _at_least_one(value: list[Teaser]) -> list[Teaser]:
+    if not value:
+        raise ValueError("an issue needs at least one teaser")
+    return value
+
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+WebAddress = Annotated[str, AfterValidator(_web_address)]
+IsoDate = Annotated[str, AfterValidator(_iso_date)]
 
 
 @dataclass
@@ -37,10 +72,13 @@ class Article:
 class Teaser:
     """One block of an issue: headline, 40-60 word summary, image and link."""
 
-    title: str
+    # an unknown key in issue.json is a typo to report, never a field to drop
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    title: NonEmpty
     summary: str
-    url: str = ""
-    image: str = ""
+    url: WebAddress = ""
+    image: WebAddress = ""
     image_alt: str = ""
     byline: str = ""
     published: str = ""
@@ -56,22 +94,18 @@ class Teaser:
         return cls(**{key: str(data.get(key) or "") for key in cls.__dataclass_fields__})
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Issue:
     """An issue as stored in issue.json: the hand-editable source of truth."""
 
-    subject: str
-    date: str
-    teasers: list[Teaser] = field(default_factory=list)
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    subject: NonEmpty
     preheader: str = ""
+    date: IsoDate
     intro: str = ""
+    teasers: Annotated[list[Teaser], AfterValidator(_at_least_one)] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, JSON-ready, in the order a person editing issue.json expects."""
-        return {
-            "subject": self.subject,
-            "preheader": self.preheader,
-            "date": self.date,
-            "intro": self.intro,
-            "teasers": [teaser.to_dict() for teaser in self.teasers],
-        }
+        return asdict(self)

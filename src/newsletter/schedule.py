@@ -182,16 +182,6 @@ def parse_when(text: str, default_tz: str | ZoneInfo) -> datetime:
 # --- recording, listing, cancelling ------------------------------------------------------------
 
 
-def _stored_issue_path(ws: Workspace, issue_dir: Path) -> str:
-    """The issue folder as stored: relative to the workspace when inside it."""
-    folder = issue_dir if issue_dir.is_absolute() else Path.cwd() / issue_dir
-    folder = folder.resolve()
-    try:
-        return folder.relative_to(ws.root.resolve()).as_posix()
-    except ValueError:
-        return str(folder)
-
-
 def issue_folder(ws: Workspace, scheduled: ScheduledSend) -> Path:
     """Where the issue of ``scheduled`` lives (stored paths are workspace-relative)."""
     path = Path(scheduled.issue_dir)
@@ -199,7 +189,8 @@ def issue_folder(ws: Workspace, scheduled: ScheduledSend) -> Path:
 
 
 def _check_issue(folder: Path) -> None:
-    from newsletter.issue import read_issue  # the issue model is only needed to validate
+    # the issue model is only needed to validate
+    from newsletter.compose.issue_file import read_issue
 
     if not folder.is_dir():
         raise ScheduleError(
@@ -228,6 +219,7 @@ def schedule_send(
         )
     folder = Path(issue_dir)
     _check_issue(folder if folder.is_absolute() else Path.cwd() / folder)
+    from newsletter.compose.folder import issue_key
     from newsletter.deliver.campaign import resolve_list_name
 
     list_name = resolve_list_name(ws, list_name)
@@ -240,7 +232,7 @@ def schedule_send(
             )
         return add_schedule(
             store,
-            issue_dir=_stored_issue_path(ws, folder),
+            issue_dir=issue_key(ws, folder),
             list_name=list_name,
             due_at=due,
             zone=zone_label,

@@ -242,7 +242,7 @@ def test_links_use_the_base_url_from_the_environment(
 
 
 def test_real_rendered_issue_personalises_into_a_valid_message(workspace: Workspace) -> None:
-    render = pytest.importorskip("newsletter.render")
+    render = pytest.importorskip("newsletter.render.pipeline")
     issue = Issue(
         subject="Harbour news: the new ferry timetable",
         date="2026-11-28",

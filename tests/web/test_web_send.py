@@ -16,10 +16,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
 
+from newsletter.compose.folder import write_issue_folder
+from newsletter.compose.issue_file import parse_issue
 from newsletter.deliver import send_issue
-from newsletter.issue import parse_issue, write_issue_folder
 from newsletter.mail.tokens import make_unsubscribe_token
-from newsletter.render import render_issue
+from newsletter.render.pipeline import render_issue
 from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.web import create_app
 from newsletter.workspace import Workspace, load_workspace

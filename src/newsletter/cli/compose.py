@@ -55,7 +55,7 @@ def compose(
     skip_bad: bool,
 ) -> None:
     """Extract SOURCES (files, folders, feeds, URLs) into a new issue folder."""
-    from newsletter.issue import compose_issue
+    from newsletter.compose.build import compose_issue
 
     result = compose_issue(
         current_workspace(ctx),
@@ -80,7 +80,7 @@ def compose(
 @click.pass_context
 def render(ctx: click.Context, issue_dir: Path) -> None:
     """Re-render ISSUE_DIR after editing issue.json or templates (no re-summarising)."""
-    from newsletter.issue import render_issue_folder
+    from newsletter.compose.folder import render_issue_folder
 
     result = render_issue_folder(current_workspace(ctx), issue_dir)
     for warning in result.warnings:
@@ -96,7 +96,7 @@ def render(ctx: click.Context, issue_dir: Path) -> None:
 @click.pass_context
 def extract(ctx: click.Context, source: str, as_json: bool) -> None:
     """Show what SOURCE yields: title, byline, image, text and teaser."""
-    from newsletter.issue import extract_source
+    from newsletter.compose.build import extract_source
 
     articles: list[dict[str, Any]] = extract_source(current_workspace(ctx), source)
     if as_json:
@@ -128,7 +128,7 @@ def theme() -> None:
 @click.pass_context
 def theme_list(ctx: click.Context) -> None:
     """List the theme's files; those templates/ overrides are marked."""
-    from newsletter.theme import theme_files
+    from newsletter.render.theme import theme_files
 
     for item in theme_files(current_workspace(ctx)):
         click.echo(f"{item.name}{'  (overridden in templates/)' if item.overridden else ''}")
@@ -140,7 +140,7 @@ def theme_list(ctx: click.Context) -> None:
 @click.pass_context
 def theme_copy(ctx: click.Context, name: str, force: bool) -> None:
     """Copy the theme file NAME into templates/ for editing."""
-    from newsletter.theme import copy_theme_file
+    from newsletter.render.theme import copy_theme_file
 
     click.echo(f"copied to {copy_theme_file(current_workspace(ctx), name, force=force)}")
 

@@ -32,8 +32,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
+from newsletter.compose.folder import issue_key
+from newsletter.compose.issue_file import read_issue
 from newsletter.errors import NewsletterError, StoreError
-from newsletter.issue import read_issue
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.settings import SmtpSettings, smtp_settings
 from newsletter.store import Store, open_store_for, utcnow
@@ -70,7 +71,7 @@ from newsletter.store.ledger_queue import (
 )
 from newsletter.workspace import Workspace
 
-from .content import check_sender, issue_key, issue_label, make_template, render_for_send
+from .content import check_sender, issue_label, make_template, render_for_send
 from .engine import LedgerRun, RunCounts, SendTuning
 from .reports import NEW, RESUME, SendPlan, SendProgress, SendReport
 

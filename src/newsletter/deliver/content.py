@@ -18,28 +18,17 @@ import html as html_lib
 import logging
 from pathlib import Path
 
+from newsletter.compose.folder import load_rendered
 from newsletter.errors import ConfigError, RenderError
-from newsletter.issue import load_rendered
 from newsletter.mail.dkim import load_dkim_signer
 from newsletter.mail.settings import MessageSettings
 from newsletter.mail.template import MessageTemplate, build_template
-from newsletter.render import Rendered
+from newsletter.render.pipeline import Rendered
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 HTML_LIMIT_KB = 100
-
-
-def issue_key(ws: Workspace, issue_dir: Path) -> str:
-    """The issue folder as the ledger names it: relative to the workspace when inside it
-    (so ``issues/x`` and ``/abs/ws/issues/x`` are the same campaign), else absolute."""
-    folder = issue_dir if issue_dir.is_absolute() else Path.cwd() / issue_dir
-    folder = folder.resolve()
-    try:
-        return folder.relative_to(ws.root.resolve()).as_posix()
-    except ValueError:
-        return str(folder)
 
 
 def issue_label(issue_dir: Path) -> str:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from newsletter.compose.folder import issue_key
+from newsletter.compose.issue_file import ISSUE_JSON
 from newsletter.errors import NewsletterError
-from newsletter.issue import ISSUE_JSON
 from newsletter.store import open_store_for
 from newsletter.store.campaigns import FINISHED, campaigns
 from newsletter.workspace import Workspace
 
 from .campaign import resolve_list_name
-from .content import issue_key
 
 
 def issue_date(folder: Path) -> date:

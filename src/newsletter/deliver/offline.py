@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from newsletter.compose.folder import issue_key
 from newsletter.errors import NewsletterError
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.outcome import Status
@@ -35,7 +36,7 @@ from newsletter.store.records import Recipient
 from newsletter.workspace import Workspace
 
 from .campaign import _list_id, open_transport, refuse_empty_list, resolve_list_name, smtp_target
-from .content import issue_key, issue_label, make_template, render_for_send
+from .content import issue_label, make_template, render_for_send
 from .reports import DryRunReport, SendReport
 
 log = logging.getLogger(__name__)

@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter.compose.issue_file import read_issue
 from newsletter.config import CONFIG_FILE, load_config
 from newsletter.errors import NewsletterError, RenderError
-from newsletter.issue import read_issue
 from newsletter.mail.slots import slot_grammar
 from newsletter.preview.audience import Audience, RecipientCount, SampleRecipient
 from newsletter.preview.checks import HtmlFigures, measure_html
-from newsletter.render import render_issue
+from newsletter.render.pipeline import render_issue
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from newsletter.errors import DeliveryError, RenderError
 from newsletter.mail.dkim import load_dkim_signer
 from newsletter.mail.settings import MessageSettings
 from newsletter.mail.template import build_template
-from newsletter.render import render_template, template_environment
+from newsletter.render.theme import render_template, template_environment
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.outcome import Outcome, Status

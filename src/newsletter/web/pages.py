@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from newsletter.errors import RenderError
-from newsletter.render import render_template, template_environment
+from newsletter.render.theme import render_template, template_environment
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)

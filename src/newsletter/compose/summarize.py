@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import pysbd
 
-from newsletter.ingest.boilerplate import (
+from newsletter.compose.ingest.boilerplate import (
     clean_paragraphs,
     is_boilerplate,
     normalise_space,

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import httpx
 
 from newsletter import __version__
+from newsletter.compose.ingest.hosts import host_is_public
 from newsletter.errors import SourceError
-from newsletter.ingest.hosts import host_is_public
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from newsletter.errors import SourceError
-from newsletter.ingest.feed import read_feed
-from newsletter.ingest.fetch import fetch
-from newsletter.ingest.fields import is_web_url, web_url
-from newsletter.ingest.markdown_file import read_markdown
-from newsletter.ingest.sniff import (
+from newsletter.compose.ingest.feed import read_feed
+from newsletter.compose.ingest.fetch import fetch
+from newsletter.compose.ingest.fields import is_web_url, web_url
+from newsletter.compose.ingest.markdown_file import read_markdown
+from newsletter.compose.ingest.sniff import (
     KIND_BY_EXTENSION,
     Kind,
     check_bytes,
@@ -25,8 +24,9 @@ from newsletter.ingest.sniff import (
     kind_from_name,
     sniff_kind,
 )
-from newsletter.ingest.text import read_text
-from newsletter.ingest.webpage import read_html
+from newsletter.compose.ingest.text import read_text
+from newsletter.compose.ingest.webpage import read_html
+from newsletter.errors import SourceError
 from newsletter.models import Article
 
 log = logging.getLogger(__name__)

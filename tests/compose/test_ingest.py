@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.compose.ingest import expand_sources, read_source
 from newsletter.errors import SourceError
-from newsletter.ingest import expand_sources, read_source
 from newsletter.models import Article
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "seeds" / "000_acb975feda389482.txt"
-ARTICLES = Path(__file__).resolve().parent / "fixtures" / "articles"
+ARTICLES = Path(__file__).resolve().parents[1] / "fixtures" / "articles"
 
 FURNITURE = (
     "Subscribe",

@@ -26,10 +26,15 @@ from urllib.parse import urlparse
 import trafilatura
 from lxml.html import HtmlElement
 
+from newsletter.compose.ingest.boilerplate import (
+    clean_paragraphs,
+    is_credit,
+    normalise_space,
+    word_count,
+)
+from newsletter.compose.ingest.fields import absolute_url, iso_date, join_names, web_url
+from newsletter.compose.ingest.titles import choose_title, site_keys, title_from_text
 from newsletter.errors import SourceError
-from newsletter.ingest.boilerplate import clean_paragraphs, is_credit, normalise_space, word_count
-from newsletter.ingest.fields import absolute_url, iso_date, join_names, web_url
-from newsletter.ingest.titles import choose_title, site_keys, title_from_text
 from newsletter.models import Article
 
 log = logging.getLogger(__name__)

@@ -57,10 +57,10 @@ RENDER_DISTRIBUTIONS = (
     "cssselect",
     "lxml",
 )
-# Our own code between issue.json and the parts: parsing (issue), the model, filters,
-# context and pipeline options (render). An editable install keeps its version number
-# while this code changes, so the version alone would not do.
-RENDER_MODULES = ("issue.py", "models.py", "render.py", "mail/slots.py")
+# Our own code between issue.json and the parts: parsing, the model, the slots and the
+# whole render/ package. An editable install keeps its version number while this code
+# changes, so the version alone would not do; a folder here stands for its .py files.
+RENDER_SOURCES = ("compose/issue_file.py", "models.py", "mail/slots.py", "render")
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,25 @@ def _workspace_templates(folder: Path) -> Iterator[tuple[str, Path]]:
     yield from sorted(found)
 
 
-def _packaged_templates(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-    """(name, content) of every file of the packaged theme, sorted by name."""
+def _packaged_files(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+    """(name, content) of every file under the packaged ``folder``, sorted by name."""
     for entry in sorted(folder.iterdir(), key=lambda item: item.name):
         if entry.is_dir():
-            yield from _packaged_templates(entry, f"{prefix}{entry.name}/")
+            yield from _packaged_files(entry, f"{prefix}{entry.name}/")
         else:
             yield prefix + entry.name, entry.read_bytes()
+
+
+def _render_sources(package: Traversable) -> Iterator[tuple[str, bytes]]:
+    """(name, content) of each of ``RENDER_SOURCES``, a folder's .py files one by one."""
+    for name in RENDER_SOURCES:
+        entry = package.joinpath(*name.split("/"))
+        if not entry.is_dir():
+            yield name, entry.read_bytes()
+            continue
+        for inner, content in _packaged_files(entry, f"{name}/"):
+            if inner.endswith(".py"):
+                yield inner, content
 
 
 def _distribution_version(name: str) -> str:
@@ -140,9 +152,9 @@ def render_fingerprint(ws: Workspace, issue_json: bytes) -> str | None:
         _feed(digest, f"version {name}", _distribution_version(name).encode())
     package = resources.files("newsletter")
     try:
-        for module in RENDER_MODULES:
-            _feed(digest, f"module {module}", (package / module).read_bytes())
-        for name, content in _packaged_templates(package / "templates"):
+        for name, content in _render_sources(package):
+            _feed(digest, f"module {name}", content)
+        for name, content in _packaged_files(package / "templates"):
             _feed(digest, f"theme {name}", content)
         for name, path in _workspace_templates(ws.templates_dir):
             _feed(digest, f"workspace {name}", path.read_bytes())

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.compose.build import compose_issue
+from newsletter.compose.folder import render_issue_folder
+from newsletter.compose.ingest import read_source
+from newsletter.compose.ingest.fields import absolute_url
 from newsletter.deliver import dry_run
-from newsletter.ingest import read_source
-from newsletter.ingest.fields import absolute_url
-from newsletter.issue import compose_issue, render_issue_folder
 from newsletter.workspace import Workspace
 
 FERRY_TEXT = (

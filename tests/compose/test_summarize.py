@@ -7,14 +7,14 @@ from pathlib import Path
 import pysbd
 import pytest
 
-from newsletter.ingest import read_source
-from newsletter.ingest.boilerplate import is_boilerplate
+from newsletter.compose.ingest import read_source
+from newsletter.compose.ingest.boilerplate import is_boilerplate
+from newsletter.compose.summarize import _sentences, make_teaser, summarize, trim_to_words
 from newsletter.models import Article
-from newsletter.summarize import _sentences, make_teaser, summarize, trim_to_words
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "seeds" / "000_acb975feda389482.txt"
-ARTICLES = Path(__file__).resolve().parent / "fixtures" / "articles"
+ARTICLES = Path(__file__).resolve().parents[1] / "fixtures" / "articles"
 
 
 def words(text: str) -> int:

@@ -1,5 +1,5 @@
-"""issue.py: compose from real article files, issue.json with line-numbered errors, atomic
-writes, re-render without re-summarising, extract."""
+"""compose/ (build, folder, issue_file): compose from real article files, issue.json with
+line-numbered errors, atomic writes, re-render without re-summarising, extract."""
 
 from __future__ import annotations
 
@@ -19,31 +19,26 @@ from typing import Any
 import pytest
 import time_machine
 
-import newsletter.issue as issue_module
-from newsletter.errors import RenderError, SourceError
-from newsletter.issue import (
+import newsletter.compose.folder as folder_module
+from newsletter.compose.build import ComposeResult, compose_issue, default_preheader, extract_source
+from newsletter.compose.folder import (
     ISSUE_HTML,
-    ISSUE_JSON,
     ISSUE_TXT,
-    ComposeResult,
     FolderTakenError,
-    compose_issue,
-    default_preheader,
-    extract_source,
-    issue_json,
     load_rendered,
-    read_issue,
     render_issue_folder,
     slugify,
     write_issue_folder,
     write_rendered,
 )
+from newsletter.compose.issue_file import ISSUE_JSON, issue_json, read_issue
+from newsletter.errors import RenderError, SourceError
 from newsletter.models import Issue, Teaser
-from newsletter.render import Rendered, render_issue
-from newsletter.render_stamp import SEND_HTML, SEND_TXT, STAMP_FILE, render_fingerprint
+from newsletter.render.pipeline import Rendered, render_issue
+from newsletter.render.stamp import SEND_HTML, SEND_TXT, STAMP_FILE, render_fingerprint
 from newsletter.workspace import Workspace, load_workspace
 
-ARTICLES = Path(__file__).resolve().parent / "golden" / "articles"
+ARTICLES = Path(__file__).resolve().parents[1] / "golden" / "articles"
 HARBOUR_TITLE = "Harbour ferries switch to batteries"
 LIBRARY_TITLE = "A library that lends tools, not books"
 ORCHARD_TITLE = "Old orchards find new keepers in the Vinschgau valley"
@@ -425,13 +420,13 @@ class RenderSpy:
 @pytest.fixture
 def render_spy(monkeypatch: pytest.MonkeyPatch) -> RenderSpy:
     spy = RenderSpy()
-    real = issue_module.render_issue
+    real = folder_module.render_issue
 
     def counting(ws: Workspace, issue: Issue) -> Rendered:
         spy.results.append(real(ws, issue))
         return spy.results[-1]
 
-    monkeypatch.setattr(issue_module, "render_issue", counting)
+    monkeypatch.setattr(folder_module, "render_issue", counting)
     return spy
 
 
@@ -456,7 +451,7 @@ def test_a_fresh_render_is_reused_byte_for_byte(
     folder = _issue_file(ws.issues_dir, GOOD_JSON)
     render_issue_folder(ws, folder)
     render_spy.results.clear()
-    caplog.set_level(logging.DEBUG, logger="newsletter.issue")
+    caplog.set_level(logging.DEBUG, logger="newsletter.compose.folder")
 
     reused = load_rendered(ws, folder)
 
@@ -590,7 +585,7 @@ def test_a_stale_or_untrusted_render_is_rendered_again(
     change: Callable[[Workspace, Path, pytest.MonkeyPatch], Workspace],
 ) -> None:
     ws = change(workspace, stamped, monkeypatch)
-    caplog.set_level(logging.DEBUG, logger="newsletter.issue")
+    caplog.set_level(logging.DEBUG, logger="newsletter.compose.folder")
 
     result = load_rendered(ws, stamped)
 

@@ -18,11 +18,12 @@ import re
 from email.message import EmailMessage
 from pathlib import Path
 
+from newsletter.compose.build import compose_issue
+from newsletter.compose.folder import render_issue_folder
 from newsletter.deliver import dry_run
-from newsletter.issue import compose_issue, render_issue_folder
 from newsletter.workspace import Workspace
 
-FEED = Path(__file__).resolve().parent / "fixtures" / "articles" / "feed_slots.xml"
+FEED = Path(__file__).resolve().parents[1] / "fixtures" / "articles" / "feed_slots.xml"
 ADA = "ada.lovelace@example.com"
 PIXEL = "https://collector.example.com/pixel.gif?to=%%email%%&u=%%unsubscribe_url%%"
 LINK = "https://collector.example.com/story?who=%%email%%&leave=%%unsubscribe_url%%"

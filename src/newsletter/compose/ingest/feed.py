@@ -23,8 +23,7 @@ from typing import Any
 
 import feedparser
 
-from newsletter.errors import SourceError
-from newsletter.ingest.boilerplate import (
+from newsletter.compose.ingest.boilerplate import (
     clean_paragraphs,
     ends_like_sentence,
     is_furniture,
@@ -32,9 +31,10 @@ from newsletter.ingest.boilerplate import (
     same_text,
     word_count,
 )
-from newsletter.ingest.fields import absolute_url, iso_date, join_names, web_url
-from newsletter.ingest.htmltext import html_to_paragraphs, html_to_text, parse_fragment
-from newsletter.ingest.titles import title_from_text
+from newsletter.compose.ingest.fields import absolute_url, iso_date, join_names, web_url
+from newsletter.compose.ingest.htmltext import html_to_paragraphs, html_to_text, parse_fragment
+from newsletter.compose.ingest.titles import title_from_text
+from newsletter.errors import SourceError
 from newsletter.models import Article
 
 log = logging.getLogger(__name__)

@@ -14,16 +14,16 @@ from __future__ import annotations
 import logging
 import re
 
-from newsletter.errors import SourceError
-from newsletter.ingest.boilerplate import (
+from newsletter.compose.ingest.boilerplate import (
     LineKind,
     classify,
     clean_paragraphs,
     normalise_space,
     word_count,
 )
-from newsletter.ingest.fields import iso_date
-from newsletter.ingest.titles import title_from_text
+from newsletter.compose.ingest.fields import iso_date
+from newsletter.compose.ingest.titles import title_from_text
+from newsletter.errors import SourceError
 from newsletter.models import Article
 
 log = logging.getLogger(__name__)

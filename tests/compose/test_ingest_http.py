@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.compose.ingest import read_source
 from newsletter.errors import SourceError
-from newsletter.ingest import read_source
 
-ARTICLES = Path(__file__).resolve().parent / "fixtures" / "articles"
+ARTICLES = Path(__file__).resolve().parents[1] / "fixtures" / "articles"
 
 LEGACY_PAGE = (
     "<html><head><title>Grüße aus Köln</title></head><body><article><h1>Grüße aus Köln</h1>"

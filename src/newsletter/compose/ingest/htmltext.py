@@ -15,7 +15,7 @@ import re
 from lxml import etree
 from lxml.html import HtmlElement, fragment_fromstring
 
-from newsletter.ingest.boilerplate import normalise_space
+from newsletter.compose.ingest.boilerplate import normalise_space
 
 _BLOCKS = frozenset(
     re.findall(

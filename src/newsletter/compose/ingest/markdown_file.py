@@ -22,11 +22,11 @@ from typing import Any
 import yaml
 from markdown_it import MarkdownIt
 
+from newsletter.compose.ingest.boilerplate import normalise_space, same_text
+from newsletter.compose.ingest.fields import absolute_url, iso_date, join_names
+from newsletter.compose.ingest.htmltext import html_to_paragraphs, parse_fragment
+from newsletter.compose.ingest.titles import title_from_text
 from newsletter.errors import SourceError
-from newsletter.ingest.boilerplate import normalise_space, same_text
-from newsletter.ingest.fields import absolute_url, iso_date, join_names
-from newsletter.ingest.htmltext import html_to_paragraphs, parse_fragment
-from newsletter.ingest.titles import title_from_text
 from newsletter.models import Article
 
 _FENCE = re.compile(r"^---[ \t]*$")

@@ -9,6 +9,6 @@ Public API: ``read_source(source, *, timeout) -> list[Article]`` and
 ``expand_sources(sources) -> list[str]``; both in ``read``.
 """
 
-from newsletter.ingest.read import expand_sources, read_source
+from newsletter.compose.ingest.read import expand_sources, read_source
 
 __all__ = ["expand_sources", "read_source"]

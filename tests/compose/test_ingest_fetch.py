@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from newsletter.compose.ingest.fetch import MAX_BYTES, fetch
+from newsletter.compose.ingest.hosts import address_is_public, host_is_public
 from newsletter.errors import SourceError
-from newsletter.ingest.fetch import MAX_BYTES, fetch
-from newsletter.ingest.hosts import address_is_public, host_is_public
 
 PAGE = b"<html><body><article><p>" + b"A short page about the harbour. " * 20 + b"</p></article>"
 

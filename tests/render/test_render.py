@@ -1,9 +1,9 @@
-"""render.py: the theme, the pipeline Jinja -> MJML -> premailer, slots, and the guards that
+"""render/: the theme, the pipeline Jinja -> MJML -> premailer, slots, and the guards that
 keep the HTML fit for email (doctype, Outlook comments, @media !important, image widths,
 UTF-8, slots byte for byte, alt text, size, footer) and the text part complete.
 
 Regenerate the golden files after an intended theme change with
-``NEWSLETTER_UPDATE_GOLDEN=1 pytest tests/test_render.py`` and review the diff.
+``NEWSLETTER_UPDATE_GOLDEN=1 pytest tests/render/test_render.py`` and review the diff.
 """
 
 from __future__ import annotations
@@ -19,23 +19,18 @@ from pathlib import Path
 import lxml.html
 import pytest
 
+import newsletter
 from newsletter.errors import RenderError
 from newsletter.mail.slots import SlotGrammar
 from newsletter.models import Issue, Teaser
-from newsletter.render import (
-    HTML_TEMPLATE,
-    TEXT_TEMPLATE,
-    compile_mjml,
-    inline_css,
-    render_issue,
-    render_template,
-    template_context,
-    template_environment,
-    wrap_text,
-)
+from newsletter.render.filters import wrap_text
+from newsletter.render.mjml import compile_mjml, inline_css
+from newsletter.render.pipeline import HTML_TEMPLATE, TEXT_TEMPLATE, render_issue, template_context
+from newsletter.render.stamp import RENDER_SOURCES
+from newsletter.render.theme import render_template, template_environment
 from newsletter.workspace import Workspace, load_workspace
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 UPDATE_GOLDEN = os.environ.get("NEWSLETTER_UPDATE_GOLDEN") == "1"
 SLOTS_IN_THEME = {"greeting_name", "email", "unsubscribe_url"}
 GOLDEN_KEY = "golden-key-not-secret"
@@ -428,3 +423,11 @@ def test_cards_sit_side_by_side_at_600_and_stack_at_375(
     assert wide[0]["y"] == wide[1]["y"] and wide[0]["x"] < wide[1]["x"]  # two columns
     assert narrow[0]["x"] == narrow[1]["x"] and narrow[0]["y"] < narrow[1]["y"]  # stacked
     assert narrow[0]["width"] > wide[0]["width"]
+
+
+def test_every_source_the_render_stamp_hashes_exists() -> None:
+    """A stamp over a missing file is never written, so a moved module would silently
+    make every send render again."""
+    package = Path(newsletter.__file__).parent
+    missing = [name for name in RENDER_SOURCES if not (package / name).exists()]
+    assert missing == []

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from newsletter.cli import cli
 from newsletter.errors import NewsletterError
 from newsletter.models import Issue, Teaser
-from newsletter.render import render_issue
-from newsletter.theme import copy_theme_file, theme_files
+from newsletter.render.pipeline import render_issue
+from newsletter.render.theme import copy_theme_file, theme_files
 from newsletter.workspace import Workspace
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from newsletter.ingest.boilerplate import (
+from newsletter.compose.ingest.boilerplate import (
     LineKind,
     byline_of,
     classify,
@@ -16,10 +16,10 @@ from newsletter.ingest.boilerplate import (
     is_dateline,
     is_furniture,
 )
-from newsletter.ingest.fields import absolute_url, iso_date, join_names
-from newsletter.ingest.htmltext import html_to_paragraphs
-from newsletter.ingest.sniff import Kind, decode_html, kind_from_content_type, sniff_kind
-from newsletter.ingest.titles import choose_title, site_keys, strip_site_name
+from newsletter.compose.ingest.fields import absolute_url, iso_date, join_names
+from newsletter.compose.ingest.htmltext import html_to_paragraphs
+from newsletter.compose.ingest.sniff import Kind, decode_html, kind_from_content_type, sniff_kind
+from newsletter.compose.ingest.titles import choose_title, site_keys, strip_site_name
 
 
 @pytest.mark.parametrize(

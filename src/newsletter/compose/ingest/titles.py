@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from newsletter.ingest.boilerplate import normalise_space, word_count
+from newsletter.compose.ingest.boilerplate import normalise_space, word_count
 
 # Separators between a headline and a site or section name, strongest first.
 _STRONG_SEPARATORS = (" | ", " || ", " :: ", " · ", " • ", " » ", " « ", " ‹ ", " › ")

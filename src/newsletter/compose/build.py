@@ -1,0 +1,216 @@
+"""Compose an issue: read the sources, summarise each article into a teaser, render,
+write a new issue folder; and ``extract_source``, what one source yields.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from newsletter.compose.folder import (
+    FolderTakenError,
+    default_folder,
+    is_empty_dir,
+    write_issue_folder,
+)
+from newsletter.compose.issue_file import issue_json
+from newsletter.errors import RenderError, SourceError
+from newsletter.mail.slots import defuse
+from newsletter.models import Article, Issue, Teaser
+from newsletter.render.filters import long_date
+from newsletter.render.pipeline import Rendered, render_issue
+from newsletter.render.stamp import render_fingerprint
+from newsletter.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+PREHEADER_MAX = 140
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    """What ``compose_issue`` made: the ``folder`` written, the ``issue`` in it, the
+    sources ``skipped`` (source, reason) with --skip-bad, render ``warnings`` and the size
+    of issue.html."""
+
+    folder: Path
+    issue: Issue
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    html_bytes: int = 0
+
+
+def today(ws: Workspace) -> date:
+    """Today's date in the publication's time zone."""
+    return datetime.now(ZoneInfo(ws.config.publication.timezone)).date()
+
+
+def default_subject(ws: Workspace, day: date) -> str:
+    """``"<publication name> — 28 November 2026"``."""
+    return f"{ws.config.publication.name} — {long_date(day)}"
+
+
+def default_preheader(teasers: list[Teaser], max_length: int = PREHEADER_MAX) -> str:
+    """Inbox preview text from the first headlines, joined by " · ", cut at a word.
+
+    The preheader is an editor field, where ``%%name%%`` is a slot: a headline's is defused.
+    """
+    text = defuse(" · ".join(" ".join(teaser.title.split()) for teaser in teasers[:3]))
+    if len(text) <= max_length:
+        return text
+    return text[: max_length - 1].rsplit(" ", 1)[0].rstrip(" ·,;:") + "…"
+
+
+def _check_out_folder(out: Path) -> None:
+    if out.exists() and not is_empty_dir(out):
+        what = "a file" if not out.is_dir() else "a folder that is not empty"
+        raise RenderError(
+            f"{out}: --out is {what}",
+            hint="name a new or empty folder, or leave out --out for a fresh one under issues/",
+        )
+
+
+def _read_articles(
+    sources: list[str], *, timeout: float, skip_bad: bool
+) -> tuple[list[Article], list[tuple[str, str]]]:
+    """Every article of every source (folders expanded), plus the (source, reason) skipped."""
+    # imported here: the readers (trafilatura, feedparser) cost ~0.5 s to import, and
+    # reading, rendering and sending an issue never need them
+    from newsletter.compose.ingest import expand_sources, read_source
+
+    articles: list[Article] = []
+    skipped: list[tuple[str, str]] = []
+    for source in expand_sources(sources):
+        try:
+            found = read_source(source, timeout=timeout)
+            if not found:
+                raise SourceError(f"{source}: holds no article")
+        except SourceError as exc:
+            if not skip_bad:
+                raise
+            log.info("skipping %s: %s", source, exc)
+            skipped.append((source, str(exc)))
+            continue
+        articles.extend(found)
+    return articles, skipped
+
+
+def _without_duplicates(articles: list[Article]) -> tuple[list[Article], list[str]]:
+    """``articles`` with repeats (same URL, else same title) removed, and a warning for each."""
+    kept: list[Article] = []
+    seen: dict[str, Article] = {}
+    warnings = []
+    for article in articles:
+        key = article.url or " ".join(article.title.lower().split())
+        if key in seen:
+            warnings.append(
+                f"{article.source}: same article as {seen[key].source} "
+                f"({article.title!r}), left out"
+            )
+            continue
+        seen[key] = article
+        kept.append(article)
+    return kept, warnings
+
+
+def build_issue(
+    ws: Workspace, articles: list[Article], *, subject: str | None, intro: str, preheader: str
+) -> Issue:
+    """Teasers for ``articles`` (summarised to the configured word budget) -> Issue dated today."""
+    from newsletter.compose.summarize import make_teaser  # pulls in the readers: see _read_articles
+
+    compose = ws.config.compose
+    teasers = [
+        make_teaser(
+            article, min_words=compose.summary_min_words, max_words=compose.summary_max_words
+        )
+        for article in articles
+    ]
+    day = today(ws)
+    return Issue(
+        subject=(subject or "").strip() or default_subject(ws, day),
+        date=day.isoformat(),
+        teasers=teasers,
+        preheader=preheader.strip() or default_preheader(teasers),
+        intro=intro.strip(),
+    )
+
+
+def _write_new_folder(
+    ws: Workspace, issue: Issue, rendered: Rendered, out: Path | None, fingerprint: str | None
+) -> Path:
+    """Write the issue into ``out`` or a fresh default folder; never into someone else's."""
+    while True:
+        folder = out if out is not None else default_folder(ws, issue)
+        try:
+            write_issue_folder(folder, issue, rendered, exclusive=True, fingerprint=fingerprint)
+            return folder
+        except FolderTakenError:
+            if out is not None:
+                raise
+            # another compose took this name between our look and our rename: next one
+            log.info("%s was taken meanwhile; trying the next name", folder)
+
+
+def compose_issue(
+    ws: Workspace,
+    sources: list[str],
+    *,
+    subject: str | None,
+    intro: str,
+    preheader: str,
+    out: Path | None,
+    skip_bad: bool,
+) -> ComposeResult:
+    """Read ``sources`` (files, folders, feeds, URLs), summarise, render, write a new issue folder.
+
+    The folder is ``out`` (which must be new or empty) or ``<issues_dir>/<date>-<slug>``.
+    A bad source raises its SourceError before anything is written, unless
+    ``skip_bad``: then it is listed in ``skipped``. No article left -> SourceError.
+    """
+    if out is not None:
+        _check_out_folder(out)
+    articles, skipped = _read_articles(
+        sources, timeout=ws.config.compose.fetch_timeout, skip_bad=skip_bad
+    )
+    if not articles:
+        raise SourceError(
+            "no article could be read from " + ", ".join(sources),
+            hint="check the paths and URLs; newsletter extract SOURCE shows what one yields",
+        )
+    articles, warnings = _without_duplicates(articles)
+    issue = build_issue(ws, articles, subject=subject, intro=intro, preheader=preheader)
+    # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
+    fingerprint = render_fingerprint(ws, issue_json(issue).encode("utf-8"))
+    rendered = render_issue(ws, issue)
+    folder = _write_new_folder(ws, issue, rendered, out, fingerprint)
+    log.info("composed %d teasers into %s", len(issue.teasers), folder)
+    return ComposeResult(
+        folder=folder,
+        issue=issue,
+        skipped=skipped,
+        warnings=warnings + rendered.warnings,
+        html_bytes=len(rendered.reader_html.encode("utf-8")),
+    )
+
+
+def extract_source(ws: Workspace, source: str) -> list[dict[str, Any]]:
+    """What ``source`` yields: one dict per article (its fields, ``summary`` = the teaser)."""
+    from newsletter.compose.ingest import read_source
+    from newsletter.compose.summarize import make_teaser
+
+    compose = ws.config.compose
+    items = []
+    for article in read_source(source, timeout=compose.fetch_timeout):
+        teaser = make_teaser(
+            article, min_words=compose.summary_min_words, max_words=compose.summary_max_words
+        )
+        item = article.to_dict()
+        item["summary"] = teaser.summary
+        item["image_alt"] = teaser.image_alt or article.image_alt
+        items.append(item)
+    return items

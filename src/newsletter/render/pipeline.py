@@ -1,0 +1,157 @@
+"""Issue -> finished email parts (HTML + plain text) with recipient slots.
+
+Rendering runs ONCE per issue: Jinja builds MJML from ``issue.mjml.j2``, mjml-python
+compiles it to HTML, premailer inlines the CSS; the text part comes from
+``issue.txt.j2``. What differs per recipient stays as slot tokens (see ``slots``) that
+survive every stage byte for byte and are filled later, once per recipient. Only the
+templates' ``slot()`` and the editor's fields (subject, preheader, intro) make slots;
+article text never does. ``Rendered`` also carries the reader's view: the slots filled
+with the publication's neutral stand-ins, which is what issue.html shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from newsletter.mail.slots import SlotGrammar, slot_grammar
+from newsletter.models import Issue
+from newsletter.render.mjml import compile_mjml, inline_css
+from newsletter.render.theme import describe_template, render_template, template_environment
+from newsletter.render.warnings import mjml_tag_warnings, size_warnings, teaser_warnings
+from newsletter.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+HTML_TEMPLATE = "issue.mjml.j2"
+TEXT_TEMPLATE = "issue.txt.j2"
+
+# the reader's view of the greeting when there is no name
+GREETING_FALLBACK = "reader"
+# the reader's view of "This email was sent to ...": no address in a file people share
+READER_EMAIL = "you"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered issue: inlined ``html`` and ``text`` parts, both with slots unfilled,
+    the ``subject`` and ``preheader`` as the editor wrote them (``%%name%%`` slots), and
+    ``reader_html`` / ``reader_text``: the parts as a reader sees them, slots filled with
+    the publication's neutral stand-ins (no address, no name, no unsubscribe link)."""
+
+    html: str
+    text: str
+    subject: str
+    preheader: str
+    warnings: list[str] = field(default_factory=list)
+    reader_html: str = ""
+    reader_text: str = ""
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each render stage (filled by ``render_issue`` when passed in)."""
+
+    jinja: float = 0.0
+    mjml: float = 0.0
+    premailer: float = 0.0
+    text: float = 0.0
+
+
+def reader_values(ws: Workspace) -> dict[str, str]:
+    """The slot values of the reader's view: greeting fallback, no address or name, and
+    the hosted subscribe form where the unsubscribe link was."""
+    return {
+        "email": READER_EMAIL,
+        "name": "",
+        "first_name": "",
+        "greeting_name": GREETING_FALLBACK,
+        "unsubscribe_url": f"{ws.base_url}/subscribe",
+    }
+
+
+def editor_fields(issue: Issue, grammar: SlotGrammar) -> Issue:
+    """``issue`` with the ``%%name%%`` slots of the fields the editor writes (subject,
+    preheader, intro) turned into tokens; the teasers' fields stay text."""
+    return replace(
+        issue,
+        subject=grammar.mark(issue.subject),
+        preheader=grammar.mark(issue.preheader),
+        intro=grammar.mark(issue.intro),
+    )
+
+
+def template_context(ws: Workspace, issue: Issue) -> dict[str, Any]:
+    """What the issue templates see: publication, sender, issue (editor slots as tokens),
+    teasers, base_url, slot."""
+    grammar = slot_grammar(ws)
+    return {
+        "publication": ws.config.publication,
+        "sender": ws.config.sender,
+        "issue": editor_fields(issue, grammar),
+        "teasers": issue.teasers,
+        "base_url": ws.base_url,
+        "slot": grammar.token,
+    }
+
+
+def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None) -> Rendered:
+    """``issue`` in the workspace theme -> Rendered(html, text, subject, preheader, warnings).
+
+    Jinja -> MJML -> mjml-python -> premailer for the HTML, ``issue.txt.j2`` for the
+    text. Slots stay unfilled. ``times``, when given, receives the seconds per stage.
+    Raises RenderError naming the template file and line on any template problem.
+    """
+    times = times if times is not None else StageTimes()
+    env = template_environment(ws)
+    context = template_context(ws, issue)
+
+    started = time.perf_counter()
+    mjml_source = render_template(ws, env, HTML_TEMPLATE, context)
+    times.jinja = time.perf_counter() - started
+
+    started = time.perf_counter()
+    compiled = compile_mjml(mjml_source, describe_template(ws, env, HTML_TEMPLATE))
+    times.mjml = time.perf_counter() - started
+
+    started = time.perf_counter()
+    html = inline_css(compiled)
+    times.premailer = time.perf_counter() - started
+
+    started = time.perf_counter()
+    text = render_template(ws, env, TEXT_TEMPLATE, context)
+    times.text = time.perf_counter() - started
+
+    rendered = rendered_from(ws, issue, html=html, text=text)
+    tag_warnings = mjml_tag_warnings(ws, env, HTML_TEMPLATE)
+    if tag_warnings:
+        rendered = replace(rendered, warnings=tag_warnings + rendered.warnings)
+    log.debug(
+        "rendered %r: %d bytes of HTML, %d warnings",
+        issue.subject,
+        len(html),
+        len(rendered.warnings),
+    )
+    return rendered
+
+
+def rendered_from(ws: Workspace, issue: Issue, *, html: str, text: str) -> Rendered:
+    """The parts ``html`` and ``text`` rendered from ``issue`` -> Rendered, with the
+    subject, preheader, reader's view and teaser and size warnings ``render_issue`` gives.
+
+    Needs none of the render stack: ``issue.load_rendered`` uses it for parts read back
+    from a fresh issue folder.
+    """
+    grammar, values = slot_grammar(ws), reader_values(ws)
+    return Rendered(
+        html=html,
+        text=text,
+        subject=issue.subject,
+        preheader=issue.preheader,
+        warnings=teaser_warnings(issue.teasers)
+        + size_warnings(html, ws.config.compose.max_html_kb),
+        reader_html=grammar.fill(html, values, html=True),
+        reader_text=grammar.fill(text, values, html=False),
+    )
