@@ -63,7 +63,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from newsletter.errors import NewsletterError, TokenError
-from newsletter.schedule import forget_expired_requests
+from newsletter.schedule.due import forget_expired_requests
 from newsletter.store import (
     AddressError,
     Consent,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import uvicorn
 
 from newsletter.listen import bind_socket
-from newsletter.schedule import RunReport, SendRunner, run_due
+from newsletter.schedule.due import RunReport, SendRunner, run_due
 from newsletter.store import Store, open_store_for
 from newsletter.web.app import WebApp
 from newsletter.web.connections import (
