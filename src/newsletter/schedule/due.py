@@ -116,10 +116,12 @@ def forget_expired_requests(ws: Workspace, store: Store) -> int:
 
 
 def _beat(store: Store, schedule_id: int, worker: str) -> bool:
+    """Renew ``worker``'s heartbeat on schedule ``schedule_id`` -> False once it lost it."""
     return beat(store, schedule_id, worker, utcnow())
 
 
 def _too_late(scheduled: ScheduledSend, now: datetime, window: timedelta) -> bool:
+    """Whether ``scheduled`` is more than ``window`` past its time at ``now``."""
     return now - scheduled.due_at > window
 
 
@@ -132,6 +134,8 @@ def _run_one(
     report: RunReport,
     heartbeat_seconds: float,
 ) -> None:
+    """Run the claimed send under a heartbeat and record how it ended: done or failed
+    (in the store and ``report``), or handed back to the queue when interrupted."""
     log.info(
         "starting scheduled send #%d: %s to %s", claimed.id, claimed.issue_dir, claimed.list_name
     )

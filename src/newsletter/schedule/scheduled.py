@@ -41,6 +41,7 @@ def issue_folder(ws: Workspace, scheduled: ScheduledSend) -> Path:
 
 
 def _check_issue(folder: Path) -> None:
+    """Raise ScheduleError (or what reading it raises) unless ``folder`` holds an issue."""
     from newsletter.issue import read_issue  # the issue model is only needed to validate
 
     if not folder.is_dir():
@@ -103,6 +104,7 @@ def cancel_scheduled(ws: Workspace, schedule_id: int) -> ScheduledSend:
 
 
 def _display_zone(scheduled: ScheduledSend, fallback: str) -> ZoneInfo:
+    """The zone ``scheduled`` was given in, or ``fallback`` when it is no IANA name."""
     try:
         return ZoneInfo(scheduled.zone)
     except (ZoneInfoNotFoundError, ValueError):

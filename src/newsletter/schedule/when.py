@@ -24,6 +24,7 @@ _ZONE_LIKE = re.compile(r"^(?:[A-Za-z_]+(?:/[A-Za-z0-9_+-]+)+|UTC|GMT|Z)$")
 
 
 def _zone(name: str) -> ZoneInfo:
+    """An IANA zone name (or Z, GMT, UTC) -> ZoneInfo; ScheduleError for an unknown one."""
     try:
         return ZoneInfo("UTC" if name in ("Z", "GMT") else name)
     except (ZoneInfoNotFoundError, ValueError):
