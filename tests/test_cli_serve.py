@@ -23,9 +23,9 @@ from click.testing import CliRunner
 
 from newsletter.cli import cli
 from newsletter.mail.tokens import make_unsubscribe_token
-from newsletter.schedule import ScheduledSend, schedule_send
+from newsletter.schedule.scheduled import schedule_send
 from newsletter.store import Consent, Store, open_store_for
-from newsletter.store.schedules import get_schedule
+from newsletter.store.schedules import ScheduledSend, get_schedule
 from newsletter.web.server import ServeServer
 from newsletter.workspace import Workspace
 

@@ -1147,7 +1147,8 @@ def test_plan_counts_the_list(ws: Workspace, issue: Path) -> None:
 def test_a_scheduled_send_runs_through_the_ledger(
     ws: Workspace, issue: Path, server: LedgerServer
 ) -> None:
-    from newsletter.schedule import run_due, schedule_send
+    from newsletter.schedule.due import run_due
+    from newsletter.schedule.scheduled import schedule_send
 
     ws = Workspace(ws.root, ws.config, replace(ws.env, smtp_url=server.url))
     now = datetime.now(UTC)

@@ -46,6 +46,10 @@ class StoreError(NewsletterError):
     """The subscriber database or an import/export file is unusable."""
 
 
+class ScheduleError(NewsletterError):
+    """A send time that cannot be read, a send in the past, a schedule that cannot change."""
+
+
 class DeliveryError(NewsletterError):
     """The mail server cannot be reached or refuses us as a whole (not one recipient)."""
 

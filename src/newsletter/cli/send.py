@@ -163,7 +163,7 @@ def _write_dry_run(
 
 def _schedule(workspace: Workspace, issue_dir: Path, at: str, list_name: str | None) -> None:
     """``send --at``: record a scheduled send and describe it."""
-    from newsletter.schedule import describe, schedule_send
+    from newsletter.schedule.scheduled import describe, schedule_send
 
     scheduled = schedule_send(workspace, issue_dir, at, list_name)
     click.echo("scheduled " + describe(scheduled, workspace.config.publication.timezone))
@@ -265,7 +265,7 @@ def schedule() -> None:
 @click.pass_context
 def schedule_list(ctx: click.Context, waiting: bool) -> None:
     """Show scheduled sends: id, state, time, issue, list, outcome (tab-separated)."""
-    from newsletter.schedule import describe, list_scheduled
+    from newsletter.schedule.scheduled import describe, list_scheduled
 
     workspace = current_workspace(ctx)
     found = list_scheduled(workspace, include_finished=not waiting)
@@ -280,7 +280,7 @@ def schedule_list(ctx: click.Context, waiting: bool) -> None:
 @click.pass_context
 def schedule_cancel(ctx: click.Context, schedule_id: int) -> None:
     """Cancel scheduled send ID before it starts."""
-    from newsletter.schedule import cancel_scheduled, describe
+    from newsletter.schedule.scheduled import cancel_scheduled, describe
 
     workspace = current_workspace(ctx)
     cancelled = cancel_scheduled(workspace, schedule_id)
@@ -294,7 +294,7 @@ def run_due_command(ctx: click.Context) -> None:
 
     Exits 1 when a send failed or was missed, so cron reports it.
     """
-    from newsletter.schedule import run_due
+    from newsletter.schedule.due import run_due
 
     report = run_due(current_workspace(ctx))
     for line in report.lines():

@@ -64,8 +64,8 @@ def _domain(domain_part: str) -> str | None:
 def _plain_address(text: str) -> str | None:
     """The normal form of a plain address via the cheap path, or None to take the full one.
 
-    Validating the domain is 95% of email-validator's cost and real lists
-    repeat a few thousand domains, so the domain is validated once (cached) and
+    Validating the domain is most of email-validator's work and real lists repeat
+    few domains, so the domain is validated once (cached) and
     the local part with the library's own local-part rules. Anything unusual
     (quotes, Unicode, very long) goes through the full ``validate_email``;
     tests check both paths agree.

@@ -123,7 +123,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     once take turns and the second finds the work done.
     """
     if revision == "head" and _stored_revision(engine) == packaged_head():
-        return  # the common case, answered without importing Alembic (~0.15 s per command)
+        return  # the common case, answered without importing Alembic, which is slow to load
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, func, select, update
 from newsletter.store.addresses import address_hash
 from newsletter.store.base import WRITE_OPTION
 from newsletter.store.campaigns import CAMPAIGN_LEASE
+from newsletter.store.compiled import CompiledStatement
 from newsletter.store.deliveries import (
     DEFERRED,
     QUEUED,
@@ -33,7 +34,6 @@ from newsletter.store.deliveries import (
 )
 from newsletter.store.lease import renew
 from newsletter.store.ledger_sql import (
-    CompiledStatement,
     blocked_hashes_statement,
     compile_ledger,
     result_processor,

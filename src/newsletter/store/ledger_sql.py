@@ -1,9 +1,5 @@
-"""The sender's hot statements, compiled once per run and run on the raw DB-API cursor.
-
-SQLAlchemy's per-execution work (cache key, parameter processing, result wrapping)
-costs more than the SQL of the dispatcher's many small transactions, so
-``LedgerSession`` runs these precompiled with the same type conversions.
-"""
+"""The sender's hot statements, compiled once per run (``store.compiled``) and run by
+``LedgerSession`` on the raw DB-API cursor."""
 
 from __future__ import annotations
 
@@ -11,33 +7,9 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Integer, and_, bindparam, func, select, update
 
+from newsletter.store.compiled import CompiledStatement
 from newsletter.store.deliveries import DEFERRED, QUEUED, SENDING, SKIPPED, deliveries
 from newsletter.store.schema import UtcDateTime, memberships, subscribers, suppressions
-
-
-class CompiledStatement:
-    """A statement compiled once for a dialect: ``sql`` and ``params(values)`` for the
-    DB-API cursor, with the bind conversions SQLAlchemy would apply."""
-
-    def __init__(self, statement: Any, dialect: Any) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self._defaults = dict(compiled.params)
-        self._names = list(compiled.positiontup or ()) if compiled.positional else None
-        self._processors = {}
-        for name, bind in compiled.binds.items():
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                self._processors[name] = processor
-
-    def params(self, values: dict[str, Any]) -> Any:
-        """``values`` by bind name -> what the driver takes (tuple or dict), converted."""
-        merged = {**self._defaults, **values}
-        for name, processor in self._processors.items():
-            merged[name] = processor(merged[name])
-        if self._names is None:
-            return merged
-        return tuple(merged[name] for name in self._names)
 
 
 def result_processor(column: Any, dialect: Any) -> Any:

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from newsletter.errors import StoreError
 from newsletter.store.addresses import address_hash
+from newsletter.store.compiled import CompiledStatement
 from newsletter.store.records import Consent, first_unstorable
 from newsletter.store.schema import (
     ACTIVE,
@@ -111,34 +112,14 @@ def consent_row(
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows`` (all with the same keys) into ``table`` as one executemany.
 
-    Same SQL and the same column types as ``conn.execute(insert(table), rows)``,
-    minus SQLAlchemy's per-row parameter bookkeeping, which dominated imports:
-    the statement is compiled for the connection's dialect once, each value goes
-    through its column type's bind processor, and the driver gets plain rows in
-    the dialect's own parameter style.
+    Same SQL and the same column types as ``conn.execute(insert(table), rows)``, minus
+    SQLAlchemy's per-row parameter bookkeeping, which dominated imports.
     """
     if not rows:
         return
-    keys = list(rows[0])
-    dialect = conn.dialect
     # inline(): no RETURNING of the new primary key (PostgreSQL would add it)
-    compiled = insert(table).inline().compile(dialect=dialect, column_keys=keys)
-    processors = {
-        key: table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys
-    }
-    if compiled.positional:
-        plan = [(key, processors[key]) for key in compiled.positiontup or ()]
-        params: list[Any] = [
-            tuple([row[key] if proc is None else proc(row[key]) for key, proc in plan])
-            for row in rows
-        ]
-    else:
-        plan = list(processors.items())
-        params = [
-            {key: row[key] if proc is None else proc(row[key]) for key, proc in plan}
-            for row in rows
-        ]
-    conn.exec_driver_sql(compiled.string, params)
+    statement = CompiledStatement(insert(table).inline(), conn.dialect, column_keys=list(rows[0]))
+    conn.exec_driver_sql(statement.sql, statement.many(rows))
 
 
 def record_consents(conn: Connection, rows: list[dict[str, Any]]) -> None:

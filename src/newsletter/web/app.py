@@ -57,8 +57,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from newsletter.schedule import forget_expired_requests
-from newsletter.store import Store, open_store_for
+from newsletter.schedule.due import forget_expired_requests
+from newsletter.store import (
+    Store,
+    open_store_for,
+)
 from newsletter.web import challenge as ch
 from newsletter.web.accesslog import AccessLog
 from newsletter.web.context import SECURITY_HEADERS, WebContext

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from newsletter.schedule import RunReport, SendRunner, run_due
+from newsletter.schedule.due import RunReport, SendRunner, run_due
 from newsletter.store import Store, open_store_for
 from newsletter.web.app import WebApp
 from newsletter.web.connections import (

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from newsletter.schedule import ScheduledSend, run_due, schedule_send
+from newsletter.schedule.due import run_due
+from newsletter.schedule.scheduled import schedule_send
 from newsletter.store import Consent, open_store
-from newsletter.store.schedules import get_schedule
+from newsletter.store.schedules import ScheduledSend, get_schedule
 from newsletter.workspace import Workspace, load_workspace
 
 pytest.importorskip("psycopg")

@@ -1,7 +1,6 @@
 """Scheduled sends through the real ledger (``newsletter.deliver``) to the embedded SMTP
 server: a due send reaches every active member once and nobody else, and a send whose
-process died part-way is taken over and finished without a second copy to anyone
-(sender rules 26 and 28, schedule side)."""
+process died part-way is taken over and finished without a second copy to anyone."""
 
 from __future__ import annotations
 
@@ -23,13 +22,14 @@ from newsletter.compose.folder import write_issue_folder
 from newsletter.compose.issue_file import parse_issue
 from newsletter.deliver import send_issue
 from newsletter.render.pipeline import render_issue
-from newsletter.schedule import RunReport, run_due, schedule_send
+from newsletter.schedule.due import RunReport, run_due
+from newsletter.schedule.scheduled import schedule_send
 from newsletter.smtp.embedded import outbox_dir
 from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.store.schedules import claim_schedule, get_schedule
 from newsletter.workspace import Workspace, load_workspace
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_issue.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "sample_issue.json"
 BEFORE = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 DUE = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
 

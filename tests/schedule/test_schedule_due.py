@@ -1,38 +1,22 @@
-"""Scheduled sends: reading times, recording, listing, cancelling, due runs, missed
-windows, crash take-over, and two claimers on one SQLite file (sender rule 28,
-schedule side). Time is frozen with time-machine; nothing sleeps."""
+"""Due runs: missed windows, failures, crash take-over, two claimers on one SQLite file,
+forgotten sign-ups. Time is frozen with time-machine; nothing sleeps."""
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 
-from newsletter.errors import StoreError
-from newsletter.schedule import (
-    ScheduledSend,
-    ScheduleError,
-    cancel_scheduled,
-    describe,
-    list_scheduled,
-    parse_when,
-    run_due,
-    schedule_send,
-)
+from newsletter.schedule.due import run_due
+from newsletter.schedule.scheduled import describe, schedule_send
 from newsletter.store import Consent, Store, open_store, open_store_for
-from newsletter.store.schedules import claim_schedule, get_schedule
+from newsletter.store.schedules import ScheduledSend, claim_schedule, get_schedule
 from newsletter.workspace import Workspace
 
-BERLIN = ZoneInfo("Europe/Berlin")
 Clock = time_machine.Traveller
-# "now" for every test: a Friday morning, well before the scheduled times
-NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
 class Recorder:
@@ -47,188 +31,6 @@ class Recorder:
         with self.lock:
             self.calls.append(scheduled)
         return self.result
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def issue_dir(workspace: Workspace) -> Path:
-    folder = workspace.issues_dir / "2026-12-01-weekly-brief"
-    folder.mkdir(parents=True)
-    issue = {
-        "subject": "Weekly brief",
-        "date": "2026-12-01",
-        "teasers": [
-            {
-                "title": "Harbour reopens",
-                "summary": "The harbour reopened.",
-                "url": "https://www.example.org/a",
-            }
-        ],
-    }
-    (folder / "issue.json").write_text(json.dumps(issue), encoding="utf-8")
-    return folder
-
-
-@pytest.fixture
-def store(workspace: Workspace) -> Iterator[Store]:
-    with open_store_for(workspace) as opened:
-        opened.add("ann@example.org", list_name="main", consent=Consent(source="cli"))
-        yield opened
-
-
-# --- parse_when ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "utc"),
-    [
-        ("2026-12-01 08:00 Europe/Berlin", datetime(2026, 12, 1, 7, 0, tzinfo=UTC)),
-        ("2026-07-01 08:00 Europe/Berlin", datetime(2026, 7, 1, 6, 0, tzinfo=UTC)),
-        ("2026-12-01T08:00:00+01:00", datetime(2026, 12, 1, 7, 0, tzinfo=UTC)),
-        ("2026-12-01T07:00Z", datetime(2026, 12, 1, 7, 0, tzinfo=UTC)),
-        ("2026-12-01 08:00 America/New_York", datetime(2026, 12, 1, 13, 0, tzinfo=UTC)),
-        ("2026-12-01 08:00 UTC", datetime(2026, 12, 1, 8, 0, tzinfo=UTC)),
-        ("2026-12-01 08:00", datetime(2026, 12, 1, 7, 0, tzinfo=UTC)),  # default zone
-        ("  2026-12-01T08:00  ", datetime(2026, 12, 1, 7, 0, tzinfo=UTC)),
-        # clocks go back: 02:30 happens twice; the first one is meant
-        ("2026-10-25 02:30 Europe/Berlin", datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
-    ],
-)
-def test_parse_when_reads_what_people_write(text: str, utc: datetime) -> None:
-    parsed = parse_when(text, "Europe/Berlin")
-    assert parsed.tzinfo is not None
-    # (== between zones is always False for a repeated wall time, so compare in UTC)
-    assert parsed.astimezone(UTC) == utc
-
-
-FORMS = "accepted forms:"
-
-
-@pytest.mark.parametrize(
-    ("text", "problem", "advice"),
-    [
-        ("", "no send time", FORMS),
-        ("2026-12-01", "no time of day", FORMS),
-        ("next tuesday", "cannot read 'next tuesday' as a send time", FORMS),
-        ("tomorrow", "tomorrow needs a time of day", FORMS),
-        ("tomorrow 25:00", "is not a time of day", FORMS),
-        ("today 13pm", "13 is not an hour of am/pm", FORMS),
-        ("+2 weeks", "cannot read", FORMS),
-        ("2026-13-01 08:00", "cannot read", FORMS),
-        ("2026-12-01 08:00 Mars/Olympus_Mons", "unknown time zone", "IANA name"),
-        ("2026-12-01T08:00+01:00 Europe/Berlin", "both an offset and a time zone", "only one"),
-        ("2026-03-29 02:30 Europe/Berlin", "does not exist in Europe/Berlin", "daylight-saving"),
-    ],
-)
-def test_parse_when_refuses_what_it_cannot_read_and_says_how(
-    text: str, problem: str, advice: str
-) -> None:
-    with pytest.raises(ScheduleError) as info:
-        parse_when(text, "Europe/Berlin")
-    assert problem in str(info.value)
-    assert advice in str(info.value.hint)
-
-
-def test_a_time_it_cannot_read_lists_every_accepted_form() -> None:
-    with pytest.raises(ScheduleError) as info:
-        parse_when("tomorrow at nine", "Europe/Berlin")
-    hint = str(info.value.hint)
-    for form in ("YYYY-MM-DD HH:MM", "Area/City", "+01:00", "today HH:MM", "tomorrow HH:MM"):
-        assert form in hint
-    assert "+2h" in hint and "9am" in hint
-
-
-@pytest.mark.parametrize(
-    ("text", "utc"),
-    [
-        ("tomorrow 9am", datetime(2026, 11, 28, 8, 0, tzinfo=UTC)),
-        ("tomorrow 09:00", datetime(2026, 11, 28, 8, 0, tzinfo=UTC)),
-        ("Tomorrow 9:30 PM", datetime(2026, 11, 28, 20, 30, tzinfo=UTC)),
-        ("today 12am UTC", datetime(2026, 11, 27, 0, 0, tzinfo=UTC)),
-        ("today 18:00 America/New_York", datetime(2026, 11, 27, 23, 0, tzinfo=UTC)),
-        ("+90m", NOW + timedelta(minutes=90)),
-        ("+2h", NOW + timedelta(hours=2)),
-        ("+1d", NOW + timedelta(days=1)),
-    ],
-)
-def test_parse_when_reads_days_and_offsets_from_now(
-    text: str, utc: datetime, clock: object
-) -> None:
-    assert parse_when(text, "Europe/Berlin").astimezone(UTC) == utc
-
-
-def test_tomorrow_is_the_next_day_where_the_zone_is(clock: Clock) -> None:
-    """At 23:30 UTC it is already the next day in Berlin: tomorrow is the day after."""
-    clock.move_to(datetime(2026, 11, 27, 23, 30, tzinfo=UTC))
-    assert parse_when("tomorrow 08:00", "Europe/Berlin") == datetime(
-        2026, 11, 29, 8, 0, tzinfo=BERLIN
-    )
-
-
-# --- schedule, list, cancel ----------------------------------------------------------------
-
-
-def test_schedule_list_and_cancel(
-    workspace: Workspace, store: Store, issue_dir: Path, clock: object
-) -> None:
-    scheduled = schedule_send(workspace, issue_dir, "2026-12-01 08:00 Europe/Berlin")
-    assert scheduled.state == "scheduled"
-    assert scheduled.due_at == datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
-    assert scheduled.issue_dir == "issues/2026-12-01-weekly-brief"  # portable with the workspace
-    assert scheduled.list_name == "main" and scheduled.zone == "Europe/Berlin"
-    [listed] = list_scheduled(workspace)
-    assert listed.id == scheduled.id
-    line = describe(listed)
-    assert line.startswith(f"#{scheduled.id}\tscheduled\t2026-12-01 08:00 Europe/Berlin\t")
-    assert "issues/2026-12-01-weekly-brief" in line and "list main" in line
-
-    cancelled = cancel_scheduled(workspace, scheduled.id)
-    assert cancelled.state == "cancelled"
-    assert list_scheduled(workspace, include_finished=False) == []
-    with pytest.raises(StoreError, match="is cancelled, not waiting"):
-        cancel_scheduled(workspace, scheduled.id)
-    with pytest.raises(StoreError, match="no scheduled send #999"):
-        cancel_scheduled(workspace, 999)
-    # a cancelled send never runs
-    with time_machine.travel(datetime(2026, 12, 1, 7, 1, tzinfo=UTC), tick=False):
-        runner = Recorder()
-        assert not run_due(workspace, runner=runner).acted
-        assert runner.calls == []
-
-
-def test_scheduling_refuses_the_past_a_second_schedule_unknown_lists_and_missing_issues(
-    workspace: Workspace, store: Store, issue_dir: Path, clock: object
-) -> None:
-    with pytest.raises(ScheduleError, match="in the past"):
-        schedule_send(workspace, issue_dir, "2026-11-27 08:00 Europe/Berlin")
-    with pytest.raises(ScheduleError, match="no list named 'weekly'"):
-        schedule_send(workspace, issue_dir, "2026-12-01 08:00", list_name="weekly")
-    with pytest.raises(ScheduleError, match="no such issue folder"):
-        schedule_send(workspace, issue_dir.parent / "nope", "2026-12-01 08:00")
-    first = schedule_send(workspace, issue_dir, "2026-12-01 08:00")
-    with pytest.raises(StoreError, match=f"schedule #{first.id}"):
-        schedule_send(workspace, issue_dir, "2026-12-02 08:00")
-    assert len(list_scheduled(workspace)) == 1
-
-
-def test_a_relative_issue_path_is_read_from_the_current_folder(
-    workspace: Workspace,
-    store: Store,
-    issue_dir: Path,
-    clock: object,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.chdir(workspace.issues_dir)
-    scheduled = schedule_send(workspace, Path(issue_dir.name), "2026-12-01 08:00")
-    assert scheduled.issue_dir == "issues/2026-12-01-weekly-brief"
-
-
-# --- due runs -----------------------------------------------------------------------------
 
 
 def test_a_send_starts_once_when_due_and_not_before(
