@@ -78,7 +78,7 @@ def _read_articles(
     sources: list[str], *, timeout: float, skip_bad: bool
 ) -> tuple[list[Article], list[tuple[str, str]]]:
     """Every article of every source (folders expanded), plus the (source, reason) skipped."""
-    # imported here: the readers (trafilatura, feedparser) cost ~0.5 s to import, and
+    # imported here: the readers (trafilatura, feedparser) are slow to import, and
     # reading, rendering and sending an issue never need them
     from newsletter.compose.ingest import expand_sources, read_source
 

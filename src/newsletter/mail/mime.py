@@ -27,7 +27,7 @@ _QP_TABLE = tuple(
 _QP_LITERAL_TABLE = tuple("=25" if b == 37 else token for b, token in enumerate(_QP_TABLE))
 _QP_PLAIN = re.compile(rb"[\t !-<>-~]*")  # bytes that QP leaves as they are
 # A "." opening a line is encoded: no line of an encoded part then starts with a dot, so
-# SMTP dot-stuffing has nothing to do and the transport skips copying 40 KB per message.
+# SMTP dot-stuffing has nothing to do and the transport skips a copy of every message.
 _QP_LEADING_DOT = "=2E"
 
 

@@ -99,7 +99,7 @@ class OutboxHandler:
             return list(self.messages)
 
 
-# aiosmtpd (with asyncio and attrs, ~0.07 s) is imported only when a server is made:
+# aiosmtpd (with asyncio and attrs) is slow to import, so only a made server imports it:
 # a send to NEWSLETTER_SMTP_URL, or one that ends before delivering, never needs it.
 if TYPE_CHECKING:
     from aiosmtpd.controller import Controller
