@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from newsletter.cli import cli
 from newsletter.errors import StoreError
 
-CSV_DIR = Path(__file__).resolve().parent / "fixtures" / "csv"
+CSV_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "csv"
 Invoke = Callable[..., Result]
 
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from newsletter.cli import cli
 from newsletter.errors import SourceError
 
-ARTICLES = Path(__file__).resolve().parent / "golden" / "articles"
+ARTICLES = Path(__file__).resolve().parents[1] / "golden" / "articles"
 
 
 def _run(workspace_dir: Path, *args: str) -> Result:

@@ -27,7 +27,7 @@ from newsletter.store.schema import consents, metadata
 
 pytest.importorskip("psycopg")
 
-CSV_DIR = Path(__file__).resolve().parent / "fixtures" / "csv"
+CSV_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "csv"
 CLI = Consent(source="cli")
 
 
