@@ -42,8 +42,16 @@ class RenderError(NewsletterError):
     """A template or an issue file cannot be rendered."""
 
 
+class FolderTakenError(RenderError):
+    """The issue folder to create exists already and is not empty."""
+
+
 class StoreError(NewsletterError):
     """The subscriber database or an import/export file is unusable."""
+
+
+class AddressError(StoreError):
+    """A string is not a usable email address."""
 
 
 class ScheduleError(NewsletterError):
@@ -54,5 +62,14 @@ class DeliveryError(NewsletterError):
     """The mail server cannot be reached or refuses us as a whole (not one recipient)."""
 
 
+class ServerBusyError(DeliveryError):
+    """The server answered the greeting with a 4xx ("421 too many connections", "421
+    restarting"): no session now, which says nothing about our messages or login."""
+
+
 class TokenError(NewsletterError):
     """A signed link is forged, tampered with, truncated or unknown."""
+
+
+class ExpiredTokenError(TokenError):
+    """A correctly signed confirm token older than its time limit."""

@@ -24,7 +24,6 @@ from newsletter.compose.build import ComposeResult, compose_issue, default_prehe
 from newsletter.compose.folder import (
     ISSUE_HTML,
     ISSUE_TXT,
-    FolderTakenError,
     load_rendered,
     render_issue_folder,
     slugify,
@@ -32,7 +31,7 @@ from newsletter.compose.folder import (
     write_rendered,
 )
 from newsletter.compose.issue_file import ISSUE_JSON, issue_json, read_issue
-from newsletter.errors import RenderError, SourceError
+from newsletter.errors import FolderTakenError, RenderError, SourceError
 from newsletter.models import Issue, Teaser
 from newsletter.render.pipeline import Rendered, render_issue
 from newsletter.render.stamp import SEND_HTML, SEND_TXT, STAMP_FILE, render_fingerprint

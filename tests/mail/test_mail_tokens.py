@@ -12,12 +12,11 @@ import pytest
 import time_machine
 from itsdangerous import URLSafeSerializer
 
-from newsletter.errors import TokenError
+from newsletter.errors import ExpiredTokenError, TokenError
 from newsletter.mail.tokens import (
     UNSUBSCRIBE_SALT,
     ConfirmClaim,
     ConfirmTokens,
-    ExpiredTokenError,
     UnsubscribeClaim,
     UnsubscribeTokens,
     confirm_url,

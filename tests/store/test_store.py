@@ -14,8 +14,8 @@ import pytest
 import time_machine
 from sqlalchemy import Connection, func, select
 
-from newsletter.errors import StoreError
-from newsletter.store import ERASE_HOOKS, AddressError, Consent, Store, open_store
+from newsletter.errors import AddressError, StoreError
+from newsletter.store import ERASE_HOOKS, Consent, Store, open_store
 from newsletter.store.ops import add_suppression
 from newsletter.store.schema import consents, memberships, subscribers, suppressions
 

@@ -8,7 +8,8 @@ import re
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.store.addresses import AddressError, address_hash, normalize_address
+from newsletter.errors import AddressError
+from newsletter.store.addresses import address_hash, normalize_address
 
 TRICKY = [
     "plain@example.com",

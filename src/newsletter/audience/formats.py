@@ -31,8 +31,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from newsletter.errors import StoreError
-from newsletter.store import AddressError, ImportRow, normalize_address
+from newsletter.errors import AddressError, StoreError
+from newsletter.store import ImportRow, normalize_address
 from newsletter.store.ops import validate_list_name
 from newsletter.store.schema import ACTIVE, BOUNCED, COMPLAINED, PENDING, UNSUBSCRIBED
 

@@ -12,13 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from newsletter.compose.folder import (
-    FolderTakenError,
     default_folder,
     is_empty_dir,
     write_issue_folder,
 )
 from newsletter.compose.issue_file import issue_json
-from newsletter.errors import RenderError, SourceError
+from newsletter.errors import FolderTakenError, RenderError, SourceError
 from newsletter.mail.slots import defuse
 from newsletter.models import Article, Issue, Teaser
 from newsletter.render.filters import long_date

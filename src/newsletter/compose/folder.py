@@ -25,7 +25,7 @@ from datetime import date
 from pathlib import Path
 
 from newsletter.compose.issue_file import ISSUE_JSON, decode_issue, issue_json, read_issue_bytes
-from newsletter.errors import RenderError
+from newsletter.errors import FolderTakenError, RenderError
 from newsletter.files import atomic_write, new_temp_dir
 from newsletter.models import Issue
 from newsletter.render.filters import long_date
@@ -55,10 +55,6 @@ class RenderResult:
     folder: Path
     warnings: list[str]
     html_bytes: int
-
-
-class FolderTakenError(RenderError):
-    """The issue folder to create exists already and is not empty."""
 
 
 # --- names -----------------------------------------------------------------------------------

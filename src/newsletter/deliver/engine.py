@@ -73,13 +73,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from newsletter.config import Send
-from newsletter.errors import DeliveryError
+from newsletter.errors import DeliveryError, ServerBusyError
 from newsletter.mail.template import MessageTemplate
 from newsletter.smtp.connection import RetryOnNewConnection, SmtpConnection
 from newsletter.smtp.exchange import Exchange
 from newsletter.smtp.outcome import Outcome, Status
 from newsletter.smtp.ratelimit import RateLimiter
-from newsletter.smtp.session import ServerBusyError
 from newsletter.smtp.settings import SmtpSettings
 from newsletter.store import Store, utcnow
 from newsletter.store.deliveries import DEFERRED, FAILED, QUEUED, SENT, UNKNOWN, Claimed, Result

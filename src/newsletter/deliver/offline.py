@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from newsletter.compose.folder import issue_key
-from newsletter.errors import NewsletterError
+from newsletter.errors import AddressError, NewsletterError
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.outcome import Status
 from newsletter.smtp.settings import smtp_settings
-from newsletter.store import AddressError, normalize_address, open_store_for
+from newsletter.store import normalize_address, open_store_for
 from newsletter.store.campaigns import find_campaign
 from newsletter.store.records import Recipient
 from newsletter.workspace import Workspace

@@ -37,7 +37,7 @@ from typing import Any
 from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous.signer import HMACAlgorithm
 
-from newsletter.errors import TokenError
+from newsletter.errors import ExpiredTokenError, TokenError
 
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe"
 PERSON_SALT = b"newsletter.person:"
@@ -47,10 +47,6 @@ CONFIRM_PATH = "/c/"
 
 _INVALID = "this link is invalid or has been tampered with"
 _INVALID_HINT = "use the link exactly as it appears in the email"
-
-
-class ExpiredTokenError(TokenError):
-    """A correctly signed confirm token older than its time limit."""
 
 
 @dataclass(frozen=True)

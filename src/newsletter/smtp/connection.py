@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 _QUIT_TIMEOUT = 5.0
 
 
+# Not a NewsletterError: a signal caught by the sender, which reconnects; never reaches the CLI.
 class RetryOnNewConnection(Exception):
     """A reused connection died or said 421 before answering anything of a transaction:
     nothing was delivered, so the same transaction may go again on a new connection."""

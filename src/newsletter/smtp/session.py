@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from newsletter.errors import DeliveryError
+from newsletter.errors import DeliveryError, ServerBusyError
 
 from .outcome import reply_text
 from .settings import SMTP_URL_ENV, TLS_IMPLICIT, TLS_NONE, TLS_STARTTLS, SmtpSettings
@@ -25,11 +25,6 @@ from .settings import SMTP_URL_ENV, TLS_IMPLICIT, TLS_NONE, TLS_STARTTLS, SmtpSe
 log = logging.getLogger(__name__)
 
 OnSocket = Callable[[socket.socket], None]
-
-
-class ServerBusyError(DeliveryError):
-    """The server answered the greeting with a 4xx ("421 too many connections", "421
-    restarting"): no session now, which says nothing about our messages or login."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ keys on ``sha256(normalised address)`` so an erased address stays blocked.
 # importing them registers their erase hooks
 from newsletter.store import bounce_reports as _bounce_reports  # noqa: F401
 from newsletter.store import ledger_privacy as _ledger_privacy  # noqa: F401
-from newsletter.store.addresses import AddressError, address_hash, normalize_address
+from newsletter.store.addresses import address_hash, normalize_address
 from newsletter.store.engine import open_store, open_store_for, upgrade_schema
 from newsletter.store.privacy import ERASE_HOOKS
 from newsletter.store.records import (
@@ -45,7 +45,6 @@ from newsletter.store.subscribing import PendingResult
 
 __all__ = [
     "ERASE_HOOKS",
-    "AddressError",
     "BatchResult",
     "Consent",
     "ImportRow",

@@ -26,11 +26,7 @@ try:  # the library's own local-part rules; not its documented API, so only a sp
 except ImportError:  # pragma: no cover - a future layout: every address takes the full path
     validate_email_local_part = None  # type: ignore[assignment]
 
-from newsletter.errors import StoreError
-
-
-class AddressError(StoreError):
-    """A string is not a usable email address."""
+from newsletter.errors import AddressError
 
 
 def normalize_address(raw: str) -> str:

@@ -23,9 +23,9 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.errors import NewsletterError, TokenError
-from newsletter.mail.tokens import ConfirmTokens, ExpiredTokenError, confirm_url
-from newsletter.store import AddressError, Consent, PendingResult, normalize_address
+from newsletter.errors import AddressError, ExpiredTokenError, NewsletterError, TokenError
+from newsletter.mail.tokens import ConfirmTokens, confirm_url
+from newsletter.store import Consent, PendingResult, normalize_address
 from newsletter.store.confirmations import SEND, claim_confirmation_mail
 from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
 from newsletter.web import challenge as ch

@@ -18,8 +18,9 @@ from typing import Any
 
 from newsletter.audience.bounces.classify import Classification, Kind, classify
 from newsletter.audience.bounces.parse import original_key
+from newsletter.errors import AddressError
 from newsletter.mail.settings import MessageSettings
-from newsletter.store import AddressError, Store, utcnow
+from newsletter.store import Store, utcnow
 from newsletter.store.bounce_reports import BounceEvent, record_bounce
 from newsletter.workspace import Workspace
 

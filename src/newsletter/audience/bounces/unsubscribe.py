@@ -42,10 +42,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from newsletter.audience.bounces.parse import first_header, header_values, mail_addresses
-from newsletter.errors import TokenError
+from newsletter.errors import AddressError, TokenError
 from newsletter.mail.settings import MessageSettings
 from newsletter.mail.tokens import UnsubscribeTokens
-from newsletter.store import AddressError, Consent, Store
+from newsletter.store import Consent, Store
 from newsletter.store.unsubscribe_requests import record_request, request_seen
 from newsletter.workspace import Workspace
 

@@ -56,6 +56,7 @@ class Fetched:
     body: bytes
 
 
+# Not a NewsletterError: caught in this module, which raises the SourceError it describes.
 class _Stop(Exception):
     """Ends a fetch early with the reason and hint for its SourceError."""
 
