@@ -32,7 +32,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Connection,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -47,7 +46,15 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.store.ops import SUPPRESS_ACTION, consent_row, record_consents, suppress_subscriber
 from newsletter.store.privacy import DESCRIBE_HOOKS, ERASE_HOOKS, iso
 from newsletter.store.records import Consent, utcnow
-from newsletter.store.schema import BOUNCED, COMPLAINED, UtcDateTime, metadata, subscribers
+from newsletter.store.schema import (
+    BOUNCED,
+    COMPLAINED,
+    UtcDateTime,
+    metadata,
+    sql_in,
+    subscriber_ref,
+    subscribers,
+)
 from newsletter.store.subscribers import Store
 
 log = logging.getLogger(__name__)
@@ -62,12 +69,7 @@ bounce_reports = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("report_key", String(64), nullable=False, unique=True),
-    Column(
-        "subscriber_id",
-        Integer,
-        ForeignKey("subscribers.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    subscriber_ref(nullable=False),
     Column("kind", String(16), nullable=False),
     # the enhanced status code of a bounce (5.1.1), the feedback type of a complaint
     Column("status", String(32), nullable=False),
@@ -76,7 +78,7 @@ bounce_reports = Table(
     Column("detail", JSON, nullable=True),
     # hash of the returned message's Message-ID, else report_key (0005 sets it on old rows)
     Column("original_key", String(64), nullable=True),
-    CheckConstraint("kind IN ('hard', 'soft', 'complaint')", name="kind"),
+    CheckConstraint(sql_in("kind", REPORT_KINDS), name="kind"),
     # counting one subscriber's recent soft bounces reads only this index
     Index("ix_bounce_reports_subscriber_kind_at", "subscriber_id", "kind", "reported_at"),
 )

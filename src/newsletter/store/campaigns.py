@@ -36,9 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.store.deliveries import DEFERRED, QUEUED, SENDING, deliveries, sql_in
+from newsletter.store.deliveries import DEFERRED, QUEUED, SENDING, deliveries
 from newsletter.store.lease import RUNNING, LeaseColumns, holder_is_dead, take, update_if_held
-from newsletter.store.schema import UtcDateTime, lists, metadata
+from newsletter.store.schema import UtcDateTime, lists, metadata, sql_in
 from newsletter.store.subscribers import Store
 
 STOPPED = "stopped"

@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
 )
 
-from newsletter.store.schema import UtcDateTime, metadata
+from newsletter.store.schema import UtcDateTime, metadata, sql_in, subscriber_ref
 
 # delivery statuses
 QUEUED = "queued"
@@ -48,22 +48,12 @@ UNKNOWN = "unknown"
 DELIVERY_STATUSES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, SKIPPED, UNKNOWN)
 
 
-def sql_in(column: str, values: tuple[str, ...]) -> str:
-    """A CHECK constraint's text: ``column`` is one of ``values``."""
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 deliveries = Table(
     "deliveries",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
-    Column(
-        "subscriber_id",
-        Integer,
-        ForeignKey("subscribers.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    subscriber_ref(nullable=False),
     # the address the message went to (NULL once the subscriber is erased)
     Column("email", String(320), nullable=True),
     Column("status", String(16), nullable=False),

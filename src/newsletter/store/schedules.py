@@ -39,7 +39,7 @@ from sqlalchemy import (
 from newsletter.errors import StoreError
 from newsletter.store.lease import RUNNING, LeaseColumns, renew, take, update_if_held
 from newsletter.store.records import utcnow
-from newsletter.store.schema import UtcDateTime, metadata
+from newsletter.store.schema import UtcDateTime, metadata, sql_in
 from newsletter.store.subscribers import Store
 
 SCHEDULED = "scheduled"
@@ -68,9 +68,7 @@ schedules = Table(
     Column("finished_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("note", Text, nullable=False, default=""),
-    CheckConstraint(
-        "state IN (" + ", ".join(f"'{state}'" for state in SCHEDULE_STATES) + ")", name="state"
-    ),
+    CheckConstraint(sql_in("state", SCHEDULE_STATES), name="state"),
     # the scheduler asks "what is scheduled and due?" every few seconds
     Index("ix_schedules_state_due_at", "state", "due_at"),
 )

@@ -129,9 +129,18 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
+def sql_in(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK constraint's text: ``column`` is one of ``values``."""
     quoted = ", ".join(f"'{value}'" for value in values)
     return f"{column} IN ({quoted})"
+
+
+def subscriber_ref(**options: Any) -> Column[int]:
+    """The ``subscriber_id`` column of a table whose rows go when their subscriber row goes
+    (``options``: nullable=, primary_key=)."""
+    return Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), **options
+    )
 
 
 subscribers = Table(
@@ -144,7 +153,7 @@ subscribers = Table(
     Column("status", String(16), nullable=False, default=ACTIVE),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    CheckConstraint(_in("status", SUBSCRIBER_STATUSES), name="status"),
+    CheckConstraint(sql_in("status", SUBSCRIBER_STATUSES), name="status"),
     Index("ix_subscribers_status_id", "status", "id"),
     # an id is never handed out twice (links and VERP addresses carry it)
     sqlite_autoincrement=True,
@@ -161,18 +170,13 @@ lists = Table(
 memberships = Table(
     "memberships",
     metadata,
-    Column(
-        "subscriber_id",
-        Integer,
-        ForeignKey("subscribers.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    subscriber_ref(primary_key=True),
     Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("confirmed_at", UtcDateTime, nullable=True),
-    CheckConstraint(_in("status", MEMBERSHIP_STATUSES), name="status"),
+    CheckConstraint(sql_in("status", MEMBERSHIP_STATUSES), name="status"),
     # The sender walks one list's active members in id order: this index answers it alone.
     Index("ix_memberships_list_status_subscriber", "list_id", "status", "subscriber_id"),
 )
@@ -181,12 +185,7 @@ consents = Table(
     "consents",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column(
-        "subscriber_id",
-        Integer,
-        ForeignKey("subscribers.id", ondelete="CASCADE"),
-        nullable=True,
-    ),
+    subscriber_ref(nullable=True),
     Column("list_id", Integer, ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
     Column("action", String(32), nullable=False),
     Column("source", String(16), nullable=False),
@@ -205,5 +204,5 @@ suppressions = Table(
     Column("email_hash", String(64), primary_key=True),
     Column("reason", String(16), nullable=False),
     Column("at", UtcDateTime, nullable=False),
-    CheckConstraint(_in("reason", SUPPRESSION_REASONS), name="reason"),
+    CheckConstraint(sql_in("reason", SUPPRESSION_REASONS), name="reason"),
 )
