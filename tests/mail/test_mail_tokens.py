@@ -14,6 +14,8 @@ from itsdangerous import URLSafeSerializer
 
 from newsletter.errors import ExpiredTokenError, TokenError
 from newsletter.mail.tokens import (
+    MAX_TOKEN_LENGTH,
+    TEST_COPY_ID,
     UNSUBSCRIBE_SALT,
     ConfirmClaim,
     ConfirmTokens,
@@ -125,6 +127,20 @@ def test_payload_of_wrong_shape_is_refused_even_when_signed() -> None:
     for payload in ([1], [1, 2, 3, 4], {"s": 1}, ["a", 1], [-1, 2], [True, 1]):
         with pytest.raises(TokenError):
             read_unsubscribe_token(KEYS, reference.dumps(payload))
+
+
+def test_a_token_far_longer_than_ours_is_refused_unread() -> None:
+    good = make_unsubscribe_token(KEYS, 42, 3, 7, email="a@example.org")
+    assert len(good) < MAX_TOKEN_LENGTH
+    padded = good + "A" * MAX_TOKEN_LENGTH
+    assert _error_text(padded) == _error_text("not-a-token")
+    with pytest.raises(TokenError):
+        read_confirm_token(KEYS, "A" * (MAX_TOKEN_LENGTH + 1), max_age_seconds=60)
+
+
+def test_only_the_test_copy_ids_make_a_test_copy_claim() -> None:
+    assert read_unsubscribe_token(KEYS, make_unsubscribe_token(KEYS, TEST_COPY_ID, 0)).is_test_copy
+    assert not read_unsubscribe_token(KEYS, make_unsubscribe_token(KEYS, 0, 1)).is_test_copy
 
 
 def test_token_from_31_days_ago_still_works_after_key_rotation() -> None:

@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# itsdangerous tokens of ours are ~40-60 characters; anything far longer is not ours
-MAX_TOKEN_LENGTH = 256
 # worker threads reading the database at once, plus one writer (SQLAlchemy's pool keeps 5)
 READ_THREADS = 4
 

@@ -31,7 +31,6 @@ from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
 from newsletter.web import challenge as ch
 from newsletter.web import pages as p
 from newsletter.web.context import (
-    MAX_TOKEN_LENGTH,
     SECURITY_HEADERS,
     Member,
     WebContext,
@@ -241,8 +240,6 @@ class SignUp:
 
         Reads the database: call it from a worker thread.
         """
-        if len(token) > MAX_TOKEN_LENGTH:
-            return None
         try:
             claim = self.tokens.read(token, max_age_seconds=self.pending_max_age)
         except ExpiredTokenError:

@@ -44,7 +44,7 @@ from urllib.parse import unquote
 from newsletter.audience.bounces.parse import first_header, header_values, mail_addresses
 from newsletter.errors import AddressError, TokenError
 from newsletter.mail.settings import MessageSettings
-from newsletter.mail.tokens import UnsubscribeTokens
+from newsletter.mail.tokens import MAX_TOKEN_LENGTH, UnsubscribeTokens
 from newsletter.store import Consent, Store
 from newsletter.store.unsubscribe_requests import record_request, request_seen
 from newsletter.workspace import Workspace
@@ -56,8 +56,6 @@ _SUBJECT = re.compile(r"\s*(?:(?:re|fwd?|aw|wg)\s*:\s*)*unsubscribe(?:\s+(.*))?$
 # an itsdangerous token: base64url payload "." base64url signature
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _WORD_EDGES = "<>()[]\"',;:."  # punctuation a person may type around a token
-MAX_TOKEN_LENGTH = 256  # ours are about 40 characters; longer words are not tokens
-TEST_COPY_ID = 0  # subscriber and list id in the token of a test copy
 
 
 @dataclass(frozen=True)
@@ -176,7 +174,7 @@ def _by_token(
             claim = tokens.read(token)
         except TokenError:
             continue
-        if claim.subscriber_id == claim.list_id == TEST_COPY_ID:
+        if claim.is_test_copy:
             log.info("%s: unsubscribe request from a test copy, nothing to do", origin)
             return RequestOutcome(RequestResult.UNCHANGED)
         list_name = _list_of(store, claim.subscriber_id, claim.list_id)
