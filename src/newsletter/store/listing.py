@@ -8,8 +8,8 @@ status is active and whose address is not on the suppression list.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from typing import Any
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, case, exists, func, select
 
@@ -30,6 +30,8 @@ from newsletter.store.schema import (
     subscribers,
     suppressions,
 )
+
+T = TypeVar("T")
 
 
 class Listing(StoreBase):
@@ -76,23 +78,17 @@ class Listing(StoreBase):
         """
         with self.read() as conn:
             list_id = self._require_list(conn, list_name)
-        last = after_id
-        while True:
-            with self.read() as conn:
-                query = (
-                    _sendable(list_id)
-                    .where(memberships.c.subscriber_id > last)
-                    .order_by(memberships.c.subscriber_id)
-                    .limit(batch_size)
-                )
-                rows = conn.execute(query).all()
-                suppressed = _suppressed_hashes(conn, [row.email for row in rows])
+        pages = self._keyset_pages(
+            lambda conn: _sendable(list_id),
+            memberships.c.subscriber_id,
+            lambda conn, rows: _suppressed_hashes(conn, [row.email for row in rows]),
+            after=after_id,
+            batch_size=batch_size,
+        )
+        for rows, suppressed in pages:
             for row in rows:
                 if address_hash(row.email) not in suppressed:
                     yield Recipient(row.id, row.email, row.name, row.attributes or {}, list_id)
-            if len(rows) < batch_size:
-                return
-            last = rows[-1].id
 
     def count(self, *, list_name: str | None = None, status: str | None = None) -> int:
         """How many subscribers (on ``list_name``, with effective ``status``); erased excluded."""
@@ -108,22 +104,15 @@ class Listing(StoreBase):
         batch_size: int = 2000,
     ) -> Iterator[Subscriber]:
         """Stream subscribers (filtered like ``count``) with their memberships, in id order."""
-        last = 0
-        while True:
-            with self.read() as conn:
-                query = (
-                    self._filtered(conn, list_name, status)
-                    .where(subscribers.c.id > last)
-                    .order_by(subscribers.c.id)
-                    .limit(batch_size)
-                )
-                rows = conn.execute(query).all()
-                member_of = memberships_of(conn, [row.id for row in rows])
+        pages = self._keyset_pages(
+            lambda conn: self._filtered(conn, list_name, status),
+            subscribers.c.id,
+            lambda conn, rows: memberships_of(conn, [row.id for row in rows]),
+            batch_size=batch_size,
+        )
+        for rows, member_of in pages:
             for row in rows:
                 yield subscriber_from_row(row, member_of.get(row.id, ()))
-            if len(rows) < batch_size:
-                return
-            last = rows[-1].id
 
     def _list_names(self, conn: Connection) -> dict[int, str]:
         return {list_id: name for list_id, name in conn.execute(select(lists.c.id, lists.c.name))}
@@ -140,31 +129,34 @@ class Listing(StoreBase):
         What export and listing need for a million rows: one keyset query per
         batch plus one for its memberships, no per-membership timestamps.
         """
-        last = 0
         names: dict[int, str] = {}
-        while True:
-            with self.read() as conn:
-                if not names:
-                    names = self._list_names(conn)
-                query = (
-                    self._filtered(conn, list_name, status)
-                    .where(subscribers.c.id > last)
-                    .order_by(subscribers.c.id)
-                    .limit(batch_size)
+
+        def list_statuses(conn: Connection, rows: list[Any]) -> dict[int, dict[str, str]]:
+            """subscriber id -> {list name: status} for the ids of ``rows``."""
+            nonlocal names
+            if not names:
+                names = self._list_names(conn)
+            member_of: dict[int, dict[str, str]] = {}
+            if rows:
+                # an id range, not IN (thousands of ids): the primary key answers it
+                found = conn.execute(
+                    select(
+                        memberships.c.subscriber_id, memberships.c.list_id, memberships.c.status
+                    ).where(memberships.c.subscriber_id.between(rows[0][0], rows[-1][0]))
                 )
-                rows = conn.execute(query).all()
-                member_of: dict[int, dict[str, str]] = {}
-                if rows:
-                    # an id range, not IN (thousands of ids): the primary key answers it
-                    found = conn.execute(
-                        select(
-                            memberships.c.subscriber_id, memberships.c.list_id, memberships.c.status
-                        ).where(memberships.c.subscriber_id.between(rows[0][0], rows[-1][0]))
-                    )
-                    for subscriber_id, list_id, list_status in found.all():
-                        if list_id not in names:  # a list created since the first batch
-                            names = self._list_names(conn)
-                        member_of.setdefault(subscriber_id, {})[names[list_id]] = list_status
+                for subscriber_id, list_id, list_status in found.all():
+                    if list_id not in names:  # a list created since the first batch
+                        names = self._list_names(conn)
+                    member_of.setdefault(subscriber_id, {})[names[list_id]] = list_status
+            return member_of
+
+        pages = self._keyset_pages(
+            lambda conn: self._filtered(conn, list_name, status),
+            subscribers.c.id,
+            list_statuses,
+            batch_size=batch_size,
+        )
+        for rows, member_of in pages:
             # positional unpacking: select(subscribers) yields the columns in table order
             for sid, email, name, attributes, state, created, updated in rows:
                 on = member_of.get(sid, {})
@@ -178,6 +170,30 @@ class Listing(StoreBase):
                     updated,
                     dict(sorted(on.items())) if len(on) > 1 else on,
                 )
+
+    def _keyset_pages(
+        self,
+        query: Callable[[Connection], Select[Any]],
+        key: ColumnElement[int],
+        extra: Callable[[Connection, list[Any]], T],
+        *,
+        after: int = 0,
+        batch_size: int,
+    ) -> Iterator[tuple[list[Any], T]]:
+        """(rows, ``extra(conn, rows)``) a batch at a time: ``query(conn)`` past ``after`` in
+        ``key`` order (the rows' first column), each batch in its own short read.
+
+        Keyset paging holds no transaction open between batches, so a long reader
+        (a send, an export) sees what changed meanwhile and blocks no writer.
+        """
+        last = after
+        while True:
+            with self.read() as conn:
+                rows = list(
+                    conn.execute(query(conn).where(key > last).order_by(key).limit(batch_size))
+                )
+                found = extra(conn, rows)
+            yield rows, found
             if len(rows) < batch_size:
                 return
             last = rows[-1][0]
