@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import Message
@@ -125,24 +125,45 @@ def classify(
     if message.get_content_type() != "multipart/report":
         return base
     report_type = str(message.get_param("report-type", "") or "").strip().lower()
-    parts = list(subparts(message))
+    report = _Report(
+        message, list(subparts(message)), base, tuple(keys), bounce_address, envelope_recipient
+    )
     if report_type == "delivery-status":
-        return _classify_dsn(message, parts, base, keys, bounce_address, envelope_recipient)
+        return _classify_dsn(report)
     if report_type == "feedback-report":
-        return _classify_arf(message, parts, base, keys, bounce_address, envelope_recipient)
+        return _classify_arf(report)
     return base
 
 
-def _classify_dsn(
-    message: Message,
-    parts: list[Message],
-    base: Classification,
-    keys: Sequence[str],
-    bounce_address: str,
-    envelope_recipient: str | None,
-) -> Classification:
+@dataclass(frozen=True)
+class _Report:
+    """A ``multipart/report`` being read: the message and its parts, what is known of it
+    so far (``base``), and what its signed references are checked against."""
+
+    message: Message
+    parts: list[Message]
+    base: Classification
+    keys: tuple[str, ...]
+    bounce_address: str
+    envelope_recipient: str | None
+
+    def verp(self, addresses: Iterable[str]) -> list[tuple[str, int | None]]:
+        """The references of ``addresses`` in the shape of our VERP addresses."""
+        return verp_references(addresses, self.keys, self.bounce_address)
+
+    def delivered_to(self) -> list[tuple[str, int | None]]:
+        """The VERP references of where the report itself was delivered."""
+        return self.verp(recipients(self.message, self.envelope_recipient))
+
+    def tokens(self, original: Message | None) -> list[tuple[str, int | None]]:
+        """The references of our unsubscribe links in the attached original's headers."""
+        return token_references(original, self.keys)
+
+
+def _classify_dsn(report: _Report) -> Classification:
     """RFC 3464: the most severe per-recipient block decides."""
-    status_part = part_of_type(parts, "message/delivery-status")
+    base = report.base
+    status_part = part_of_type(report.parts, "message/delivery-status")
     if status_part is None:
         return base
     blocks = [block for block in header_blocks(status_part) if first_header(block, "Action")]
@@ -151,11 +172,8 @@ def _classify_dsn(
     kind, block = max(
         ((_recipient_kind(block), block) for block in blocks), key=lambda kb: _SEVERITY[kb[0]]
     )
-    original = attached_headers(parts)
-    references = [
-        *verp_references(recipients(message, envelope_recipient), keys, bounce_address),
-        *token_references(original, keys),
-    ]
+    original = attached_headers(report.parts)
+    references = [*report.delivered_to(), *report.tokens(original)]
     addresses = [
         *_typed_addresses(first_header(block, "Final-Recipient")),
         *_typed_addresses(first_header(block, "Original-Recipient")),
@@ -172,16 +190,10 @@ def _classify_dsn(
     )
 
 
-def _classify_arf(
-    message: Message,
-    parts: list[Message],
-    base: Classification,
-    keys: Sequence[str],
-    bounce_address: str,
-    envelope_recipient: str | None,
-) -> Classification:
+def _classify_arf(report: _Report) -> Classification:
     """RFC 5965: a feedback report about our attached message."""
-    report_part = part_of_type(parts, "message/feedback-report")
+    base = report.base
+    report_part = part_of_type(report.parts, "message/feedback-report")
     if report_part is None:
         return base
     fields = next(iter(header_blocks(report_part)), None)
@@ -189,14 +201,14 @@ def _classify_arf(
         return base
     feedback_type = first_header(fields, "Feedback-Type").strip().lower()
     kind = Kind.COMPLAINT if feedback_type in _COMPLAINT_TYPES else Kind.NO_ACTION
-    original = attached_headers(parts)
+    original = attached_headers(report.parts)
     senders = [*header_values(fields, "Original-Mail-From")]
     if original is not None:
         senders += header_values(original, "Return-Path")
     references = [
-        *token_references(original, keys),
-        *verp_references(mail_addresses(senders), keys, bounce_address),
-        *verp_references(recipients(message, envelope_recipient), keys, bounce_address),
+        *report.tokens(original),
+        *report.verp(mail_addresses(senders)),
+        *report.delivered_to(),
     ]
     addresses = mail_addresses(header_values(fields, "Original-Rcpt-To"))
     if original is not None:
