@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.store.deliveries import DEFERRED, QUEUED, SENDING, deliveries
-from newsletter.store.lease import RUNNING, LeaseColumns, holder_is_dead, take, update_if_held
+from newsletter.store.lease import RUNNING, LeaseColumns, read_lease, release, take
 from newsletter.store.schema import UtcDateTime, lists, metadata, sql_in
 from newsletter.store.subscribers import Store
 
@@ -170,28 +170,18 @@ def acquire(
     (read earlier, maybe before the holder took it).
     """
     with store.write() as conn:
-        row = conn.execute(
-            select(campaigns.c.state, campaigns.c.runner, campaigns.c.heartbeat_at).where(
-                campaigns.c.id == campaign.id
-            )
-        ).first()
-        if row is None:
+        lease = read_lease(conn, CAMPAIGN_LEASE, campaign.id, stale)
+        if lease is None:
             return ""
-        state, current, beat = row
-        if state == RUNNING and current != runner:
-            fresh = beat is not None and beat >= stale
-            if fresh and not holder_is_dead(current):
-                return str(current or "")
-        same_runner = (
-            campaigns.c.runner.is_(None) if current is None else campaigns.c.runner == current
-        )
+        if lease.held_elsewhere(runner):
+            return str(lease.holder or "")
         taken = take(
             conn,
             CAMPAIGN_LEASE,
             campaign.id,
             runner,
             now,
-            where=[campaigns.c.state == state, same_runner],
+            where=lease.unchanged(CAMPAIGN_LEASE),
             started_at=func.coalesce(campaigns.c.started_at, now),
             updated_at=now,
         )
@@ -211,10 +201,10 @@ def release_campaign(
             .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == SENDING)
             .values(status=QUEUED, updated_at=now)
         )
-        values: dict[str, Any] = {"state": state, "runner": None, "updated_at": now}
+        values: dict[str, Any] = {"updated_at": now}
         if state == FINISHED:
             values["finished_at"] = now
-        update_if_held(conn, CAMPAIGN_LEASE, campaign_id, runner, **values)
+        release(conn, CAMPAIGN_LEASE, campaign_id, runner, state, **values)
 
 
 def mark_enqueued(conn: Connection, campaign_id: int, now: datetime) -> None:

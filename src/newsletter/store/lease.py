@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Connection, Table, func, update
+from sqlalchemy import Column, ColumnElement, Connection, Table, func, select, update
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,40 @@ class LeaseColumns:
             self.state == RUNNING,
             self.holder == holder[:HOLDER_LENGTH],
         ]
+
+
+@dataclass(frozen=True)
+class LeaseReading:
+    """A lease as read inside a write transaction: its state, its holder, and whether the
+    holder gave a sign of life since the stale limit (``fresh``)."""
+
+    state: str
+    holder: str | None
+    fresh: bool
+
+    def held_elsewhere(self, holder: str) -> bool:
+        """Whether a live process other than ``holder`` holds it: running, fresh, and not
+        a process of this host that no longer exists."""
+        if self.state != RUNNING or self.holder == holder:
+            return False
+        return self.fresh and not holder_is_dead(self.holder)
+
+    def unchanged(self, lease: LeaseColumns) -> list[ColumnElement[bool]]:
+        """SQL conditions: the lease still has the state and holder read (for ``take``)."""
+        same_holder = lease.holder.is_(None) if self.holder is None else lease.holder == self.holder
+        return [lease.state == self.state, same_holder]
+
+
+def read_lease(
+    conn: Connection, lease: LeaseColumns, row_id: int, stale_before: datetime
+) -> LeaseReading | None:
+    """The lease of row ``row_id`` as it is now, or None when there is no such row."""
+    row = conn.execute(
+        select(lease.state, lease.holder, lease.last_sign_of_life() >= stale_before).where(
+            lease.table.c.id == row_id
+        )
+    ).first()
+    return None if row is None else LeaseReading(row[0], row[1], bool(row[2]))
 
 
 def holder_name() -> str:
@@ -104,6 +138,21 @@ def update_if_held(
         update(lease.table).where(*lease.held_by(row_id, holder)).values(**values)
     ).rowcount
     return bool(changed == 1)
+
+
+def release(
+    conn: Connection,
+    lease: LeaseColumns,
+    row_id: int,
+    holder: str,
+    state: str,
+    **values: Any,
+) -> bool:
+    """``holder`` lets go of row ``row_id``, leaving it in ``state`` with ``values`` ->
+    whether it still held it (a row taken over meanwhile is left to its new holder)."""
+    return update_if_held(
+        conn, lease, row_id, holder, **{lease.state.name: state, lease.holder.name: None}, **values
+    )
 
 
 def renew(conn: Connection, lease: LeaseColumns, row_id: int, holder: str, now: datetime) -> bool:

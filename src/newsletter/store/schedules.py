@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 
 from newsletter.errors import StoreError
-from newsletter.store.lease import RUNNING, LeaseColumns, renew, take, update_if_held
+from newsletter.store.lease import RUNNING, LeaseColumns, release, renew, take, update_if_held
 from newsletter.store.records import utcnow
 from newsletter.store.schema import UtcDateTime, metadata, sql_in
 from newsletter.store.subscribers import Store
@@ -103,22 +103,8 @@ class ScheduledSend:
 
 
 def _record(row: Any) -> ScheduledSend:
-    return ScheduledSend(
-        id=row.id,
-        issue_dir=row.issue_dir,
-        list_name=row.list_name,
-        due_at=row.due_at,
-        zone=row.zone,
-        state=row.state,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        claimed_by=row.claimed_by,
-        claimed_at=row.claimed_at,
-        heartbeat_at=row.heartbeat_at,
-        finished_at=row.finished_at,
-        attempts=row.attempts,
-        note=row.note,
-    )
+    fields = ScheduledSend.__dataclass_fields__
+    return ScheduledSend(**{name: getattr(row, name) for name in fields})
 
 
 def add_schedule(
@@ -295,9 +281,10 @@ def release_schedule(
     """Hand ``worker``'s running send back to the queue (it stopped part-way on purpose,
     e.g. ``serve`` shutting down) -> True if released. The next tick resumes it if it is
     still within the missed window."""
-    return _update_if_held(
-        store, schedule_id, worker, state=SCHEDULED, note=note, claimed_by=None, updated_at=now
-    )
+    with store.write() as conn:
+        return release(
+            conn, SCHEDULE_LEASE, schedule_id, worker, SCHEDULED, note=note, updated_at=now
+        )
 
 
 def mark_missed(store: Store, scheduled: ScheduledSend, note: str, now: datetime) -> bool:
