@@ -20,7 +20,6 @@ import hmac
 import logging
 import secrets
 import socket
-import threading
 from collections.abc import AsyncIterator, Callable, Collection
 from importlib import resources
 from typing import Any
@@ -38,7 +37,7 @@ from newsletter.preview.checks import check_links
 from newsletter.preview.page import frame_document, snapshot_json
 from newsletter.preview.state import PreviewState
 from newsletter.preview.watch import Watcher
-from newsletter.web.listen import bind_socket
+from newsletter.web.listen import BackgroundServer, bind_socket
 
 log = logging.getLogger(__name__)
 
@@ -233,13 +232,16 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-class PreviewServer:
+class PreviewServer(BackgroundServer):
     """A preview of ``state`` served on ``host``:``port`` (0 = a free port).
 
     The socket is bound on construction (NewsletterError if the port is taken), so
     ``url`` is final at once. ``ready`` is set once the first render is done and the
     files are watched; ``on_ready`` is called at that moment, in the server's thread.
     """
+
+    thread_name = "preview-server"
+    join_seconds = GRACEFUL_SHUTDOWN_SECONDS + 5
 
     def __init__(
         self,
@@ -249,10 +251,9 @@ class PreviewServer:
         port: int = 0,
         on_ready: Callable[[str], None] | None = None,
     ) -> None:
+        super().__init__(on_ready)
         self._socket = bind_socket(host, port)
         self.url = f"http://{host}:{self._socket.getsockname()[1]}/"
-        self.ready = threading.Event()
-        self._on_ready = on_ready
         port = self._socket.getsockname()[1]
         self.app = PreviewApp(
             state,
@@ -268,12 +269,6 @@ class PreviewServer:
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         self._server = _Server(config, self.app.hub)
-        self._thread: threading.Thread | None = None
-
-    def _announce(self) -> None:
-        self.ready.set()
-        if self._on_ready is not None:
-            self._on_ready(self.url)
 
     def run(self) -> None:
         """Serve until Ctrl-C or ``stop()``; returns normally either way."""
@@ -284,18 +279,3 @@ class PreviewServer:
             log.info("preview stopped")
         finally:
             self._socket.close()
-
-    def start_in_thread(self, timeout: float = 30.0) -> None:
-        """Serve from a background thread; returns once ``ready`` (tests and benchmarks)."""
-        self._thread = threading.Thread(target=self.run, name="preview-server", daemon=True)
-        self._thread.start()
-        if not self.ready.wait(timeout):
-            self.stop()
-            raise RuntimeError(f"preview server not ready after {timeout} s")
-
-    def stop(self) -> None:
-        """Ask the server to shut down (from any thread) and wait for a background thread."""
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=GRACEFUL_SHUTDOWN_SECONDS + 5)
-            self._thread = None

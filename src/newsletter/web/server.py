@@ -30,7 +30,7 @@ from newsletter.web.connections import (
     guarded_protocol,
     limit_repeats,
 )
-from newsletter.web.listen import bind_socket
+from newsletter.web.listen import BackgroundServer, bind_socket
 from newsletter.web.mail import Postman
 from newsletter.workspace import Workspace
 
@@ -138,13 +138,15 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
-class ServeServer:
+class ServeServer(BackgroundServer):
     """``newsletter serve`` for ``ws`` on ``host``:``port`` (0 = a free port).
 
     ``url`` is the local address it listens on; ``public_url`` the base URL its links
     use. ``scheduler=False`` serves pages only (benchmarks, tests). ``ready`` is set once
     uvicorn accepts connections.
     """
+
+    thread_name = "serve"
 
     def __init__(
         self,
@@ -157,6 +159,7 @@ class ServeServer:
         scheduler: bool = True,
         runner: SendRunner | None = None,
     ) -> None:
+        super().__init__()
         self.ws = ws
         self._own_store = store is None
         self.store = store or open_store_for(ws)
@@ -197,10 +200,7 @@ class ServeServer:
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
-        self.ready = threading.Event()
-        self._on_ready: Callable[[str], None] | None = None
         self._server = _Server(config, self._announce)
-        self._thread: threading.Thread | None = None
 
     def run(self, on_ready: Callable[[str], None] | None = None) -> None:
         """Serve until Ctrl-C or ``stop()``; returns normally either way."""
@@ -220,31 +220,10 @@ class ServeServer:
             self._release()
 
     def _release(self) -> None:
+        """Give back the socket, and the store if it is ours."""
         self._socket.close()
         if self._own_store:
             self.store.close()
-
-    def _announce(self) -> None:
-        self.ready.set()
-        if self._on_ready is not None:
-            self._on_ready(self.url)
-
-    def start_in_thread(self, timeout: float = 30.0) -> None:
-        """Serve from a background thread; returns once accepting connections."""
-        self._thread = threading.Thread(target=self.run, name="serve", daemon=True)
-        self._thread.start()
-        if not self.ready.wait(timeout):
-            self.stop()
-            raise RuntimeError(f"serve not ready after {timeout} s")
-
-    def stop(self) -> None:
-        """Ask the server to shut down (from any thread) and wait for a background thread."""
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        else:  # never served: give back the socket (and the store if it is ours)
-            self._release()
 
 
 def run_server(
