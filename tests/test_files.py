@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.files import atomic_write, atomic_writer
+from newsletter.errors import ConfigError
+from newsletter.files import atomic_write, atomic_writer, read_bytes
 
 
 def _mode(path: Path) -> int:
@@ -43,3 +44,12 @@ def test_an_error_leaves_the_old_file_and_no_temporary_one(tmp_path: Path) -> No
         raise RuntimeError("disk full")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]
+
+
+def test_read_bytes_names_the_file_and_the_hint_when_missing(tmp_path: Path) -> None:
+    (tmp_path / "there.txt").write_bytes(b"abc")
+    assert read_bytes(tmp_path / "there.txt", ConfigError, missing_hint="make it") == b"abc"
+    with pytest.raises(ConfigError, match=r"missing.txt: not found \(make it\)"):
+        read_bytes(tmp_path / "missing.txt", ConfigError, missing_hint="make it")
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_bytes(tmp_path, ConfigError, missing_hint="make it")

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from newsletter.errors import ConfigError
+from newsletter.files import read_bytes
 
 CONFIG_FILE = "newsletter.toml"
 
@@ -267,14 +268,9 @@ def parse_config(
 
 def load_config(path: Path, environ: dict[str, str] | None = None) -> ConfigModel:
     """Read and validate the TOML file at ``path`` -> ConfigModel, or raise ConfigError."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: not found", hint="run inside a workspace or create newsletter.toml"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    raw = read_bytes(
+        path, ConfigError, missing_hint="run inside a workspace or create newsletter.toml"
+    )
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

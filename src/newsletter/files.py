@@ -1,4 +1,5 @@
-"""Files that are either whole or untouched: ``atomic_write`` and ``atomic_writer``.
+"""Files that are either whole or untouched: ``atomic_write`` and ``atomic_writer``; and
+``read_bytes``, reading a file a person is told about when it is missing or unreadable.
 
 Every file the project writes for a person or another process to read (issue parts,
 exports, dry-run messages, the outbox) goes through here: the bytes go to a temporary
@@ -19,6 +20,19 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal, overload
+
+from newsletter.errors import NewsletterError
+
+
+def read_bytes(path: Path, error: type[NewsletterError], *, missing_hint: str) -> bytes:
+    """The bytes of ``path``; ``error`` naming it when it is missing (with ``missing_hint``)
+    or cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: not found", hint=missing_hint) from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def new_temp_file(folder: Path, name: str) -> Path:

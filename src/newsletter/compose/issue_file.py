@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from newsletter.errors import RenderError
+from newsletter.files import read_bytes
 from newsletter.models import Issue
 
 ISSUE_JSON = "issue.json"
@@ -138,15 +139,8 @@ def read_issue_bytes(folder: Path) -> bytes:
             f"{folder}: no such issue folder",
             hint="check the path, or run newsletter compose to make one",
         )
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RenderError(
-            f"{path}: not found", hint="an issue folder is made by newsletter compose"
-        ) from None
-    except OSError as exc:
-        raise RenderError(f"{path}: cannot read ({exc.strerror})") from None
-    return raw
+    hint = "an issue folder is made by newsletter compose"
+    return read_bytes(path, RenderError, missing_hint=hint)
 
 
 def decode_issue(raw: bytes, path: Path) -> Issue:
