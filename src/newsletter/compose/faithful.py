@@ -158,7 +158,7 @@ def _names(text: str) -> list[tuple[str, bool]]:
             if _is_capitalised(word):
                 if not run:
                     run_at_start = index == 0
-                run.append(word.rstrip(",;:!?…"))
+                run.append(word if _ABBREVIATION.fullmatch(word) else word.rstrip(",;:.!?…"))
             if run and (not _is_capitalised(word) or _RUN_BREAK.search(raw)):
                 names.append((" ".join(run), run_at_start))
                 run = []
