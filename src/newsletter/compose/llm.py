@@ -53,6 +53,7 @@ CACHE_DIR = Path(".cache") / "teasers"
 # a small local model's context holds this much article and still has room to answer
 MAX_PROMPT_WORDS = 1500
 MAX_REPLY_BYTES = 256 * 1024
+_FIRST_WORDS = re.compile(rf"\S+(?:\s+\S+){{0,{MAX_PROMPT_WORDS - 1}}}")
 USER_AGENT = f"newsletter/{__version__} (teaser writer)"
 SYSTEM_PROMPT = (
     "You write teasers for an email newsletter. Reply with the teaser only: plain text, "
@@ -73,7 +74,9 @@ _MARKDOWN = (
     (re.compile(r"(\*\*|__|\*|`+)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # emphasis, code
     (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),
 )
-_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "«": "»", "„": "“"}
+# models mix straight and curly quotes, so any opening one pairs with any closing one
+_OPENING_QUOTES = "\"'“‘«„"
+_CLOSING_QUOTES = "\"'”’»“"
 
 
 class LlmError(Exception):
@@ -209,8 +212,9 @@ class LlmTeasers:
 
 def prompt_messages(article: Article, settings: LlmSettings) -> list[dict[str, str]]:
     """The chat messages asking for ``article``'s teaser (its text cut to a sane size)."""
-    words = article.text.split()
-    text = article.text if len(words) <= MAX_PROMPT_WORDS else " ".join(words[:MAX_PROMPT_WORDS])
+    # cut after the first MAX_PROMPT_WORDS words, keeping the paragraphs' line breaks
+    head = _FIRST_WORDS.match(article.text.strip())
+    text = head.group() if head else article.text.strip()
     instruction = (
         f"Write a teaser of {settings.min_words} to {settings.max_words} words for the "
         "article below, in the language the article is written in. State only what the "
@@ -316,7 +320,7 @@ def clean_reply(reply: str, *, max_words: int) -> str:
 
 def _unquoted(text: str) -> str:
     """``text`` without one pair of quotation marks wrapping all of it."""
-    if len(text) > 1 and _QUOTES.get(text[0]) == text[-1]:
+    if len(text) > 1 and text[0] in _OPENING_QUOTES and text[-1] in _CLOSING_QUOTES:
         inner = text[1:-1].strip()
         # "A" said B "C": the quotes are not one pair around it all
         if text[0] not in inner and text[-1] not in inner:
