@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -102,11 +103,14 @@ def chat() -> Iterator[ChatServer]:
 
 
 def _llm_workspace(root: Path, endpoint: str, *, timeout: float = 10, model: str = "m") -> None:
-    with (root / "newsletter.toml").open("a", encoding="utf-8") as config:
-        config.write(
-            f'\n[summarize]\nengine = "llm"\nendpoint = "{endpoint}"\nmodel = "{model}"\n'
-            f"timeout_seconds = {timeout}\n"
-        )
+    """Set the workspace's [summarize] section to ask ``endpoint``."""
+    path = root / "newsletter.toml"
+    text = re.sub(r"^\[summarize\]\n(?:[^\[].*\n|\n)*", "", path.read_text("utf-8"), flags=re.M)
+    path.write_text(
+        f'{text}\n[summarize]\nengine = "llm"\nendpoint = "{endpoint}"\nmodel = "{model}"\n'
+        f"timeout_seconds = {timeout}\n",
+        encoding="utf-8",
+    )
 
 
 @pytest.fixture
