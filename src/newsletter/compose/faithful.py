@@ -114,6 +114,7 @@ def _date_matches(text: str) -> list[tuple[str, Date]]:
 
 
 def _dates(text: str) -> set[Date]:
+    """Every date written in ``text``, as (year or None, month, day)."""
     return {date for _, date in _date_matches(text)}
 
 
@@ -141,6 +142,7 @@ def _words(text: str) -> list[str]:
 
 
 def _is_capitalised(word: str) -> bool:
+    """Whether ``word``'s first letter or digit is a capital (never the pronoun "I")."""
     letters = [char for char in word if char.isalnum()]
     # "I" and "I'm" are capitalised in every sentence; they name nobody
     pronoun = word == "I" or word.startswith(("I'", "I’"))

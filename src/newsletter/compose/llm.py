@@ -245,6 +245,8 @@ def ask_chat(settings: LlmSettings, messages: list[dict[str, str]]) -> str:
 
 
 async def _post_within(settings: LlmSettings, messages: list[dict[str, str]]) -> str:
+    """The POST itself: request body and headers in, the reply's text out (LlmError,
+    httpx errors or TimeoutError else)."""
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     if settings.api_key:
         headers["Authorization"] = f"Bearer {settings.api_key}"
