@@ -43,6 +43,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "NEWSLETTER_SECRET_KEY",
         "NEWSLETTER_BASE_URL",
         "NEWSLETTER_DKIM_KEY",
+        "NEWSLETTER_LLM_API_KEY",
         "NEWSLETTER_WORKSPACE",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -109,6 +109,7 @@ def test_the_gitignore_keeps_issues_and_ignores_local_state(tmp_path: Path) -> N
         "subscribers/.secret_key",
         "outbox/1.eml",
         ".venv/bin/python",
+        ".cache/teasers/0a1b.json",
     ):
         assert ignored(local), local
 

@@ -9,13 +9,14 @@ TOML file; secrets and deployment addresses come from the environment:
 ``NEWSLETTER_DATABASE_URL`` SQLAlchemy URL; default: a SQLite file under ``subscribers/``
 ``NEWSLETTER_SECRET_KEY``   signing key(s) for links, comma separated, newest first
 ``NEWSLETTER_DKIM_KEY``     PEM text of the DKIM private key, or a path to it
+``NEWSLETTER_LLM_API_KEY``  bearer token for ``[summarize] engine = "llm"``, when one is needed
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -113,6 +114,31 @@ class Compose(_Section):
         return self
 
 
+class Summarize(_Section):
+    """Who writes the teasers: the extractive lead (default) or an OpenAI-compatible
+    chat completions API (llama.cpp server, Ollama, vLLM), checked for faithfulness."""
+
+    engine: Literal["extractive", "llm"] = "extractive"
+    # the API's base URL (".../v1"; /chat/completions is added) or the full URL
+    endpoint: str = ""
+    model: str = ""
+    timeout_seconds: float = Field(default=30, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if value and (parts.scheme not in ("https", "http") or not parts.hostname):
+            raise ValueError(f"{value!r} is not a URL like http://127.0.0.1:8080/v1")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _llm_needs_endpoint(self) -> Summarize:
+        if self.engine == "llm" and not (self.endpoint and self.model.strip()):
+            raise ValueError('engine = "llm" needs endpoint and model')
+        return self
+
+
 class Send(_Section):
     """Delivery defaults; CLI flags override them."""
 
@@ -196,6 +222,7 @@ class ConfigModel(_Section):
     publication: Publication
     sender: Sender
     compose: Compose = Compose()
+    summarize: Summarize = Summarize()
     send: Send = Send()
     dkim: Dkim = Dkim()
     serve: Serve = Serve()
@@ -210,6 +237,8 @@ class Environment:
     database_url: str | None
     secret_keys: tuple[str, ...]
     dkim_key: str | None
+    # a secret: kept out of repr, so no log line or traceback shows it
+    llm_api_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Environment:
@@ -223,6 +252,7 @@ class Environment:
             database_url=env.get("NEWSLETTER_DATABASE_URL") or None,
             secret_keys=keys,
             dkim_key=env.get("NEWSLETTER_DKIM_KEY") or None,
+            llm_api_key=env.get("NEWSLETTER_LLM_API_KEY") or None,
         )
 
 

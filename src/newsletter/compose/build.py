@@ -120,12 +120,17 @@ def build_issue(
     ws: Workspace, articles: list[Article], *, subject: str | None, intro: str, preheader: str
 ) -> Issue:
     """Teasers for ``articles`` (summarised to the configured word budget) -> Issue dated today."""
+    from newsletter.compose.llm import llm_teasers
     from newsletter.compose.summarize import make_teaser  # pulls in the readers: see _read_articles
 
     compose = ws.config.compose
+    writer = llm_teasers(ws)  # None unless [summarize] engine = "llm"
     teasers = [
         make_teaser(
-            article, min_words=compose.summary_min_words, max_words=compose.summary_max_words
+            article,
+            min_words=compose.summary_min_words,
+            max_words=compose.summary_max_words,
+            writer=writer,
         )
         for article in articles
     ]
@@ -200,13 +205,18 @@ def compose_issue(
 def extract_source(ws: Workspace, source: str) -> list[dict[str, Any]]:
     """What ``source`` yields: one dict per article (its fields, ``summary`` = the teaser)."""
     from newsletter.compose.ingest import read_source
+    from newsletter.compose.llm import llm_teasers
     from newsletter.compose.summarize import make_teaser
 
     compose = ws.config.compose
+    writer = llm_teasers(ws)
     items = []
     for article in read_source(source, timeout=compose.fetch_timeout):
         teaser = make_teaser(
-            article, min_words=compose.summary_min_words, max_words=compose.summary_max_words
+            article,
+            min_words=compose.summary_min_words,
+            max_words=compose.summary_max_words,
+            writer=writer,
         )
         item = article.to_dict()
         item["summary"] = teaser.summary

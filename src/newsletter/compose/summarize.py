@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 
 import pysbd
@@ -57,10 +57,19 @@ def _segmenter() -> pysbd.Segmenter:
     return pysbd.Segmenter(language="en", clean=False)
 
 
-def make_teaser(article: Article, *, min_words: int = 40, max_words: int = 60) -> Teaser:
-    """The Teaser for ``article``: its given summary if any, else its lead sentences."""
-    summary = normalise_space(article.summary) or summarize(
-        article.text, min_words=min_words, max_words=max_words, title=article.title
+def make_teaser(
+    article: Article,
+    *,
+    min_words: int = 40,
+    max_words: int = 60,
+    writer: Callable[[Article], str] | None = None,
+) -> Teaser:
+    """The Teaser for ``article``: its given summary if any, else what ``writer`` (the
+    optional LLM, compose/llm.py) returns for it, else (on "") its lead sentences."""
+    summary = (
+        normalise_space(article.summary)
+        or (writer(article) if writer is not None else "")
+        or summarize(article.text, min_words=min_words, max_words=max_words, title=article.title)
     )
     if not summary:
         log.warning("%s: no sentence fit for a teaser; the summary is empty", article.source)
