@@ -220,36 +220,48 @@ _MAX_LIST = 12  # list names may be long; the subject matters more
 
 def history_table(lines: Iterable[HistoryLine], timezone: str) -> list[str]:
     """``lines`` as a table of at most 100 columns: the local date (``timezone``, IANA),
-    list, subject (cut with "…", and the state when not finished), then the counts.
-
-    Text from the store goes through ``textsafe.printable``.
+    list, subject (cut with "…", the state kept after it when not finished), then the
+    counts. Text from the store goes through ``textsafe.printable``.
     """
     zone = ZoneInfo(timezone)
     rows = [_cells(line, zone) for line in lines]
     header = ["date", "list", "subject", *(label for label, _ in _COUNTS)]
-    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
+    widths = [
+        max([len(header[i]), *(len("".join(cells[i])) for cells in rows)])
+        for i in range(len(header))
+    ]
     widths[1] = min(widths[1], _MAX_LIST)
     fixed = sum(widths) - widths[2] + len(widths) - 1
     widths[2] = max(_MIN_SUBJECT, min(widths[2], TABLE_WIDTH - fixed))
-    return [_join(cells, widths) for cells in [header, *rows]]
+    table = [_join(header, widths)]
+    for cells in rows:
+        text = [
+            _fit(c, w) if isinstance(c, str) else "" for c, w in zip(cells, widths, strict=True)
+        ]
+        subject, state = cells[2]
+        text[2] = _fit(subject, widths[2] - len(state)) + state
+        table.append(_join(text, widths))
+    return table
 
 
-def _cells(line: HistoryLine, zone: ZoneInfo) -> list[str]:
-    subject = printable(line.subject)
-    if line.state != "finished":
-        subject += f" [{line.state}]"
+def _cells(line: HistoryLine, zone: ZoneInfo) -> list[str | tuple[str, str]]:
+    """The cells of ``line``; the subject's is (subject, state suffix or "")."""
+    state = "" if line.state == "finished" else f" [{line.state}]"
     return [
         line.started_at.astimezone(zone).date().isoformat(),
         printable(line.list_name),
-        subject,
+        (printable(line.subject), state),
         *(str(getattr(line, name)) for _, name in _COUNTS),
     ]
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one "…" when cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def _join(cells: list[str], widths: list[int]) -> str:
     out = []
     for index, (cell, width) in enumerate(zip(cells, widths, strict=True)):
-        if len(cell) > width:
-            cell = cell[: width - 1] + "…"
         out.append(cell.ljust(width) if index < 3 else cell.rjust(width))
     return " ".join(out).rstrip()
