@@ -224,33 +224,32 @@ def history_table(lines: Iterable[HistoryLine], timezone: str) -> list[str]:
     counts. Text from the store goes through ``textsafe.printable``.
     """
     zone = ZoneInfo(timezone)
-    rows = [_cells(line, zone) for line in lines]
+    shown = [(_cells(line, zone), _state(line)) for line in lines]
     header = ["date", "list", "subject", *(label for label, _ in _COUNTS)]
-    widths = [
-        max([len(header[i]), *(len("".join(cells[i])) for cells in rows)])
-        for i in range(len(header))
-    ]
+    full = [[*cells[:2], cells[2] + state, *cells[3:]] for cells, state in shown]
+    widths = [max(len(cells[i]) for cells in [header, *full]) for i in range(len(header))]
     widths[1] = min(widths[1], _MAX_LIST)
     fixed = sum(widths) - widths[2] + len(widths) - 1
     widths[2] = max(_MIN_SUBJECT, min(widths[2], TABLE_WIDTH - fixed))
     table = [_join(header, widths)]
-    for cells in rows:
-        text = [
-            _fit(c, w) if isinstance(c, str) else "" for c, w in zip(cells, widths, strict=True)
-        ]
-        subject, state = cells[2]
-        text[2] = _fit(subject, widths[2] - len(state)) + state
+    for cells, state in shown:
+        text = [_fit(cell, width) for cell, width in zip(cells, widths, strict=True)]
+        text[2] = _fit(cells[2], widths[2] - len(state)) + state
         table.append(_join(text, widths))
     return table
 
 
-def _cells(line: HistoryLine, zone: ZoneInfo) -> list[str | tuple[str, str]]:
-    """The cells of ``line``; the subject's is (subject, state suffix or "")."""
-    state = "" if line.state == "finished" else f" [{line.state}]"
+def _state(line: HistoryLine) -> str:
+    """`` [waiting]`` and the like after the subject of a send not finished, else ""."""
+    return "" if line.state == "finished" else f" [{line.state}]"
+
+
+def _cells(line: HistoryLine, zone: ZoneInfo) -> list[str]:
+    """The cells of ``line``: local date, list, subject (without the state), counts."""
     return [
         line.started_at.astimezone(zone).date().isoformat(),
         printable(line.list_name),
-        (printable(line.subject), state),
+        printable(line.subject),
         *(str(getattr(line, name)) for _, name in _COUNTS),
     ]
 
