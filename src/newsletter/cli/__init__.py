@@ -2,8 +2,8 @@
 
 Each command parses its options, loads the workspace and calls one function of
 the core; it prints what that function returns. The verbs live in one module per
-group (``compose``, ``subscribers``, ``send``, ``serve``, ``bounces``); ``main``
-catches ``NewsletterError`` once and turns it into one line on stderr and exit 1.
+group (``compose``, ``subscribers``, ``send``, ``serve``, ``bounces``, ``history``);
+``main`` catches ``NewsletterError`` once and turns it into one line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from newsletter import __version__
-from newsletter.cli import bounces, compose, send, serve, subscribers
+from newsletter.cli import bounces, compose, history, send, serve, subscribers
 from newsletter.cli.logs import configure_logging
 from newsletter.cli.state import State
 from newsletter.errors import NewsletterError
@@ -43,6 +43,7 @@ for _command in (
     *send.COMMANDS,
     serve.serve,
     bounces.bounces,
+    history.history,
 ):
     cli.add_command(_command)
 

@@ -6,7 +6,8 @@ the same report processed twice is recorded once and acts once. Soft bounces are
 counted from these rows: ``record_bounce`` suppresses a subscriber once soft bounces
 about ``soft_limit`` different messages were reported within ``soft_window``. Each row's
 ``original_key`` names the sent message the report is about (0005), so the delay
-warnings a mail server repeats every few hours about one message count as one.
+warnings a mail server repeats every few hours about one message count as one, and
+``campaign_id`` (0010) the campaign that message belonged to, for ``newsletter history``.
 
 Effects, in the one write transaction that records the row:
 
@@ -43,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.store.deliveries import deliveries
 from newsletter.store.ops import SUPPRESS_ACTION, consent_row, record_consents, suppress_subscriber
 from newsletter.store.privacy import DESCRIBE_HOOKS, ERASE_HOOKS, iso
 from newsletter.store.records import Consent, utcnow
@@ -78,9 +80,13 @@ bounce_reports = Table(
     Column("detail", JSON, nullable=True),
     # hash of the returned message's Message-ID, else report_key (0005 sets it on old rows)
     Column("original_key", String(64), nullable=True),
+    # the campaign of the returned message, when the report shows it (0010; NULL before)
+    Column("campaign_id", Integer, nullable=True),
     CheckConstraint(sql_in("kind", REPORT_KINDS), name="kind"),
     # counting one subscriber's recent soft bounces reads only this index
     Index("ix_bounce_reports_subscriber_kind_at", "subscriber_id", "kind", "reported_at"),
+    # history counts reports per campaign and kind from this index alone
+    Index("ix_bounce_reports_campaign_kind_subscriber", "campaign_id", "kind", "subscriber_id"),
 )
 
 
@@ -93,7 +99,10 @@ class BounceEvent:
     type; ``reported_at``: when the report says it happened (aware, not in the
     future); ``detail``: what to keep from it (Message-ID, action, diagnostic);
     ``original_key``: 64 hex characters naming the message the report is about, the
-    same for every report about it ("" = unknown: the report counts on its own).
+    same for every report about it ("" = unknown: the report counts on its own);
+    ``campaign_id``: the campaign a signed token in the returned message names, else
+    None; ``delivery_id``: the delivery row the returned message's Message-ID names,
+    else None (used only when it is a row of this subscriber, to find the campaign).
     """
 
     report_key: str
@@ -103,6 +112,8 @@ class BounceEvent:
     reported_at: datetime
     detail: Mapping[str, Any]
     original_key: str = ""
+    campaign_id: int | None = None
+    delivery_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,7 @@ def _record(
             recorded_at=now,
             detail=dict(event.detail) or None,
             original_key=event.original_key or event.report_key,
+            campaign_id=_campaign_of(conn, event),
         )
     )
     if event.kind == SOFT:
@@ -185,6 +197,25 @@ def _record(
         return BounceOutcome(recorded=True, suppressed=suppressed, soft_count=count)
     reason = COMPLAINED if event.kind == COMPLAINT else BOUNCED
     return BounceOutcome(recorded=True, suppressed=_suppress(conn, event, email, reason, now, {}))
+
+
+def _campaign_of(conn: Connection, event: BounceEvent) -> int | None:
+    """The campaign ``event`` is about: its signed token's, else its delivery row's.
+
+    A Message-ID is not signed, so its delivery row counts only when it was sent to the
+    subscriber the report's signed reference named.
+    """
+    if event.campaign_id is not None:
+        return event.campaign_id
+    if event.delivery_id is None:
+        return None
+    found = conn.scalar(
+        select(deliveries.c.campaign_id).where(
+            deliveries.c.id == event.delivery_id,
+            deliveries.c.subscriber_id == event.subscriber_id,
+        )
+    )
+    return None if found is None else int(found)
 
 
 def _suppress(

@@ -47,7 +47,12 @@ from newsletter.audience.bounces.parse import (
     report_key,
     subparts,
 )
-from newsletter.audience.bounces.references import recipients, token_references, verp_references
+from newsletter.audience.bounces.references import (
+    recipients,
+    token_campaign,
+    token_references,
+    verp_references,
+)
 from newsletter.store.bounce_reports import COMPLAINT, HARD, SOFT
 
 
@@ -82,6 +87,7 @@ class Classification:
     of a complaint. ``report_key``: 64 hex characters, the same for the same report.
     ``reported_at``: the report's Date (UTC) or None. ``original_message_id``: the
     Message-ID of the attached original ("" when nothing is attached).
+    ``campaign_id``: the campaign the original's signed unsubscribe token names, or None.
     """
 
     kind: Kind
@@ -96,6 +102,7 @@ class Classification:
     message_id: str = ""
     reported_at: datetime | None = None
     original_message_id: str = ""
+    campaign_id: int | None = None
 
 
 # --- classifying one message -----------------------------------------------------------------
@@ -187,6 +194,7 @@ def _classify_dsn(report: _Report) -> Classification:
         action=_action_of(block),
         diagnostic=" ".join(first_header(block, "Diagnostic-Code").split()),
         original_message_id=message_id_of(original),
+        campaign_id=token_campaign(original, report.keys),
     )
 
 
@@ -221,6 +229,7 @@ def _classify_arf(report: _Report) -> Classification:
         status=feedback_type,
         action="complaint" if kind is Kind.COMPLAINT else feedback_type,
         original_message_id=message_id_of(original),
+        campaign_id=token_campaign(original, report.keys),
     )
 
 

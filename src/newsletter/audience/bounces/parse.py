@@ -146,3 +146,16 @@ def original_key(original_message_id: str) -> str:
     if not original_message_id:
         return ""
     return hashlib.sha256(b"original:" + original_message_id.encode("utf-8", "replace")).hexdigest()
+
+
+def delivery_id_of(original_message_id: str) -> int | None:
+    """The delivery row id in one of our Message-IDs (``<label.ROWID@domain>``), else None.
+
+    A Message-ID is not signed: the caller checks that the row is the subscriber's.
+    """
+    local = original_message_id.strip().strip("<>").rpartition("@")[0]
+    _, dot, key = local.rpartition(".")
+    # ASCII digits only, and few enough to fit a database integer
+    if not dot or not (key.isascii() and key.isdigit()) or len(key) > 18:
+        return None
+    return int(key)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from newsletter.audience.bounces.classify import Classification, Kind, classify
-from newsletter.audience.bounces.parse import original_key
+from newsletter.audience.bounces.parse import delivery_id_of, original_key
 from newsletter.errors import AddressError
 from newsletter.mail.settings import MessageSettings
 from newsletter.store import Store, utcnow
@@ -148,6 +148,8 @@ def _record(
         reported_at=min(found.reported_at or now, now),
         detail=_detail(found),
         original_key=original_key(found.original_message_id),
+        campaign_id=found.campaign_id,
+        delivery_id=delivery_id_of(found.original_message_id),
     )
     outcome = record_bounce(
         store,

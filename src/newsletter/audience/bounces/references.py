@@ -53,12 +53,9 @@ def verp_references(
     return found
 
 
-def token_references(original: Message | None, keys: Sequence[str]) -> list[tuple[str, int | None]]:
-    """("token", id or None) for each of our unsubscribe links in ``original``'s headers."""
-    if original is None:
-        return []
-    tokens = UnsubscribeTokens(keys)
-    found: list[tuple[str, int | None]] = []
+def _link_tokens(original: Message) -> list[str]:
+    """The token of each of our https unsubscribe links in ``original``'s List-Unsubscribe."""
+    found = []
     for value in header_values(original, "List-Unsubscribe"):
         for uri in (found_uri.strip() for found_uri in _BRACKETED.findall(value)):
             try:
@@ -67,9 +64,34 @@ def token_references(original: Message | None, keys: Sequence[str]) -> list[tupl
                 continue
             if not uri.lower().startswith(("https://", "http://")) or UNSUBSCRIBE_PATH not in path:
                 continue  # a mailto: link, or not one of ours
-            token = path.rsplit(UNSUBSCRIBE_PATH, 1)[1]
-            try:
-                found.append(("token", tokens.read(token).subscriber_id))
-            except TokenError:
-                found.append(("token", None))
+            found.append(path.rsplit(UNSUBSCRIBE_PATH, 1)[1])
     return found
+
+
+def token_references(original: Message | None, keys: Sequence[str]) -> list[tuple[str, int | None]]:
+    """("token", id or None) for each of our unsubscribe links in ``original``'s headers."""
+    if original is None:
+        return []
+    tokens = UnsubscribeTokens(keys)
+    found: list[tuple[str, int | None]] = []
+    for token in _link_tokens(original):
+        try:
+            found.append(("token", tokens.read(token).subscriber_id))
+        except TokenError:
+            found.append(("token", None))
+    return found
+
+
+def token_campaign(original: Message | None, keys: Sequence[str]) -> int | None:
+    """The campaign id the verified unsubscribe tokens in ``original``'s List-Unsubscribe
+    carry, or None (no original, no campaign in the token, or tokens that disagree)."""
+    if original is None:
+        return None
+    tokens = UnsubscribeTokens(keys)
+    found: set[int | None] = set()
+    for token in _link_tokens(original):
+        try:
+            found.add(tokens.read(token).campaign_id)
+        except TokenError:
+            continue
+    return found.pop() if len(found) == 1 else None
