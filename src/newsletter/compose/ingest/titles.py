@@ -90,7 +90,7 @@ def _is_person(part: str, people: set[str]) -> bool:
 
 
 def _name_like(part: str, *, min_words: int = 1) -> bool:
-    """True for a short proper name ("Local", "The Coast Courier", "coastcourier.com").
+    """True for a short proper name ("Local", "The Coast Courier", "eHow", "coastcourier.com").
 
     Not for a title-case subtitle: one opening with "A"/"An" or holding a number
     ("An Async Task Framework", "Part 2") reads as part of the headline.
@@ -104,7 +104,7 @@ def _name_like(part: str, *, min_words: int = 1) -> bool:
     if words[0].casefold() in {"a", "an"} or any(char.isdigit() for char in part):
         return False
     return all(
-        word[0].isupper() or (index > 0 and word.casefold() in _NAME_JOINERS)
+        any(char.isupper() for char in word) or (index > 0 and word.casefold() in _NAME_JOINERS)
         for index, word in enumerate(words)
     )
 
@@ -156,7 +156,7 @@ def _strip_once(
         return rest.strip()
     if word_count(tail) <= _MAX_SITE_WORDS and (_is_site(tail, sites) or _is_person(tail, people)):
         return head.strip()
-    if separator == ": " or word_count(head) <= word_count(tail):
+    if separator == ": " or word_count(head) < word_count(tail):
         return title
     if separator in _STRONG_SEPARATORS:
         # "Headline | Local", and a section label before it: "Opinion | Headline"
