@@ -63,6 +63,7 @@ TILDA = site_keys(["Tilda Engineering"], "engineering.tilda.com")
         ("How to Repot an Orchid | eHow", set(), "How to Repot an Orchid"),
         ("Harbour strike ends - The Coast Courier", set(), "Harbour strike ends"),
         ("Notes on vacuum - harbourgazette.co.uk", set(), "Notes on vacuum"),
+        ("Opinion | The case for boring technology", set(), "The case for boring technology"),
         # title-case subtitles, numbers, lower-case tails and colons stay
         (
             "How we designed the ATF - An Async Task Framework",

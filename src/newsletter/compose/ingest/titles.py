@@ -156,16 +156,17 @@ def _strip_once(
         return rest.strip()
     if word_count(tail) <= _MAX_SITE_WORDS and (_is_site(tail, sites) or _is_person(tail, people)):
         return head.strip()
-    if separator == ": " or word_count(head) < word_count(tail):
+    if separator == ": ":
         return title
+    longer_head = word_count(head) >= word_count(tail)
     if separator in _STRONG_SEPARATORS:
         # "Headline | Local", and a section label before it: "Opinion | Headline"
-        if _name_like(tail):
+        if longer_head and _name_like(tail):
             return head.strip()
         if word_count(rest) >= 2 * word_count(first) and _name_like(first):
             return rest.strip()
         return title
-    return head.strip() if _name_like(tail, min_words=2) else title
+    return head.strip() if longer_head and _name_like(tail, min_words=2) else title
 
 
 def choose_title(
