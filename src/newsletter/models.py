@@ -50,7 +50,9 @@ class Article:
 
     ``source`` names where it came from (a path or URL) for error messages;
     ``summary`` is a teaser the source itself gave (front matter, feed summary)
-    and wins over any computed one.
+    and wins over any computed one; ``standfirst`` is the publisher's summary printed
+    under the headline (a page's dek, a subtitle in front matter), the teaser when it
+    fits the word budget.
     """
 
     title: str
@@ -62,6 +64,7 @@ class Article:
     byline: str = ""
     published: str = ""
     summary: str = ""
+    standfirst: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, JSON-ready."""

@@ -6,7 +6,8 @@ teaser. Sentences are split by pysbd, so "U.S.", "Inc." and "Dr." do not end one
 Whole lead sentences are added while the teaser is under ``min_words``, and never past
 ``max_words`` - unless the first sentence alone is longer, which is then cut at a word
 boundary near ``max_words`` and ends with "…". A summary the source gave (front matter,
-a feed's own prose summary, or an edited issue.json) always wins.
+a feed's own prose summary, or an edited issue.json) always wins; next comes the
+publisher's standfirst when it fits the budget (see ``fitting_standfirst``).
 
 In: an ``Article`` (or text). Out: a ``Teaser`` (or the teaser text).
 """
@@ -64,10 +65,12 @@ def make_teaser(
     max_words: int = 60,
     writer: Callable[[Article], str] | None = None,
 ) -> Teaser:
-    """The Teaser for ``article``: its given summary if any, else what ``writer`` (the
+    """The Teaser for ``article``: its given summary if any, else its standfirst when it
+    fits the budget (both are the publisher's own words), else what ``writer`` (the
     optional LLM, compose/llm.py) returns for it, else (on "") its lead sentences."""
     summary = (
         normalise_space(article.summary)
+        or fitting_standfirst(article.standfirst, min_words=min_words, max_words=max_words)
         or (writer(article) if writer is not None else "")
         or summarize(article.text, min_words=min_words, max_words=max_words, title=article.title)
     )
@@ -84,6 +87,17 @@ def make_teaser(
         published=article.published,
         source=article.source,
     )
+
+
+def fitting_standfirst(standfirst: str, *, min_words: int, max_words: int) -> str:
+    """``standfirst`` when it fits the budget, else "".
+
+    It fits with at most ``max_words`` words and at least a third of ``min_words``: it
+    is the publisher's whole summary, so it is never cut or padded with lead sentences
+    (the lead mostly repeats it), and anything shorter is a label, not a summary.
+    """
+    standfirst = normalise_space(standfirst)
+    return standfirst if math.ceil(min_words / 3) <= word_count(standfirst) <= max_words else ""
 
 
 def summarize(text: str, *, min_words: int = 40, max_words: int = 60, title: str = "") -> str:

@@ -2,8 +2,9 @@
 
 Front matter (between ``---`` lines, read with ``yaml.safe_load``) may give: title,
 url (or link), image, image_alt, byline (or author/authors), date (or published),
-summary (or teaser/description). The body's first ``# heading`` is the title when the
-front matter has none. The body is rendered by markdown-it-py (CommonMark) and turned
+summary (or teaser/description), standfirst (or subtitle/dek: the teaser when it fits
+the word budget; a summary always wins). The body's first ``# heading`` is the title
+when the front matter has none. The body is rendered by markdown-it-py (CommonMark) and turned
 into plain paragraphs, so no Markdown syntax reaches the text.
 
 A Markdown file is written by an editor, not scraped: its text is kept as written
@@ -39,6 +40,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "byline": ("byline", "author", "authors"),
     "published": ("date", "published", "pubdate"),
     "summary": ("summary", "teaser", "description", "excerpt"),
+    "standfirst": ("standfirst", "subtitle", "dek"),
 }
 _markdown = MarkdownIt("commonmark")
 
@@ -74,6 +76,7 @@ def read_markdown(content: str, source: str, *, url: str = "") -> Article:
         byline=fields.get("byline", ""),
         published=fields.get("published", ""),
         summary=fields.get("summary", ""),
+        standfirst=fields.get("standfirst", ""),
     )
 
 

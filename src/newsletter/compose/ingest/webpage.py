@@ -7,8 +7,10 @@ page's h1 and <title> and strip site names ("Headline | Site"), see ``titles``.
 The page's meta description (og:description) is deliberately NOT kept as the
 article's given summary: on news sites it is often site-wide boilerplate ("The latest
 news from ..."), cut off mid-sentence, or written as click bait, and nothing on the
-page tells a good one from a bad one. Teasers for web pages are lead sentences of the
-extracted text instead; an editor who prefers the publisher's words edits issue.json.
+page tells a good one from a bad one. A standfirst printed under the headline (see
+``standfirst``) is kept as ``Article.standfirst``: it is the publisher's own summary,
+and the summariser uses it when it fits the word budget; else the teaser is the lead
+sentences of the extracted text.
 
 In: the decoded page, its source name and (for fetched pages) its final URL.
 Out: one ``Article``; ``SourceError`` when the page holds no article text.
@@ -30,9 +32,11 @@ from newsletter.compose.ingest.boilerplate import (
     clean_paragraphs,
     is_credit,
     normalise_space,
+    same_text,
     word_count,
 )
 from newsletter.compose.ingest.fields import absolute_url, iso_date, join_names, web_url
+from newsletter.compose.ingest.standfirst import find_standfirst
 from newsletter.compose.ingest.titles import choose_title, site_keys, title_from_text
 from newsletter.errors import SourceError
 from newsletter.models import Article
@@ -64,11 +68,13 @@ def read_html(page: str, source: str, *, url: str = "") -> Article:
     # (it takes "Site" from "U.S. talks | Site" because the other part has a dot), so
     # they are used only when nothing the page states outright is there.
     sites = site_keys(facts.site_names, urlparse(page_url).hostname or "")
+    authors = [*(document.author or "").split("; "), *facts.authors]
     title = choose_title(
         meta_title=facts.meta_title,
         headings=facts.headings,
         document_title=facts.document_title or document.title or "",
         sites=sites,
+        authors=[author for author in authors if author],
     )
     cleaned = clean_paragraphs(document.text.split("\n"), title=title)
     if word_count(" ".join(cleaned.paragraphs)) < MIN_ARTICLE_WORDS:
@@ -84,6 +90,9 @@ def read_html(page: str, source: str, *, url: str = "") -> Article:
         image_alt=(_image_alt(facts, image, page_url) or title) if image else "",
         byline=join_names((document.author or "").split("; ")) or cleaned.byline,
         published=iso_date(document.date or ""),
+        standfirst=next(
+            (text for heading, text in facts.standfirsts if same_text(heading, title)), ""
+        ),
     )
 
 
@@ -125,17 +134,24 @@ class PageFacts:
     image: str = ""
     image_alt: str = ""
     canonical: str = ""
+    authors: list[str] = field(default_factory=list)
+    # (headline, standfirst under it) for every h1 that has one
+    standfirsts: list[tuple[str, str]] = field(default_factory=list)
     # (src, alt, figure caption) of every image, in page order
     images: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _page_facts(tree: HtmlElement) -> PageFacts:
-    """Titles (h1s inside the article first), site name, image and canonical URL."""
+    """Titles (h1s inside the article first), standfirsts, site name, image, canonical URL."""
     headings: list[str] = []
+    standfirsts: list[tuple[str, str]] = []
     for element in tree.xpath("//article//h1 | //main//h1 | //*[@role='main']//h1 | //h1"):
-        text = normalise_space(element.text_content())
+        # a trailing "¶" is a documentation generator's permalink, not the headline's
+        text = normalise_space(element.text_content()).rstrip("¶ ")
         if text and text not in headings:
             headings.append(text)
+            if standfirst := find_standfirst(tree, element):
+                standfirsts.append((text, standfirst))
     document_title = tree.xpath("//title")
     images = []
     for img in tree.xpath("//img[@src]"):
@@ -162,6 +178,8 @@ def _page_facts(tree: HtmlElement) -> PageFacts:
         image=_meta(tree, "og:image", "og:image:url", "twitter:image", "twitter:image:src"),
         image_alt=_meta(tree, "og:image:alt", "twitter:image:alt"),
         canonical=str(next(iter(tree.xpath("//link[@rel='canonical']/@href")), "")),
+        authors=[name for name in (_meta(tree, "author", "article:author"),) if name],
+        standfirsts=standfirsts,
         images=images,
     )
 
