@@ -62,7 +62,7 @@ def test_fixture_references_are_the_test_keys_verp_addresses_and_tokens(store: S
         ("auto-reply.eml", Kind.NOT_A_REPORT, None, "", "", ""),
     ],
 )
-def test_rule25_fixtures_are_classified(
+def test_fixtures_are_classified(
     name: str, kind: Kind, subscriber_id: int | None, matched_by: str, status: str, action: str
 ) -> None:
     found = classify_fixture(name)
@@ -100,7 +100,7 @@ def test_addresses_in_the_report_are_kept_for_the_fallback_lookup() -> None:
     assert "Mailbox disabled" in found.diagnostic
 
 
-def test_rule24_a_forged_verp_address_is_flagged_not_matched() -> None:
+def test_a_forged_verp_address_is_flagged_not_matched() -> None:
     found = classify(fixture("forged-verp.eml"), keys=(KEY,), bounce_address=BASE)
     assert found.kind is Kind.HARD and found.forged and found.subscriber_id is None
     # the genuine fixtures are forgeries to anyone holding another key

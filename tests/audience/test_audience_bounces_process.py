@@ -47,7 +47,7 @@ from newsletter.workspace import Workspace, load_workspace
 # --- store effects ------------------------------------------------------------------------------
 
 
-def test_rule25_a_hard_bounce_suppresses_at_once_with_a_record(
+def test_a_hard_bounce_suppresses_at_once_with_a_record(
     store: Store, settings: BounceSettings
 ) -> None:
     outcome = process_message(store, fixture("hard-5.1.1.eml"), settings)
@@ -66,12 +66,12 @@ def test_rule25_a_hard_bounce_suppresses_at_once_with_a_record(
     [report] = reports_of(store, IDS[GRACE])
     assert report["kind"] == "hard" and report["detail"]["matched_by"] == "verp"
     assert "User unknown" in report["detail"]["diagnostic"]
-    # the data-subject export (rule 27) shows the report too
+    # the data-subject export shows the report too
     exported = store.describe(GRACE)
     assert exported is not None and exported["bounce_reports"][0]["kind"] == "hard"
 
 
-def test_rule13_reimporting_the_list_does_not_bring_bounced_or_complained_back(
+def test_reimporting_the_list_does_not_bring_bounced_or_complained_back(
     ws: Workspace, store: Store, settings: BounceSettings
 ) -> None:
     process_message(store, fixture("hard-5.1.1.eml"), settings)
@@ -84,7 +84,7 @@ def test_rule13_reimporting_the_list_does_not_bring_bounced_or_complained_back(
     assert sendable(store) == {LINUS, INES, KOFI}
 
 
-def test_rule25_a_complaint_suppresses_at_once(store: Store, settings: BounceSettings) -> None:
+def test_a_complaint_suppresses_at_once(store: Store, settings: BounceSettings) -> None:
     outcome = process_message(store, fixture("complaint-arf.eml"), settings)
     assert outcome.result is Outcome.APPLIED and outcome.suppressed
     assert status_of(store, ADA) == "complained"
@@ -188,7 +188,7 @@ def test_an_unsigned_report_never_suppresses_an_unknown_address(
     assert report_rows(store) == 0
 
 
-def test_rule24_a_forged_verp_address_changes_nothing(
+def test_a_forged_verp_address_changes_nothing(
     store: Store, settings: BounceSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     # the forged report names Ada in Final-Recipient: the fallback must not take it
@@ -225,7 +225,7 @@ def test_processing_the_same_report_twice_records_one_event(
     assert status_of(store, LINUS) == "active"  # one soft bounce, not four
 
 
-def test_rule25_soft_bounces_suppress_after_the_limit_within_the_window(
+def test_soft_bounces_suppress_after_the_limit_within_the_window(
     store: Store, settings: BounceSettings
 ) -> None:
     assert (settings.soft_limit, settings.soft_window) == (3, timedelta(days=30))
@@ -454,7 +454,7 @@ def arf_for(original: bytes) -> bytes:
     return head.replace(b"\n", b"\r\n") + original + b"\r\n--b--\r\n"
 
 
-def test_rule25_after_a_send_bounce_and_complaint_the_next_send_skips_them(
+def test_after_a_send_bounce_and_complaint_the_next_send_skips_them(
     ws: Workspace, store: Store, settings: BounceSettings
 ) -> None:
     from newsletter.deliver import send_issue

@@ -1,7 +1,6 @@
 """Unsubscribe endpoint: GET-safe page, one-click POST, bad tokens, rotation, no redirects.
 
-Sender rules 5, 6, 7, 8, 9 (endpoint side), 10, 11 and 12 (endpoint side), on the real
-starlette app (TestClient runs it in-process over ASGI) with a real SQLite file.
+On the real starlette app (TestClient runs it in-process over ASGI) with a real SQLite file.
 """
 
 from __future__ import annotations
@@ -89,7 +88,7 @@ def _assert_no_redirect_or_cookie(response: object) -> None:
     assert "set-cookie" not in headers
 
 
-# --- rule 6: GET and HEAD change nothing ---------------------------------------------------
+# --- GET and HEAD change nothing ----------------------------------------------------------
 
 
 def test_get_and_head_any_number_of_times_leave_the_subscriber_subscribed(
@@ -123,7 +122,7 @@ def test_the_confirmation_page_form_posts_and_unsubscribes(
     assert event["detail"] == {"via": "page", "campaign_id": 9}
 
 
-# --- rule 5: one-click POST, urlencoded and multipart ------------------------------------
+# --- one-click POST, urlencoded and multipart -------------------------------------------
 
 
 def test_one_click_post_urlencoded_unsubscribes_with_200_no_location_no_cookie(
@@ -183,7 +182,7 @@ def test_an_oversized_body_is_refused_before_anything_changes(
     assert store.is_sendable(member[0], "main")
 
 
-# --- rule 7: repeating is harmless ------------------------------------------------------
+# --- repeating is harmless -------------------------------------------------------------
 
 
 def test_repeated_one_click_posts_answer_200_and_record_exactly_one_event(
@@ -202,7 +201,7 @@ def test_repeated_one_click_posts_answer_200_and_record_exactly_one_event(
     assert page.status_code == 200 and "already unsubscribed" in page.text
 
 
-# --- rule 12, endpoint side: committed before the answer ----------------------------------
+# --- committed before the answer --------------------------------------------------------
 
 
 def test_the_unsubscribe_is_committed_before_the_answer_arrives(
@@ -216,7 +215,7 @@ def test_the_unsubscribe_is_committed_before_the_answer_arrives(
         assert other.sendable_ids([member[0]], "main") == set()
 
 
-# --- rules 8 and 9: bad tokens ------------------------------------------------------------
+# --- bad tokens -------------------------------------------------------------------------
 
 
 def _with_payload(token: str, payload: list[int]) -> str:
@@ -274,7 +273,7 @@ def test_the_token_in_the_link_carries_no_address(
     assert b"@" not in payload and b"ann" not in payload.lower()
 
 
-# --- rule 10: old links keep working ----------------------------------------------------
+# --- old links keep working -------------------------------------------------------------
 
 
 def test_a_link_signed_with_a_rotated_out_key_still_unsubscribes(
@@ -314,7 +313,7 @@ def test_a_link_from_a_message_sent_40_days_ago_still_unsubscribes(
     assert not store.is_sendable(member[0], "main")
 
 
-# --- rule 11: no redirects anywhere -----------------------------------------------------
+# --- no redirects anywhere --------------------------------------------------------------
 
 
 def test_no_endpoint_ever_redirects(

@@ -1,5 +1,5 @@
 """An unsubscribe answered while a send is running excludes the address from the rest of
-that run (sender rule 12, endpoint and ledger together): the real app, the real ledger
+that run (endpoint and ledger together): the real app, the real ledger
 (``deliver.send_issue``) and a real SMTP server on loopback that holds the first message
 until the unsubscribe has been answered."""
 

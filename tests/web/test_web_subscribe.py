@@ -1,5 +1,5 @@
 """Double opt-in: POST /subscribe -> pending + confirmation mail -> GET-safe confirm page
--> POST confirm -> active + consent record + welcome mail (sender rule 26, web side).
+-> POST confirm -> active + consent record + welcome mail (the web side).
 
 The messages go through the real SMTP client to the embedded aiosmtpd server, which
 stores them in the workspace's outbox/ (no NEWSLETTER_SMTP_URL), or to a separate
