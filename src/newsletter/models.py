@@ -50,7 +50,8 @@ class Article:
 
     ``source`` names where it came from (a path or URL) for error messages;
     ``summary`` is a teaser the source itself gave (front matter, feed summary)
-    and wins over any computed one.
+    and wins over any computed one. ``guid`` is a feed entry's id (dedupe matches it);
+    ``priority`` comes from front matter and orders a selection before the date does.
     """
 
     title: str
@@ -62,6 +63,8 @@ class Article:
     byline: str = ""
     published: str = ""
     summary: str = ""
+    guid: str = ""
+    priority: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, JSON-ready."""
