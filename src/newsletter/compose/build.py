@@ -183,8 +183,8 @@ def gather_articles(
 ) -> tuple[Selection, list[tuple[str, str]]]:
     """Read ``sources`` and select from them (``compose.selection``: dedupe against every
     earlier issue unless ``allow_repeats``, ``since``, order, ``limit``) -> (Selection,
-    the sources skipped); ``ordered=False`` keeps the sources' order. A bad source raises SourceError unless ``skip_bad``; no article
-    read at all raises SourceError."""
+    the sources skipped); ``ordered=False`` keeps the sources' order. A bad source
+    raises SourceError unless ``skip_bad``; no article read at all raises SourceError."""
     articles, skipped = _read_articles(
         sources, timeout=ws.config.compose.fetch_timeout, skip_bad=skip_bad
     )
