@@ -162,7 +162,7 @@ def _act(
     starts = seen.due_at - (review_lead(series) if seen.state == PENDING else timedelta(0))
     if tick.now < starts:
         return
-    dead = seen.lease == RUNNING and holder_is_dead(seen.holder)
+    dead = seen.lease_state == RUNNING and holder_is_dead(seen.claimed_by)
     claimed = claim(store, seen, tick.worker, tick.now, stale_before=tick.stale_before, dead=dead)
     if claimed is None:
         log.debug("%s is being worked on by another process", label)
@@ -185,7 +185,7 @@ def _act(
 
 def _miss(store: Store, seen: Occurrence, label: str, tick: Tick, report: RecurringReport) -> None:
     """Record ``seen`` missed unless a live process still works on it."""
-    held = seen.lease == RUNNING and not holder_is_dead(seen.holder)
+    held = seen.lease_state == RUNNING and not holder_is_dead(seen.claimed_by)
     if held and (seen.heartbeat_at or seen.claimed_at or tick.now) >= tick.stale_before:
         return
     hours = tick.window.total_seconds() / 3600

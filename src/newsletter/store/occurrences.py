@@ -7,8 +7,8 @@ An occurrence is one (series, due time) pair, unique. Its ``state`` moves one wa
 -> ``sent``; ``pending`` -> ``skipped`` (too few new articles, paused, or by hand: no
 number used); any open state -> ``missed`` (nothing ran it within the missed window).
 
-Whoever works on an occurrence holds its lease (``store.lease``: ``lease`` is
-``running`` while ``holder`` holds it, ``heartbeat_at``), taken with one conditional
+Whoever works on an occurrence holds its lease (``store.lease``: ``lease_state`` is
+``running`` while ``claimed_by`` holds it, ``heartbeat_at``), taken with one conditional
 UPDATE, so of several ``run-due`` or ``serve`` processes exactly one works on it. The
 number is set in the same transaction that moves it to ``composing``, from the highest
 number the series used plus one, and (series, number) is unique: numbered once.
@@ -64,8 +64,8 @@ occurrences = Table(
     Column("state", String(16), nullable=False),
     Column("number", Integer, nullable=True),
     Column("issue_key", Text, nullable=True),
-    Column("lease", String(16), nullable=False),
-    Column("holder", String(200), nullable=True),
+    Column("lease_state", String(16), nullable=False),
+    Column("claimed_by", String(200), nullable=True),
     Column("claimed_at", UtcDateTime, nullable=True),
     Column("heartbeat_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False),
@@ -87,8 +87,8 @@ series_table = Table(
 
 OCCURRENCE_LEASE = LeaseColumns(
     occurrences,
-    state=occurrences.c.lease,
-    holder=occurrences.c.holder,
+    state=occurrences.c.lease_state,
+    holder=occurrences.c.claimed_by,
     heartbeat=occurrences.c.heartbeat_at,
     since=occurrences.c.claimed_at,
 )
@@ -104,8 +104,8 @@ class Occurrence:
     state: str
     number: int | None
     issue_key: str | None
-    lease: str
-    holder: str | None
+    lease_state: str
+    claimed_by: str | None
     heartbeat_at: datetime | None
     claimed_at: datetime | None
     attempts: int
@@ -147,7 +147,7 @@ def add_occurrence(
                     series=series,
                     due_at=due_at,
                     state=state,
-                    lease=IDLE,
+                    lease_state=IDLE,
                     attempts=0,
                     note=note,
                     created_at=now,
@@ -211,13 +211,15 @@ def claim(
     went silent before ``stale_before`` or is a process of this host that is gone
     (``dead``), and only on the same reading (state, attempts)."""
     where = [occurrences.c.state == seen.state, occurrences.c.attempts == seen.attempts]
-    if seen.lease == RUNNING:
+    if seen.lease_state == RUNNING:
         if dead:
-            where.append(occurrences.c.holder == seen.holder)
+            where.append(occurrences.c.claimed_by == seen.claimed_by)
         else:
             where.append(OCCURRENCE_LEASE.stale(stale_before))
     else:
-        where.append(or_(occurrences.c.lease != RUNNING, OCCURRENCE_LEASE.stale(stale_before)))
+        where.append(
+            or_(occurrences.c.lease_state != RUNNING, OCCURRENCE_LEASE.stale(stale_before))
+        )
     with store.write() as conn:
         taken = take(
             conn,
@@ -274,7 +276,7 @@ def number_it(store: Store, occurrence_id: int, holder: str, issue_key: str) -> 
 
 def release(store: Store, occurrence_id: int, worker: str, **values: Any) -> bool:
     """Hand the lease of ``occurrence_id`` back (setting ``values`` too) -> whether held."""
-    return advance(store, occurrence_id, worker, lease=IDLE, holder=None, **values)
+    return advance(store, occurrence_id, worker, lease_state=IDLE, claimed_by=None, **values)
 
 
 def finish_unheld(store: Store, seen: Occurrence, state: str, note: str) -> bool:
@@ -288,7 +290,7 @@ def finish_unheld(store: Store, seen: Occurrence, state: str, note: str) -> bool
                 occurrences.c.state == seen.state,
                 occurrences.c.attempts == seen.attempts,
             )
-            .values(state=state, note=note, lease=IDLE, holder=None, updated_at=utcnow())
+            .values(state=state, note=note, lease_state=IDLE, claimed_by=None, updated_at=utcnow())
         ).rowcount
     return bool(changed == 1)
 
