@@ -22,7 +22,7 @@ from series_fixtures import Recorder, add_readers, series_workspace, smtp, write
 from newsletter.schedule.due import run_due
 from newsletter.store import open_store_for
 from newsletter.store.occurrences import series_occurrences
-from newsletter.workspace import Workspace, load_workspace
+from newsletter.workspace import Workspace
 
 __all__ = ["smtp"]  # the fixture, used by name
 
@@ -108,3 +108,55 @@ def test_five_weeks_of_a_weekly_series(workspace_dir: Path, smtp: object) -> Non
         assert _titles(ws, "2026-10-30-weekly") == [ITEMS["e"][0], ITEMS["d"][0]]
         assert recorder.to_readers("Brief #3:") == Counter(dict.fromkeys(readers, 1))
         assert _states(ws) == [("sent", 1), ("sent", 2), ("skipped", None), ("sent", 3)]
+
+        # week 5: composed in this process; the send is killed part-way (kill -9)
+        _feed(ws, "a", "b", "c", "d", "e", "f")
+        clock.move_to(FRIDAYS[4] - timedelta(hours=2))
+        run_due(ws)
+        recorder.hold_after = len(recorder.messages) + 3
+        killed = _kill_mid_send(ws, recorder, FRIDAYS[4])
+        assert 0 < sum(recorder.to_readers("Brief #4:").values()) < len(readers)
+        # the next run-due, a minute later, finishes the issue
+        clock.move_to(FRIDAYS[4] + timedelta(minutes=1))
+        report = run_due(ws)
+        assert any("sent #4" in line for line in report.recurring), report.lines()
+    got = recorder.to_readers("Brief #4:")
+    assert set(got) == readers
+    duplicates = sum(got.values()) - len(readers)
+    assert duplicates <= ws.config.send.connections, (duplicates, killed)
+    assert _titles(ws, "2026-11-06-weekly") == [ITEMS["f"][0]]
+    assert _states(ws)[-1] == ("sent", 4)
+
+
+def _kill_mid_send(ws: Workspace, recorder: Recorder, at: datetime) -> int:
+    """Run ``newsletter run-due`` in a child process at ``at`` (frozen), wait until the
+    server holds a message, kill the child with SIGKILL -> how many messages had arrived."""
+    import newsletter
+
+    script = textwrap.dedent(
+        f"""
+        import sys, time_machine
+        from datetime import datetime
+        from pathlib import Path
+        from newsletter.schedule.due import run_due
+        from newsletter.workspace import load_workspace
+        with time_machine.travel(datetime.fromisoformat({at.isoformat()!r}), tick=True):
+            run_due(load_workspace(Path(sys.argv[1])))
+        """
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(newsletter.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, str(ws.root)], env=env)
+    try:
+        # waits on the server's event; a child that ended early fails at once
+        while not recorder.holding.wait(0.5):
+            assert child.poll() is None, "run-due ended before the held message"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    arrived = len(recorder.messages)
+    recorder.hold_after = None
+    recorder.release.set()
+    return arrived
