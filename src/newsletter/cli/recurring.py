@@ -38,7 +38,7 @@ def recurring_list(ctx: click.Context) -> None:
         series = status.series
         state = "paused" if status.paused else f"every {series.every}"
         click.secho(f"{series.name}  ({state}, to list {series.list})", bold=True)
-        skipped = "  (skipped)" if status.next_skipped else ""
+        skipped = "  (the time before it is skipped)" if status.next_skipped else ""
         click.echo(f"  next: {_when(status.zone, status.next_at)}{skipped}")
         count = len(status.would_feature)
         enough = (
@@ -63,7 +63,8 @@ def recurring_show(ctx: click.Context, name: str) -> None:
     for key, value in series.model_dump().items():
         click.echo(f"{key}: {value}")
     click.echo(f"paused: {'yes' if status.paused else 'no'}")
-    click.echo(f"next: {_when(status.zone, status.next_at)}")
+    skipped = "  (the time before it is skipped)" if status.next_skipped else ""
+    click.echo(f"next: {_when(status.zone, status.next_at)}{skipped}")
     click.echo(
         "would feature now: " + (", ".join(map(printable, status.would_feature)) or "nothing new")
     )

@@ -41,8 +41,9 @@ __all__ = [
 @dataclass(frozen=True)
 class SeriesStatus:
     """One series as ``recurring list`` and ``show`` print it: its settings, whether it is
-    paused, its next time (aware UTC; None if the rule has ended) and whether that one is
-    skipped, the titles it would feature now, and its recent occurrences."""
+    paused, its next time not skipped (aware UTC; None if the rule has ended) and whether
+    a time before it was skipped, the titles it would feature now, and its recent
+    occurrences."""
 
     series: Recurring
     zone: ZoneInfo
@@ -86,15 +87,19 @@ def series_status(
 def _next_time(
     ws: Workspace, series: Recurring, recent: list[Occurrence]
 ) -> tuple[datetime | None, bool]:
-    """(the next time ``series`` comes due: an open occurrence's, else the rule's next
-    after now; whether that one is already recorded as skipped)."""
+    """(the next time ``series`` comes due and is not skipped: an open occurrence's, else
+    the rule's next after now; whether a time before it was skipped by hand)."""
     waiting = [item.due_at for item in recent if item.state in OPEN_STATES]
     if waiting:
         return min(waiting), False
     zone = ZoneInfo(ws.config.publication.timezone)
+    skipped = {item.due_at for item in recent if item.state == SKIPPED}
     found = next_occurrence(series.every, zone, utcnow())
-    recorded = {item.due_at: item.state for item in recent}
-    return found, found is not None and recorded.get(found) == SKIPPED
+    passed = False
+    while found is not None and found in skipped:
+        passed = True
+        found = next_occurrence(series.every, zone, found)
+    return found, passed
 
 
 def pause_series(ws: Workspace, name: str, paused: bool) -> bool:
