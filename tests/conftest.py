@@ -54,7 +54,10 @@ def workspace_dir(tmp_path: Path) -> Iterator[Path]:
     """A copy of the sample workspace (config, templates, seeds, subscribers) in tmp_path."""
     root = tmp_path / "ws"
     root.mkdir()
-    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
+    # without the sample [[recurring]] series: a test that lets run-due run at a
+    # Thursday afternoon would otherwise compose it; series tests configure their own
+    sample = (REPO / "newsletter.toml").read_text(encoding="utf-8")
+    (root / "newsletter.toml").write_text(sample.split("\n[[recurring]]")[0], encoding="utf-8")
     for folder in ("templates", "seeds", "subscribers"):
         if (REPO / folder).exists():
             shutil.copytree(

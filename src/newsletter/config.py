@@ -15,6 +15,7 @@ TOML file; secrets and deployment addresses come from the environment:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,11 @@ from pydantic import (
 
 from newsletter.errors import ConfigError
 from newsletter.files import read_bytes
+from newsletter.recurrence import parse_duration, parse_every
 
 CONFIG_FILE = "newsletter.toml"
+# what a recurring series' subject may name: {number}, {date}, {top_title}, {publication}
+SUBJECT_FIELDS = {"number", "date", "top_title", "publication"}
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -216,6 +220,57 @@ class Bounces(_Section):
     trust_unsigned: bool = False
 
 
+Texts = list[NonEmpty]
+_SUBJECT_FIELDS = re.compile(r"\{([^{}]*)\}")
+
+
+class Recurring(_Section):
+    """One ``[[recurring]]`` series: an issue composed from ``sources`` and sent on a rule."""
+
+    name: NonEmpty = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=60)
+    # an RRULE or "friday 09:00"; stored as the RRULE it means (see newsletter.recurrence)
+    every: NonEmpty
+    sources: Texts = Field(min_length=1)
+    # pydantic reads annotations in the class namespace, where the field ``list`` hides
+    # the builtin: the list fields use the module-level alias Texts
+    list: NonEmpty = "main"
+    subject: NonEmpty = "{publication} #{number}"
+    min_articles: int = Field(default=1, ge=1)
+    max_articles: int = Field(default=8, ge=1)
+    review_before: str = ""
+    review_to: Texts = []
+    approval: Literal["auto", "required"] = "auto"
+
+    @field_validator("every")
+    @classmethod
+    def _rule(cls, value: str) -> str:
+        return parse_every(value)
+
+    @field_validator("review_before")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if value.strip():
+            parse_duration(value)
+        return value.strip()
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_fields(cls, value: str) -> str:
+        unknown = set(_SUBJECT_FIELDS.findall(value)) - SUBJECT_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown field {{{sorted(unknown)[0]}}}; use "
+                + ", ".join(f"{{{name}}}" for name in sorted(SUBJECT_FIELDS))
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _limits(self) -> Recurring:
+        if self.min_articles > self.max_articles:
+            raise ValueError("min_articles must not exceed max_articles")
+        return self
+
+
 class ConfigModel(_Section):
     """The whole of newsletter.toml."""
 
@@ -227,6 +282,15 @@ class ConfigModel(_Section):
     dkim: Dkim = Dkim()
     serve: Serve = Serve()
     bounces: Bounces = Bounces()
+    recurring: list[Recurring] = []
+
+    @field_validator("recurring")
+    @classmethod
+    def _unique_names(cls, values: list[Recurring]) -> list[Recurring]:
+        names = [series.name for series in values]
+        if repeated := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"two series are named {repeated[0]!r}; give each its own name")
+        return values
 
 
 @dataclass(frozen=True)
@@ -256,12 +320,28 @@ class Environment:
         )
 
 
+def _named_series(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[Any, ...]:
+    """``("recurring", 0, "every")`` -> ``("recurring[weekly]", "every")`` when the series
+    has a name, so an error says which series it is about."""
+    if len(loc) < 2 or loc[0] != "recurring" or not isinstance(loc[1], int):
+        return loc
+    series = data.get("recurring")
+    entry = series[loc[1]] if isinstance(series, list) and loc[1] < len(series) else None
+    name = entry.get("name") if isinstance(entry, dict) else None
+    label = f"recurring[{name}]" if isinstance(name, str) and name else f"recurring[{loc[1] + 1}]"
+    return (label, *loc[2:])
+
+
 def _format_errors(
-    path: Path, error: ValidationError, from_env: dict[str, str] | None = None
+    path: Path,
+    error: ValidationError,
+    from_env: dict[str, str] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> str:
     problems = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        loc = _named_series(item["loc"], data or {})
+        where = ".".join(str(part) for part in loc) or "(top level)"
         if from_env and where in from_env:
             where = f"{from_env[where]} (replaces {where})"
         message = item["msg"].removeprefix("Value error, ")
@@ -292,7 +372,7 @@ def parse_config(
         return ConfigModel.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            _format_errors(path, exc, from_env), hint="fix these settings and run again"
+            _format_errors(path, exc, from_env, data), hint="fix these settings and run again"
         ) from None
 
 

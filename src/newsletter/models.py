@@ -52,7 +52,8 @@ class Article:
     ``summary`` is a teaser the source itself gave (front matter, feed summary)
     and wins over any computed one; ``standfirst`` is the publisher's summary printed
     under the headline (a page's dek, a subtitle in front matter), the teaser when it
-    fits the word budget.
+    fits the word budget. ``guid`` is a feed entry's id (dedupe matches it);
+    ``priority`` comes from front matter and orders a selection before the date does.
     """
 
     title: str
@@ -65,6 +66,8 @@ class Article:
     published: str = ""
     summary: str = ""
     standfirst: str = ""
+    guid: str = ""
+    priority: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, JSON-ready."""

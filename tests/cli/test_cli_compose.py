@@ -178,8 +178,9 @@ def test_the_readme_first_run_prints_no_warnings(workspace_dir: Path) -> None:
         f"generated the key that signs links in {key_file} (ignored by git; "
         "NEWSLETTER_SECRET_KEY replaces it)\n"
     )
-    # README: run it again and it composes and sends a new issue, still without warnings
-    recomposed = run("compose", "seeds/", "--subject", "The Weekly Brief")
+    # README: run it again with --allow-repeats and it composes and sends a new issue,
+    # still without warnings
+    recomposed = run("compose", "seeds/", "--subject", "The Weekly Brief", "--allow-repeats")
     again = run("send", "--latest", "--yes")
     assert "sent 5, failed 0" in again.stdout
     assert recomposed.stderr == "" and again.stderr == ""

@@ -116,7 +116,7 @@ def test_compose_writes_a_dated_issue_folder(workspace: Workspace, articles: Pat
 def test_compose_with_subject_and_repeated_names(workspace: Workspace, articles: Path) -> None:
     sources = [str(articles / "library.md"), str(articles / "harbour.html")]
     first = _compose(workspace, sources, subject="Weekly brief: Köln & co", preheader="Hi!")
-    second = _compose(workspace, sources, subject="Weekly brief: Köln & co")
+    second = _compose(workspace, sources, subject="Weekly brief: Köln & co", allow_repeats=True)
     assert first.folder.name == "2026-12-01-weekly-brief-koln-co"
     assert second.folder.name == "2026-12-01-weekly-brief-koln-co-2"
     issue = first.issue
@@ -168,7 +168,7 @@ def test_out_folder_must_be_new_or_empty(workspace: Workspace, articles: Path) -
     assert result.folder == empty
     assert (empty / ISSUE_JSON).is_file()
     fresh = workspace.root / "nested" / "fresh"
-    _compose(workspace, [str(articles / "harbour.html")], out=fresh)
+    _compose(workspace, [str(articles / "harbour.html")], out=fresh, allow_repeats=True)
     assert sorted(p.name for p in fresh.iterdir()) == [
         STAMP_FILE,
         SEND_HTML,

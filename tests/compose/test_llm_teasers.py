@@ -129,6 +129,7 @@ def _compose(ws: Workspace, *sources: Path) -> ComposeResult:
         preheader="",
         out=None,
         skip_bad=False,
+        allow_repeats=True,  # the same articles again: the cache is what is tested
     )
 
 

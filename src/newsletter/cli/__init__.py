@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from newsletter import __version__
-from newsletter.cli import bounces, compose, history, send, serve, subscribers
+from newsletter.cli import bounces, compose, history, recurring, send, serve, subscribers
 from newsletter.cli.logs import configure_logging
 from newsletter.cli.state import State
 from newsletter.errors import NewsletterError
@@ -41,6 +41,7 @@ for _command in (
     *compose.COMMANDS,
     *subscribers.COMMANDS,
     *send.COMMANDS,
+    *recurring.COMMANDS,
     serve.serve,
     bounces.bounces,
     history.history,

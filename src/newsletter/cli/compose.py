@@ -44,6 +44,15 @@ def init(folder: Path) -> None:
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Issue folder to write."
 )
 @click.option("--skip-bad", is_flag=True, help="Compose from the good sources, list the bad ones.")
+@click.option(
+    "--since",
+    metavar="last|7d|DATE",
+    help="Only articles published since the last issue, N days (or 2w) back, or a date.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Feature at most N articles.")
+@click.option(
+    "--allow-repeats", is_flag=True, help="Also feature articles an earlier issue featured."
+)
 @click.pass_context
 def compose(
     ctx: click.Context,
@@ -53,6 +62,9 @@ def compose(
     preheader: str,
     out: Path | None,
     skip_bad: bool,
+    since: str | None,
+    limit: int | None,
+    allow_repeats: bool,
 ) -> None:
     """Extract SOURCES (files, folders, feeds, URLs) into a new issue folder."""
     from newsletter.compose.build import compose_issue
@@ -65,6 +77,9 @@ def compose(
         preheader=preheader,
         out=out,
         skip_bad=skip_bad,
+        since=since,
+        limit=limit,
+        allow_repeats=allow_repeats,
     )
     for source, reason in result.skipped:
         click.echo(f"skipped {printable(source)}: {printable(reason)}", err=True)

@@ -290,9 +290,10 @@ def schedule_cancel(ctx: click.Context, schedule_id: int) -> None:
 @click.command("run-due")
 @click.pass_context
 def run_due_command(ctx: click.Context) -> None:
-    """Start the scheduled sends that are due, once, and exit (for cron instead of serve).
+    """Start the scheduled sends and recurring series that are due, once, and exit (for
+    cron instead of serve).
 
-    Exits 1 when a send failed or was missed, so cron reports it.
+    Exits 1 when a send or a series step failed or was missed, so cron reports it.
     """
     from newsletter.schedule.due import run_due
 
@@ -301,7 +302,7 @@ def run_due_command(ctx: click.Context) -> None:
         click.echo(line)
     if not report.acted:
         click.echo("nothing due", err=True)
-    if report.failed or report.missed:
+    if report.failed or report.missed or report.recurring_problems:
         ctx.exit(1)
 
 

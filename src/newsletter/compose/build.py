@@ -5,7 +5,7 @@ write a new issue folder; and ``extract_source``, what one source yields.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,14 @@ from newsletter.compose.folder import (
     write_issue_folder,
 )
 from newsletter.compose.issue_file import issue_json
+from newsletter.compose.selection import (
+    Selection,
+    featured_before,
+    nothing_new,
+    parse_since,
+    remember_issue,
+    select_articles,
+)
 from newsletter.errors import FolderTakenError, RenderError, SourceError
 from newsletter.mail.slots import defuse
 from newsletter.models import Article, Issue, Teaser
@@ -117,9 +125,16 @@ def _without_duplicates(articles: list[Article]) -> tuple[list[Article], list[st
 
 
 def build_issue(
-    ws: Workspace, articles: list[Article], *, subject: str | None, intro: str, preheader: str
+    ws: Workspace,
+    articles: list[Article],
+    *,
+    subject: str | None,
+    intro: str,
+    preheader: str,
+    day: date | None = None,
 ) -> Issue:
-    """Teasers for ``articles`` (summarised to the configured word budget) -> Issue dated today."""
+    """Teasers for ``articles`` (summarised to the configured word budget) -> Issue dated
+    ``day`` (default today)."""
     from newsletter.compose.llm import llm_teasers
     from newsletter.compose.summarize import make_teaser  # pulls in the readers: see _read_articles
 
@@ -134,7 +149,7 @@ def build_issue(
         )
         for article in articles
     ]
-    day = today(ws)
+    day = day or today(ws)
     return Issue(
         subject=(subject or "").strip() or default_subject(ws, day),
         date=day.isoformat(),
@@ -160,6 +175,77 @@ def _write_new_folder(
             log.info("%s was taken meanwhile; trying the next name", folder)
 
 
+def gather_articles(
+    ws: Workspace,
+    sources: list[str],
+    *,
+    skip_bad: bool,
+    since: str | None = None,
+    limit: int | None = None,
+    allow_repeats: bool = False,
+    ordered: bool = True,
+) -> tuple[Selection, list[tuple[str, str]]]:
+    """Read ``sources`` and select from them (``compose.selection``: dedupe against every
+    earlier issue unless ``allow_repeats``, ``since``, order, ``limit``) -> (Selection,
+    the sources skipped); ``ordered=False`` keeps the sources' order. A bad source
+    raises SourceError unless ``skip_bad``; no article read at all raises SourceError."""
+    articles, skipped = _read_articles(
+        sources, timeout=ws.config.compose.fetch_timeout, skip_bad=skip_bad
+    )
+    if not articles:
+        raise SourceError(
+            "no article could be read from " + ", ".join(sources),
+            hint="check the paths and URLs; newsletter extract SOURCE shows what one yields",
+        )
+    featured, last_issue = (set(), None) if allow_repeats else featured_before(ws)
+    if allow_repeats and since is not None and since.strip().lower() == "last":
+        last_issue = featured_before(ws)[1]
+    since_date = (
+        None if since is None else parse_since(since, today=today(ws), last_issue=last_issue)
+    )
+    selection = select_articles(
+        articles,
+        featured=None if allow_repeats else featured,
+        since=since_date,
+        limit=limit,
+        ordered=ordered,
+    )
+    return selection, skipped
+
+
+def compose_articles(
+    ws: Workspace,
+    articles: list[Article],
+    *,
+    subject: str | None,
+    intro: str = "",
+    preheader: str = "",
+    out: Path | None = None,
+    day: date | None = None,
+) -> ComposeResult:
+    """Summarise ``articles``, render, write a new issue folder (``out`` or a fresh one
+    under issues/), and record what it features -> ComposeResult.
+
+    ``out`` already holding an issue raises FolderTakenError and is left alone.
+    """
+    articles, warnings = _without_duplicates(articles)
+    issue = build_issue(ws, articles, subject=subject, intro=intro, preheader=preheader, day=day)
+    # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
+    fingerprint = render_fingerprint(ws, issue_json(issue).encode("utf-8"))
+    rendered = render_issue(ws, issue)
+    folder = _write_new_folder(ws, issue, rendered, out, fingerprint)
+    # after the folder: a crash between the two leaves a folder the next selection
+    # reads and records (compose.selection backfills unrecorded issue folders)
+    remember_issue(ws, folder, issue, articles)
+    log.info("composed %d teasers into %s", len(issue.teasers), folder)
+    return ComposeResult(
+        folder=folder,
+        issue=issue,
+        warnings=warnings + rendered.warnings,
+        html_bytes=len(rendered.reader_html.encode("utf-8")),
+    )
+
+
 def compose_issue(
     ws: Workspace,
     sources: list[str],
@@ -169,37 +255,44 @@ def compose_issue(
     preheader: str,
     out: Path | None,
     skip_bad: bool,
+    since: str | None = None,
+    limit: int | None = None,
+    allow_repeats: bool = False,
 ) -> ComposeResult:
-    """Read ``sources`` (files, folders, feeds, URLs), summarise, render, write a new issue folder.
+    """Read ``sources`` (files, folders, feeds, URLs), select, summarise, render, write a
+    new issue folder.
 
     The folder is ``out`` (which must be new or empty) or ``<issues_dir>/<date>-<slug>``.
-    A bad source raises its SourceError before anything is written, unless
-    ``skip_bad``: then it is listed in ``skipped``. No article left -> SourceError.
+    Articles featured in an earlier issue are left out unless ``allow_repeats``;
+    ``since`` ("last", "7d", "2026-12-01") and ``limit`` narrow the selection. A bad
+    source raises its SourceError before anything is written, unless ``skip_bad``: then
+    it is listed in ``skipped``. No article left -> SourceError saying why.
     """
     if out is not None:
         _check_out_folder(out)
-    articles, skipped = _read_articles(
-        sources, timeout=ws.config.compose.fetch_timeout, skip_bad=skip_bad
+    selection, skipped = gather_articles(
+        ws,
+        sources,
+        skip_bad=skip_bad,
+        since=since,
+        limit=limit,
+        allow_repeats=allow_repeats,
+        # by hand without --since / --limit, the editor's order of the sources stands
+        ordered=since is not None or limit is not None,
     )
-    if not articles:
-        raise SourceError(
-            "no article could be read from " + ", ".join(sources),
-            hint="check the paths and URLs; newsletter extract SOURCE shows what one yields",
-        )
-    articles, warnings = _without_duplicates(articles)
-    issue = build_issue(ws, articles, subject=subject, intro=intro, preheader=preheader)
-    # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
-    fingerprint = render_fingerprint(ws, issue_json(issue).encode("utf-8"))
-    rendered = render_issue(ws, issue)
-    folder = _write_new_folder(ws, issue, rendered, out, fingerprint)
-    log.info("composed %d teasers into %s", len(issue.teasers), folder)
-    return ComposeResult(
-        folder=folder,
-        issue=issue,
-        skipped=skipped,
-        warnings=warnings + rendered.warnings,
-        html_bytes=len(rendered.reader_html.encode("utf-8")),
+    if not selection.chosen:
+        raise nothing_new(selection, sources)
+    result = compose_articles(
+        ws, selection.chosen, subject=subject, intro=intro, preheader=preheader, out=out
     )
+    notes = [
+        f"{article.source}: same article as {same.source} ({article.title!r}), left out"
+        for article, same in selection.twice
+    ] + [
+        f"{article.source}: {article.title!r} was featured in an earlier issue; left out"
+        for article in selection.repeats
+    ]
+    return replace(result, skipped=skipped, warnings=notes + result.warnings)
 
 
 def extract_source(ws: Workspace, source: str) -> list[dict[str, Any]]:

@@ -60,11 +60,21 @@ class RunReport:
     missed: list[tuple[int, str]] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
     forgotten: int = 0
+    # recurring series: one line per step, and those that are problems (missed, failed)
+    recurring: list[str] = field(default_factory=list)
+    recurring_problems: list[str] = field(default_factory=list)
 
     @property
     def acted(self) -> bool:
         """Whether the tick did anything at all."""
-        return bool(self.done or self.failed or self.missed or self.retried or self.forgotten)
+        return bool(
+            self.done
+            or self.failed
+            or self.missed
+            or self.retried
+            or self.forgotten
+            or self.recurring
+        )
 
     def lines(self) -> list[str]:
         """Human-readable lines, one per send touched."""
@@ -72,6 +82,7 @@ class RunReport:
             [f"#{i} sent: {note}" for i, note in self.done]
             + [f"#{i} failed: {note}" for i, note in self.failed]
             + [f"#{i} missed: {note}" for i, note in self.missed]
+            + [f"series {note}" for note in self.recurring]
             + [f"deferred deliveries retried: {note}" for note in self.retried]
             + ([f"forgot {self.forgotten} unconfirmed sign-ups"] if self.forgotten else [])
         )
@@ -180,7 +191,8 @@ def run_due(
     stop: threading.Event | None = None,
     expire: bool = True,
 ) -> RunReport:
-    """One scheduler tick: mark sends past the window missed, run those due, retry
+    """One scheduler tick: mark sends past the window missed, run those due, drive the
+    recurring series (``recurring.run``), retry
     deferred deliveries whose time has come and (``expire``) forget double opt-in
     requests nobody confirmed in time -> RunReport.
 
@@ -213,6 +225,8 @@ def run_due(
                 log.debug("scheduled send #%d was claimed by another process", scheduled.id)
                 continue
             _run_one(ws, store, claimed, worker, runner, report, heartbeat_seconds)
+        if ws.config.recurring and not stop.is_set():
+            _run_series(ws, store, worker, stale_after, heartbeat_seconds, stop, report)
         if expire and not stop.is_set():
             report.forgotten = forget_expired_requests(ws, store)
     finally:
@@ -221,6 +235,31 @@ def run_due(
     if retry is not None and not stop.is_set():
         _retry_deferred(ws, retry, report)
     return report
+
+
+def _run_series(
+    ws: Workspace,
+    store: Store,
+    worker: str,
+    stale_after: timedelta,
+    heartbeat_seconds: float,
+    stop: threading.Event,
+    report: RunReport,
+) -> None:
+    """Drive the recurring series one tick (``recurring.run``) and add what they did."""
+    from newsletter.recurring.run import run_recurring
+
+    done = run_recurring(
+        ws,
+        store,
+        worker=worker,
+        now=utcnow(),
+        stale_after=stale_after,
+        heartbeat_seconds=heartbeat_seconds,
+        stop=stop,
+    )
+    report.recurring.extend(done.lines)
+    report.recurring_problems.extend(done.problems)
 
 
 def _miss(

@@ -103,6 +103,7 @@ def entry_article(entry: Any, *, source: str, base: str) -> Article | None:
         byline=join_names(entry.get("authors") or entry.get("author", "")),
         published=iso_date(entry.get("published_parsed") or entry.get("updated_parsed")),
         summary=given_summary(summary_html, text) if content_html else "",
+        guid=normalise_space(str(entry.get("id", "")))[:500],
     )
 
 

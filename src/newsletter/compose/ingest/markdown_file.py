@@ -77,6 +77,7 @@ def read_markdown(content: str, source: str, *, url: str = "") -> Article:
         published=fields.get("published", ""),
         summary=fields.get("summary", ""),
         standfirst=fields.get("standfirst", ""),
+        priority=_priority(meta.get("priority"), meta_lines, source),
     )
 
 
@@ -165,6 +166,19 @@ def _field_value(field_name: str, key: str, value: Any, where: str) -> str:
             hint="write the full address, e.g. https://example.org/picture.jpg",
         )
     return url
+
+
+def _priority(value: Any, key_lines: dict[str, int], source: str) -> float:
+    """Front matter ``priority`` (higher is featured first) -> a number; 0 when absent."""
+    if value is None or value == "":
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SourceError(
+            f"{source}, line {key_lines.get('priority', 2)}: front matter 'priority' must be "
+            f"a number ({value!r})",
+            hint="write e.g. 'priority: 10' (higher comes first)",
+        )
+    return float(value)
 
 
 def _first_image(root: Any, base: str) -> tuple[str, str]:

@@ -6,7 +6,7 @@ the original's Message-ID, whose key is the delivery row. Rows recorded before t
 revision stay NULL: nothing in them ties them to a campaign reliably.
 
 Revision ID: 0010_bounce_campaigns
-Revises: 0007_unsubscribe_requests
+Revises: 0009_recurring_occurrences
 Create Date: 2026-12-10
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_bounce_campaigns"
-down_revision = "0007_unsubscribe_requests"
+down_revision = "0009_recurring_occurrences"
 branch_labels = None
 depends_on = None
 
