@@ -19,20 +19,27 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from newsletter.compose.issue_file import ISSUE_JSON
 from newsletter.config import Recurring
 from newsletter.errors import NewsletterError
+from newsletter.models import Article
 from newsletter.recurrence import occurrences_between, parse_duration
 from newsletter.recurring.steps import (
     NothingNewError,
     SendStopped,
+    articles_of,
     compose_occurrence,
     key_of,
+    local_day,
     occurrence_folder,
     review_copy,
     select_for,
+    selected_keys,
+    selection_record,
     send_occurrence,
 )
 from newsletter.store import Store
+from newsletter.store.featured import forget_featured
 from newsletter.store.lease import RUNNING, Heartbeat, holder_is_dead
 from newsletter.store.occurrences import (
     APPROVED,
@@ -54,6 +61,7 @@ from newsletter.store.occurrences import (
     last_due,
     number_it,
     open_occurrences,
+    recorded_selection,
     release,
 )
 from newsletter.workspace import Workspace
@@ -157,7 +165,7 @@ def _act(
     """Claim ``seen`` if its time has come and run its steps under a heartbeat."""
     label = f"{series.name} {seen.due_at:%Y-%m-%d %H:%M} UTC"
     if tick.now - seen.due_at > tick.window:
-        _miss(store, seen, label, tick, report)
+        _miss(ws, store, series, seen, label, tick, report)
         return
     starts = seen.due_at - (review_lead(series) if seen.state == PENDING else timedelta(0))
     if tick.now < starts:
@@ -183,8 +191,17 @@ def _act(
     release(store, claimed.id, tick.worker, note=note[:2000])
 
 
-def _miss(store: Store, seen: Occurrence, label: str, tick: Tick, report: RecurringReport) -> None:
-    """Record ``seen`` missed unless a live process still works on it."""
+def _miss(
+    ws: Workspace,
+    store: Store,
+    series: Recurring,
+    seen: Occurrence,
+    label: str,
+    tick: Tick,
+    report: RecurringReport,
+) -> None:
+    """Record ``seen`` missed unless a live process still works on it; the articles it
+    reserved when numbered are freed again when its issue was never written."""
     held = seen.lease_state == RUNNING and not holder_is_dead(seen.claimed_by)
     if held and (seen.heartbeat_at or seen.claimed_at or tick.now) >= tick.stale_before:
         return
@@ -192,6 +209,42 @@ def _miss(store: Store, seen: Occurrence, label: str, tick: Tick, report: Recurr
     note = f"missed: not done within {hours:g} h of its time ({seen.state}); never sent late"
     if finish_unheld(store, seen, MISSED, note):
         report.note(f"{label}: {note}", problem=True)
+        written = (occurrence_folder(ws, series, seen.due_at) / ISSUE_JSON).is_file()
+        if seen.issue_key and not written:
+            forget_featured(store, seen.issue_key)
+
+
+def _select_and_number(
+    ws: Workspace,
+    store: Store,
+    series: Recurring,
+    held: Occurrence,
+    tick: Tick,
+    report: RecurringReport,
+    label: str,
+) -> tuple[int, list[Article]] | str:
+    """Select the new articles for the held pending occurrence and, when there are
+    enough, number it with them recorded -> (number, articles), or the note it ended
+    with (skipped: no number used; or lost to another process)."""
+    selection = select_for(ws, series)
+    found = len(selection.chosen)
+    if found < series.min_articles:
+        note = f"skipped: {found} new article(s), fewer than min_articles {series.min_articles}"
+        advance(store, held.id, tick.worker, state=SKIPPED, note=note)
+        report.note(f"{label}: {note}; no number used")
+        return note
+    number = number_it(
+        store,
+        held.id,
+        tick.worker,
+        key_of(ws, occurrence_folder(ws, series, held.due_at)),
+        selection=selection_record(selection.chosen),
+        issue_date=local_day(ws, held.due_at),
+        keys=selected_keys(selection.chosen),
+    )
+    if number is None:
+        return "taken over by another process"
+    return number, selection.chosen
 
 
 def _steps(
@@ -206,22 +259,17 @@ def _steps(
     """Move the held occurrence forward as far as the clock allows -> its note."""
     worker, state, number = tick.worker, held.state, held.number
     folder = occurrence_folder(ws, series, held.due_at)
-    selection = None
+    articles = None
     if state == PENDING:
-        selection = select_for(ws, series)
-        found = len(selection.chosen)
-        if found < series.min_articles:
-            note = f"skipped: {found} new article(s), fewer than min_articles {series.min_articles}"
-            advance(store, held.id, worker, state=SKIPPED, note=note)
-            report.note(f"{label}: {note}; no number used")
-            return note
-        number = number_it(store, held.id, worker, key_of(ws, folder))
-        if number is None:
-            return "taken over by another process"
-        state = COMPOSING
+        numbered = _select_and_number(ws, store, series, held, tick, report, label)
+        if isinstance(numbered, str):
+            return numbered
+        (number, articles), state = numbered, COMPOSING
     if state == COMPOSING:
         assert number is not None
-        compose_occurrence(ws, series, held.due_at, number, selection)
+        if articles is None and (record := recorded_selection(store, held.id)) is not None:
+            articles = articles_of(record)
+        compose_occurrence(ws, series, held.due_at, number, articles)
         note = f"composed #{number} into {key_of(ws, folder)}"
         if series.review_to:
             note += "; " + review_copy(ws, series, folder)

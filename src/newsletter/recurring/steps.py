@@ -1,10 +1,12 @@
 """What one occurrence of a series does, step by step: select and number, compose (and
 mail the review copy), send. Each step is written so a rerun after a crash finds its
-work done: the issue folder is named by the occurrence, a compose that finds it written
-reuses it, and the send resumes the ledger's campaign."""
+work done: the selection is recorded with the number (and composed from that record),
+the issue folder is named by the occurrence, a compose that finds it written reuses it,
+and the send resumes the ledger's campaign."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from datetime import UTC, datetime
@@ -13,9 +15,10 @@ from zoneinfo import ZoneInfo
 
 from newsletter.compose.folder import FolderTakenError, issue_key
 from newsletter.compose.issue_file import ISSUE_JSON, decode_issue, read_issue_bytes
-from newsletter.compose.selection import Selection, remember_issue
+from newsletter.compose.selection import Selection, article_keys, remember_issue
 from newsletter.config import Recurring
 from newsletter.mail.slots import defuse
+from newsletter.models import Article
 from newsletter.render.filters import long_date
 from newsletter.workspace import Workspace
 
@@ -70,31 +73,58 @@ def subject_for(ws: Workspace, series: Recurring, number: int, due_at: datetime,
     )
 
 
+def selection_record(articles: list[Article]) -> str:
+    """The selected ``articles`` as the JSON text an occurrence records with its number."""
+    return json.dumps([article.to_dict() for article in articles], ensure_ascii=False)
+
+
+def articles_of(record: str) -> list[Article]:
+    """The articles of a ``selection_record`` (fields this version does not know dropped)."""
+    known = Article.__dataclass_fields__
+    return [
+        Article(**{name: value for name, value in item.items() if name in known})
+        for item in json.loads(record)
+    ]
+
+
+def selected_keys(articles: list[Article]) -> set[str]:
+    """The dedupe keys of ``articles``: what numbering reserves as featured."""
+    return set().union(*(article_keys(a.url, a.title, a.guid) for a in articles))
+
+
 def compose_occurrence(
-    ws: Workspace, series: Recurring, due_at: datetime, number: int, selection: Selection | None
+    ws: Workspace,
+    series: Recurring,
+    due_at: datetime,
+    number: int,
+    articles: list[Article] | None,
 ) -> Path:
-    """Write the occurrence's issue folder -> its path; a folder already written (a rerun
-    after a crash, or a racing process) is reused as it is and recorded as featured."""
+    """Write the occurrence's issue folder from ``articles`` (the selection recorded
+    with its number; None, for an occurrence numbered without one, selects anew) -> its
+    path; a folder already written (a rerun after a crash, or a racing process) is reused
+    as it is and recorded as featured."""
     from newsletter.compose.build import compose_articles
 
     folder = occurrence_folder(ws, series, due_at)
     if (folder / ISSUE_JSON).is_file():
         _remember_existing(ws, folder)
         return folder
-    selection = selection or select_for(ws, series)
-    if not selection.chosen:
+    if articles is None:
+        articles = select_for(ws, series).chosen
+    if not articles:
         raise NothingNewError(f"series {series.name}: no new article to compose #{number}")
-    subject = subject_for(ws, series, number, due_at, selection.chosen[0].title)
+    subject = subject_for(ws, series, number, due_at, articles[0].title)
     day = datetime.fromisoformat(local_day(ws, due_at)).date()
     try:
-        compose_articles(ws, selection.chosen, subject=subject, out=folder, day=day)
+        compose_articles(ws, articles, subject=subject, out=folder, day=day)
     except FolderTakenError:
         _remember_existing(ws, folder)
     return folder
 
 
 class NothingNewError(Exception):
-    """A numbered occurrence whose articles were all featured meanwhile."""
+    """A numbered occurrence without a recorded selection whose articles were all
+    featured meanwhile."""
 
 
 def _remember_existing(ws: Workspace, folder: Path) -> None:

@@ -14,7 +14,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Column, Integer, String, Table, Text, UniqueConstraint, func, insert, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.store.records import utcnow
@@ -57,33 +69,56 @@ def record_featured(
 ) -> int:
     """Record that issue ``issue_key`` (dated ``issue_date``) featured ``keys`` (each
     ``kind:value``) -> how many rows were new. Keys already recorded for it are skipped."""
-    wanted = {_split(key) for key in keys}
-    if not wanted:
-        return 0
     try:
         with store.write() as conn:
-            rows_now = conn.execute(
-                select(featured_articles.c.kind, featured_articles.c.value).where(
-                    featured_articles.c.issue_key == issue_key
-                )
-            )
-            have = {(row.kind, row.value) for row in rows_now}
-            rows = [
-                {
-                    "issue_key": issue_key,
-                    "issue_date": issue_date,
-                    "kind": kind,
-                    "value": value,
-                    "recorded_at": now or utcnow(),
-                }
-                for kind, value in sorted(wanted - have)
-            ]
-            if rows:
-                conn.execute(insert(featured_articles), rows)
+            return add_featured(conn, issue_key, issue_date, keys, now=now)
     except IntegrityError:
         # another process recorded the same issue at the same moment: its rows stand
         return 0
+
+
+def add_featured(
+    conn: Connection,
+    issue_key: str,
+    issue_date: str,
+    keys: Iterable[str],
+    *,
+    now: datetime | None = None,
+) -> int:
+    """``record_featured`` inside the caller's transaction ``conn`` (so it commits with
+    the caller's other writes) -> how many rows were new."""
+    wanted = {_split(key) for key in keys}
+    if not wanted:
+        return 0
+    rows_now = conn.execute(
+        select(featured_articles.c.kind, featured_articles.c.value).where(
+            featured_articles.c.issue_key == issue_key
+        )
+    )
+    have = {(row.kind, row.value) for row in rows_now}
+    rows = [
+        {
+            "issue_key": issue_key,
+            "issue_date": issue_date,
+            "kind": kind,
+            "value": value,
+            "recorded_at": now or utcnow(),
+        }
+        for kind, value in sorted(wanted - have)
+    ]
+    if rows:
+        conn.execute(insert(featured_articles), rows)
     return len(rows)
+
+
+def forget_featured(store: Store, issue_key: str) -> int:
+    """Drop what issue ``issue_key`` was recorded as featuring (an issue that was never
+    written) -> how many rows went."""
+    with store.write() as conn:
+        gone = conn.execute(
+            delete(featured_articles).where(featured_articles.c.issue_key == issue_key)
+        ).rowcount
+    return int(gone or 0)
 
 
 def featured_keys(store: Store) -> set[str]:

@@ -11,13 +11,17 @@ Whoever works on an occurrence holds its lease (``store.lease``: ``lease_state``
 ``running`` while ``claimed_by`` holds it, ``heartbeat_at``), taken with one conditional
 UPDATE, so of several ``run-due`` or ``serve`` processes exactly one works on it. The
 number is set in the same transaction that moves it to ``composing``, from the highest
-number the series used plus one, and (series, number) is unique: numbered once.
+number the series used plus one, and (series, number) is unique: numbered once. That
+transaction also records the selected articles (``selection``) and reserves them as
+featured by the issue, so a rerun after a crash composes the same articles and a hand
+compose in between cannot take them.
 
 Functions here take a ``Store`` and commit before they return; times are aware UTC.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.store.featured import add_featured
 from newsletter.store.lease import RUNNING, LeaseColumns, renew, take, update_if_held
 from newsletter.store.records import utcnow
 from newsletter.store.schema import UtcDateTime, metadata
@@ -70,6 +75,8 @@ occurrences = Table(
     Column("heartbeat_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False),
     Column("note", Text, nullable=False),
+    # the articles selected when it was numbered (JSON), composed even after a crash
+    Column("selection", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("series", "due_at"),
@@ -252,9 +259,20 @@ def advance(store: Store, occurrence_id: int, worker: str, **values: Any) -> boo
         )
 
 
-def number_it(store: Store, occurrence_id: int, holder: str, issue_key: str) -> int | None:
-    """In one transaction: give the held pending occurrence the series' next number and
-    move it to ``composing`` with its issue folder -> the number, or None if not held."""
+def number_it(
+    store: Store,
+    occurrence_id: int,
+    holder: str,
+    issue_key: str,
+    *,
+    selection: str,
+    issue_date: str,
+    keys: Iterable[str],
+) -> int | None:
+    """In one transaction: give the held pending occurrence the series' next number,
+    move it to ``composing`` with its issue folder and ``selection`` (the articles, as
+    JSON), and record ``keys`` as featured by that issue (dated ``issue_date``), so no
+    other compose takes them meanwhile -> the number, or None if not held."""
     with store.write() as conn:
         row = conn.execute(select(occurrences).where(occurrences.c.id == occurrence_id)).one()
         highest = conn.scalar(
@@ -269,9 +287,21 @@ def number_it(store: Store, occurrence_id: int, holder: str, issue_key: str) -> 
             state=COMPOSING,
             number=number,
             issue_key=issue_key,
+            selection=selection,
             updated_at=utcnow(),
         )
+        if done:
+            add_featured(conn, issue_key, issue_date, keys)
     return number if done else None
+
+
+def recorded_selection(store: Store, occurrence_id: int) -> str | None:
+    """The selection (JSON) recorded when ``occurrence_id`` was numbered, or None."""
+    with store.read() as conn:
+        found: str | None = conn.scalar(
+            select(occurrences.c.selection).where(occurrences.c.id == occurrence_id)
+        )
+    return found
 
 
 def release(store: Store, occurrence_id: int, worker: str, **values: Any) -> bool:
