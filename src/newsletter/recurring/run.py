@@ -167,7 +167,9 @@ def _act(
     if tick.now - seen.due_at > tick.window:
         _miss(ws, store, series, seen, label, tick, report)
         return
-    starts = seen.due_at - (review_lead(series) if seen.state == PENDING else timedelta(0))
+    # a compose cut short is taken up again at once, so the review copy still comes early
+    composing = seen.state in (PENDING, COMPOSING)
+    starts = seen.due_at - (review_lead(series) if composing else timedelta(0))
     if tick.now < starts:
         return
     dead = seen.lease_state == RUNNING and holder_is_dead(seen.claimed_by)
