@@ -162,3 +162,28 @@ def test_killed_while_mailing_the_review_copy(
     # killed run had handed over may arrive too, so the editor sees it once or twice
     assert 1 <= recorder.to_readers("[TEST] Brief #1:")["editor@example.org"] <= 2
     assert gate.asked.count(FEED_PATH) == 1  # one selection, read once
+
+
+def test_a_numbered_occurrence_missed_before_its_issue_was_written_frees_its_articles(
+    workspace_dir: Path, smtp: object, gate: Gate
+) -> None:
+    ws = url_series_workspace(workspace_dir, gate, llm=True)
+    gate.write_feed(ITEMS)
+    gate.hold = {CHAT_PATH}
+    kill_when(run_due_child(ws, FRIDAY - timedelta(hours=2)), gate.arrived)
+    _let_go(gate)
+    with time_machine.travel(FRIDAY + timedelta(days=1), tick=True):
+        report = run_due(ws)
+        assert any("missed" in line for line in report.recurring_problems), report.lines()
+        assert occurrence_states(ws) == [("missed", 1)]
+        # nobody got those articles: a later issue may feature them
+        result = compose_issue(
+            ws,
+            [gate.url + FEED_PATH],
+            subject=None,
+            intro="",
+            preheader="",
+            out=None,
+            skip_bad=False,
+        )
+    assert [teaser.title for teaser in result.issue.teasers] == [ITEMS[0][0], ITEMS[1][0]]
