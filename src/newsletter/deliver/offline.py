@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
+from newsletter.files import atomic_write
 from newsletter.message import Recipient
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.outcome import Status
@@ -136,16 +136,10 @@ def _prepare_outdir(outdir: Path) -> None:
         raise NewsletterError(f"{outdir}: cannot create ({exc.strerror})") from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name("." + path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
+def _write_message(path: Path, data: bytes) -> None:
+    """Store one dry-run message whole; not synced to disk, since files to inspect are
+    not worth an fsync each."""
+    atomic_write(path, data, sync=False)
 
 
 def dry_run(
@@ -163,7 +157,7 @@ def dry_run(
     Raises NewsletterError for a used folder or a list with nobody to send to (as a
     send does), StoreError for an unknown list, RenderError/ConfigError as a send would.
     """
-    write = write or _write_atomic
+    write = write or _write_message
     started = time.monotonic()
     list_name = resolve_list_name(ws, list_name)
     rendered, warnings = render_for_send(ws, issue_dir)
