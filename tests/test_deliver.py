@@ -839,7 +839,7 @@ def test_a_row_handed_back_by_a_narrowed_run_is_still_sent_or_deferred(
                 narrowed.set()
 
     handler_of(greeting_server).before_reply = in_order
-    engine_log = logging.getLogger("newsletter.deliver.engine")
+    engine_log = logging.getLogger("newsletter.deliver.lanes")
     watcher = NarrowedLog()
     engine_log.addHandler(watcher)
     try:
