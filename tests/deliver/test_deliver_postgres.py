@@ -21,11 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from newsletter.deliver import send_issue
-from newsletter.people import import_file
-from newsletter.store import open_store_for
-from newsletter.workspace import Workspace
-from test_deliver import (
+from ledger_server import (
     FAST,
     SAMPLE,
     LedgerHandler,
@@ -34,6 +30,10 @@ from test_deliver import (
     ledger,
     write_issue,
 )
+from newsletter.deliver import send_issue
+from newsletter.people import import_file
+from newsletter.store import open_store_for
+from newsletter.workspace import Workspace
 
 pytest.importorskip("psycopg")
 
