@@ -272,6 +272,10 @@ class LedgerRun:
         finally:
             timer.cancel()
             self._news = None
+        # two loop turns (a poll of the sockets, then the lanes it woke) let every outcome
+        # already waiting in a socket join this turn's commit
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
 
     # -- recording --
 
