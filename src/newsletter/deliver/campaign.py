@@ -313,6 +313,10 @@ def send_issue(
         retry_unknown=retry_unknown,
         tuning=tuning or SendTuning(),
         stop=stop or threading.Event(),
+        connections=connections,
+        rate=rate,
+        progress=progress,
+        handle_sigint=handle_sigint,
     )
     check_sender(ws)
     smtp = smtp_settings(ws, smtp_url)
@@ -328,14 +332,7 @@ def send_issue(
         try:
             total = run.queue(store, campaign, report)
             if total:
-                with (
-                    open_transport(ws, smtp) as (settings, outbox),
-                    _stop_on_sigint(run.stop, handle_sigint),
-                ):
-                    report.outbox = outbox
-                    counted = run.ledger_run(
-                        store, campaign, template, settings, total, connections, rate, progress
-                    ).run()
+                counted = run.send(store, campaign, template, smtp, total, report)
             found = _campaign_totals(store, campaign.id, report)
             state = _final_state(counted, found)
         finally:
@@ -349,7 +346,8 @@ def send_issue(
 
 @dataclass
 class _Run:
-    """What one run of ``send_issue`` knows before it sends: the steps that prepare it."""
+    """One run of ``send_issue``: its options and its steps (open the campaign, take it,
+    queue its rows, send them)."""
 
     ws: Workspace
     issue_dir: Path
@@ -359,6 +357,10 @@ class _Run:
     retry_unknown: bool
     tuning: SendTuning
     stop: threading.Event
+    connections: int | None  # default: send.connections
+    rate: float | None  # default: send.rate
+    progress: Callable[[SendProgress], None] | None
+    handle_sigint: bool
     runner: str = field(default_factory=runner_name)
 
     @property
@@ -453,35 +455,38 @@ class _Run:
         with store.read() as conn:
             return pending_now(conn, campaign.id, self.tuning.clock())
 
-    def ledger_run(
+    def send(
         self,
         store: Store,
         campaign: Campaign,
         template: MessageTemplate,
-        smtp: SmtpSettings,
+        smtp: SmtpSettings | None,
         total: int,
-        connections: int | None,
-        rate: float | None,
-        progress: Callable[[SendProgress], None] | None,
-    ) -> LedgerRun:
-        """The ledger loop sending ``template`` for ``total`` due rows of ``campaign``
-        (``connections`` and ``rate`` default to the configuration's)."""
+        report: SendReport,
+    ) -> RunCounts:
+        """Run the ledger loop over ``total`` due rows of ``campaign`` through ``smtp``
+        (None: the embedded server, whose folder goes in ``report``) -> its counts."""
         send = self.ws.config.send
-        return LedgerRun(
-            store=store,
-            campaign_id=campaign.id,
-            list_id=campaign.list_id,
-            runner=self.runner,
-            template=template,
-            smtp=smtp,
-            send_config=send,
-            connections=max(1, min(connections or send.connections, total)),
-            total=total,
-            rate=send.rate if rate is None else rate,
-            tuning=self.tuning,
-            progress=progress,
-            stop=self.stop,
-        )
+        with (
+            open_transport(self.ws, smtp) as (settings, outbox),
+            _stop_on_sigint(self.stop, self.handle_sigint),
+        ):
+            report.outbox = outbox
+            return LedgerRun(
+                store=store,
+                campaign_id=campaign.id,
+                list_id=campaign.list_id,
+                runner=self.runner,
+                template=template,
+                smtp=settings,
+                send_config=send,
+                connections=max(1, min(self.connections or send.connections, total)),
+                total=total,
+                rate=send.rate if self.rate is None else self.rate,
+                tuning=self.tuning,
+                progress=self.progress,
+                stop=self.stop,
+            ).run()
 
 
 def _campaign_totals(store: Store, campaign_id: int, report: SendReport) -> dict[str, int]:
