@@ -32,6 +32,7 @@ import time_machine
 from click.testing import CliRunner
 from sqlalchemy import Engine, event
 
+from ledger_server import DROP_AFTER, FAST, LedgerHandler, LedgerServer, add_members, write_issue
 from newsletter.audience.bounces.run import process_paths
 from newsletter.audience.importing import import_file
 from newsletter.cli import cli
@@ -41,7 +42,6 @@ from newsletter.errors import StoreError
 from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.web.server import ServeServer
 from newsletter.workspace import Workspace
-from test_deliver import DROP_AFTER, FAST, LedgerHandler, LedgerServer, add_members, write_issue
 
 ADA, GRACE, LINUS, INES, KOFI = (
     "ada.lovelace@example.com",

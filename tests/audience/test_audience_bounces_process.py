@@ -457,8 +457,8 @@ def arf_for(original: bytes) -> bytes:
 def test_after_a_send_bounce_and_complaint_the_next_send_skips_them(
     ws: Workspace, store: Store, settings: BounceSettings
 ) -> None:
+    from ledger_server import FAST, LedgerHandler, LedgerServer, write_issue
     from newsletter.deliver import send_issue
-    from test_deliver import FAST, LedgerHandler, LedgerServer, write_issue
 
     server = LedgerServer(LedgerHandler())
     server.start()

@@ -195,8 +195,8 @@ def test_a_token_of_a_membership_that_is_gone_falls_back_to_the_sender(
 
 def sent_messages(ws: Workspace) -> dict[str, bytes]:
     """Send an issue to the list over a real SMTP server on loopback -> {rcpt: bytes}."""
+    from ledger_server import FAST, LedgerHandler, LedgerServer, write_issue
     from newsletter.deliver import send_issue
-    from test_deliver import FAST, LedgerHandler, LedgerServer, write_issue
 
     server = LedgerServer(LedgerHandler())
     server.start()

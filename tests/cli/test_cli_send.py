@@ -1,4 +1,4 @@
-"""Wiring of `newsletter send` (behaviour is tested on the core in test_deliver.py), the
+"""Wiring of `newsletter send` (behaviour is tested on the core in tests/deliver/), the
 README's main job run twice, and a real `kill -9` in the middle of a send."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
+from ledger_server import DROP_AFTER, LedgerHandler, LedgerServer, add_members, write_issue
 from newsletter.cli import cli
 from newsletter.deliver import AlreadySentError, send_issue
 from newsletter.errors import NewsletterError
 from newsletter.store import open_store_for
 from newsletter.store.deliveries import deliveries
 from newsletter.workspace import Workspace, load_workspace
-from test_deliver import DROP_AFTER, LedgerHandler, LedgerServer, add_members, write_issue
 
 Invoke = Callable[..., Result]
 SAMPLE_COUNT = 5

@@ -509,8 +509,8 @@ def test_a_test_copys_link_says_so_and_changes_nothing(
 ) -> None:
     """The link in a real `send --test` copy (taken from the message the embedded server
     stored) gets a page naming it a test copy, not the bad-link 404, and counts as no guess."""
+    from ledger_server import write_issue
     from newsletter.deliver import send_test
-    from test_deliver import write_issue
 
     issue = write_issue(workspace.root)
     assert send_test(workspace, issue, [ADDRESS]).sent == 1

@@ -12,7 +12,8 @@ progress)``                              -> SendReport (see ``campaign``)
 ``parse_rate("10/s")``                   -> messages per second
 
 Modules: ``content`` (render once, sender-rule checks, the template), ``engine`` (the
-dispatcher, workers, outcome rules, group commits and the in-flight bound),
+asyncio ledger loop: group commits and the in-flight bound), ``lanes`` (one task per
+SMTP connection), ``outcomes`` (what an SMTP outcome means for its row),
 ``campaign`` (runs of a campaign: start, resume, finish), ``offline`` (test and dry
 run), ``latest`` (``send --latest``), ``reports`` (the values handed back). The tables
 live in ``store.campaigns`` and ``store.deliveries``.
@@ -30,9 +31,10 @@ from .campaign import (
     retry_due_deferrals,
     send_issue,
 )
-from .engine import SendTuning, backoff, is_hard_bounce
+from .engine import SendTuning
 from .latest import latest_issue
 from .offline import dry_run, send_test
+from .outcomes import backoff, is_hard_bounce
 from .reports import DryRunReport, SendPlan, SendProgress, SendReport
 
 __all__ = [

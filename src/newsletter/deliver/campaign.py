@@ -2,7 +2,7 @@
 
 ``send_issue`` is the one entry point for real sends (the CLI, the scheduler and
 ``retry_due_deferrals`` all call it). One call is one *run* of a *campaign* (the issue
-folder sent to one list, see ``store.campaigns``):
+folder sent to one list, see ``store.deliveries``):
 
 1. The first run renders the issue once, checks it (HTML size, postal address,
    unsubscribe link) and stores it with the campaign; later runs send that stored
@@ -27,14 +27,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from newsletter.compose.folder import issue_key
 from newsletter.compose.issue_file import read_issue
-from newsletter.errors import NewsletterError, StoreError
+from newsletter.errors import DeliveryError, NewsletterError, StoreError
+from newsletter.mail.template import MessageTemplate
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.settings import SmtpSettings, smtp_settings
 from newsletter.store import Store, open_store_for, utcnow
@@ -306,118 +307,204 @@ def send_issue(
     flight is marked sent, a rerun resumes), NewsletterError when another process is
     sending the same campaign, RenderError/ConfigError/StoreError for bad input.
     """
-    tuning = tuning or SendTuning()
-    stop = stop or threading.Event()
-    send_config = ws.config.send
-    list_name = resolve_list_name(ws, list_name)
+    run = _Run(
+        ws,
+        issue_dir,
+        list_name=resolve_list_name(ws, list_name),
+        key="",
+        retry_failed=retry_failed,
+        retry_unknown=retry_unknown,
+        tuning=tuning or SendTuning(),
+        stop=stop or threading.Event(),
+        connections=connections,
+        rate=rate,
+        progress=progress,
+        handle_sigint=handle_sigint,
+    )
     check_sender(ws)
     smtp = smtp_settings(ws, smtp_url)
-    key = issue_key(ws, issue_dir)
-    runner = holder_name()
+    run.key = issue_key(ws, issue_dir)
     started = time.monotonic()
     with open_store_for(ws) as store:
-        list_id = _list_id(store, list_name)
+        list_id = _list_id(store, run.list_name)
+        campaign, report = run.open_campaign(store, list_id, smtp_target(ws, smtp))
+        template = run.template(campaign)
+        run.take(store, campaign)
+        counted = RunCounts()
+        state = STOPPED
+        try:
+            total = run.queue(store, campaign, report)
+            if total:
+                counted = run.send(store, campaign, template, smtp, total, report)
+            found = _campaign_totals(store, campaign.id, report)
+            state = _final_state(counted, found)
+        finally:
+            release_campaign(store, campaign.id, run.runner, state, run.tuning.clock())
+    report = _final_report(report, counted, found, state, time.monotonic() - started)
+    if counted.fatal is not None:
+        raise _stopped_by(counted)
+    log.info("%s: %s", issue_dir, report.summary())
+    return report
+
+
+@dataclass
+class _Run:
+    """One run of ``send_issue``: its options and its steps (open the campaign, take it,
+    queue its rows, send them)."""
+
+    ws: Workspace
+    issue_dir: Path
+    list_name: str
+    key: str  # the campaign's issue path
+    retry_failed: bool
+    retry_unknown: bool
+    tuning: SendTuning
+    stop: threading.Event
+    connections: int | None  # default: send.connections
+    rate: float | None  # default: send.rate
+    progress: Callable[[SendProgress], None] | None
+    handle_sigint: bool
+    runner: str = field(default_factory=holder_name)
+
+    @property
+    def retrying(self) -> bool:
+        """Whether failed or unknown rows are to be put back in the queue."""
+        return self.retry_failed or self.retry_unknown
+
+    def open_campaign(self, store: Store, list_id: int, target: str) -> tuple[Campaign, SendReport]:
+        """The campaign to run (created, with the issue rendered once, on the first run)
+        and the report it starts. Raises AlreadySentError for a finished one."""
+        key = self.key
         with store.read() as conn:
             campaign = find_campaign(conn, key, list_id)
             found = counts(conn, campaign.id) if campaign is not None else {}
         warnings: list[str] = []
         resumed = campaign is not None
         if campaign is None:
-            if retry_failed or retry_unknown:
-                raise _never_sent(issue_dir, list_name)
-            rendered, warnings = render_for_send(ws, issue_dir)
-            refuse_empty_list(store, list_id, list_name)
+            if self.retrying:
+                raise _never_sent(self.issue_dir, self.list_name)
+            rendered, warnings = render_for_send(self.ws, self.issue_dir)
+            refuse_empty_list(store, list_id, self.list_name)
             campaign = create_campaign(
                 store,
                 issue_path=key,
                 list_id=list_id,
-                label=issue_label(issue_dir),
+                label=issue_label(self.issue_dir),
                 subject=rendered.subject,
                 html=rendered.html,
                 text=rendered.text,
-                now=tuning.clock(),
+                now=self.tuning.clock(),
             )
-        elif campaign.state == FINISHED and not (retry_failed or retry_unknown):
-            raise _already_sent(issue_dir, campaign, found)
-        template = make_template(
-            ws,
+        elif campaign.state == FINISHED and not self.retrying:
+            raise _already_sent(self.issue_dir, campaign, found)
+        report = SendReport(
+            issue_dir=self.issue_dir,
+            list_name=self.list_name,
+            subject=campaign.subject,
+            target=target,
+            campaign_id=campaign.id,
+            resumed=resumed,
+            warnings=warnings,
+        )
+        return campaign, report
+
+    def template(self, campaign: Campaign) -> MessageTemplate:
+        """The message template of ``campaign``'s stored render, built once per run."""
+        return make_template(
+            self.ws,
             subject=campaign.subject,
             html=campaign.html,
             text=campaign.text,
             label=campaign.label,
             list_id=campaign.list_id,
-            list_name=list_name,
+            list_name=self.list_name,
             campaign_id=campaign.id,
         )
-        now = tuning.clock()
-        holder = acquire(
-            store, campaign, runner, now, now - timedelta(seconds=tuning.stale_after_seconds)
-        )
+
+    def take(self, store: Store, campaign: Campaign) -> None:
+        """Make this process the campaign's one sender; NewsletterError if another is."""
+        now = self.tuning.clock()
+        stale = now - timedelta(seconds=self.tuning.stale_after_seconds)
+        holder = acquire(store, campaign, self.runner, now, stale)
         if holder is not None:
             raise NewsletterError(
-                f"{issue_dir} is being sent to list {list_name!r} by another process "
-                f"({describe_holder(holder)})",
+                f"{self.issue_dir} is being sent to list {self.list_name!r} by another "
+                f"process ({describe_holder(holder)})",
                 hint="let it finish; a send silent for "
-                f"{tuning.stale_after_seconds:g} s can be taken over by running send again",
+                f"{self.tuning.stale_after_seconds:g} s can be taken over by running send again",
             )
-        report = SendReport(
-            issue_dir=issue_dir,
-            list_name=list_name,
-            subject=campaign.subject,
-            target=smtp_target(ws, smtp),
-            campaign_id=campaign.id,
-            resumed=resumed,
-            warnings=warnings,
-        )
-        run = RunCounts()
-        state = STOPPED
-        try:
-            lifetime = timedelta(hours=send_config.retry_lifetime_hours)
-            with store.write() as conn:
-                report.recovered = recover_in_flight(conn, campaign.id, now)
-                retry = [FAILED] * retry_failed + [UNKNOWN] * retry_unknown
-                report.requeued = requeue(conn, campaign.id, retry, now) if retry else 0
-                expire_deferred(conn, campaign.id, now - lifetime, now)
-            if report.recovered:
-                log.warning(
-                    "%d messages were in flight when an earlier run stopped; sending them "
-                    "again (a recipient whose server had taken one gets it twice)",
-                    report.recovered,
-                )
-            if campaign.enqueued_at is None:
-                added = enqueue(store, campaign.id, list_id, now)
-                log.info("queued %d recipients for %s", added, key)
-            with store.read() as conn:
-                total = pending_now(conn, campaign.id, tuning.clock())
-            if total:
-                with (
-                    open_transport(ws, smtp) as (settings, outbox),
-                    _stop_on_sigint(stop, handle_sigint),
-                ):
-                    report.outbox = outbox
-                    run = LedgerRun(
-                        store=store,
-                        campaign_id=campaign.id,
-                        list_id=list_id,
-                        runner=runner,
-                        template=template,
-                        smtp=settings,
-                        send_config=send_config,
-                        connections=max(1, min(connections or send_config.connections, total)),
-                        total=total,
-                        rate=send_config.rate if rate is None else rate,
-                        tuning=tuning,
-                        progress=progress,
-                        stop=stop,
-                    ).run()
-            with store.read() as conn:
-                found = counts(conn, campaign.id)
-                report.next_attempt_at = next_attempt(conn, campaign.id)
-                report.failures = failures(conn, campaign.id)
-            state = _final_state(run, found)
-        finally:
-            release_campaign(store, campaign.id, runner, state, tuning.clock())
-    report = replace(
+
+    def queue(self, store: Store, campaign: Campaign, report: SendReport) -> int:
+        """Put back what a crashed run left in flight (and, if asked, the failed or
+        unknown rows), expire old deferrals, queue the list on the first run -> how
+        many rows are due now."""
+        now = self.tuning.clock()
+        lifetime = timedelta(hours=self.ws.config.send.retry_lifetime_hours)
+        with store.write() as conn:
+            report.recovered = recover_in_flight(conn, campaign.id, now)
+            retry = [FAILED] * self.retry_failed + [UNKNOWN] * self.retry_unknown
+            report.requeued = requeue(conn, campaign.id, retry, now) if retry else 0
+            expire_deferred(conn, campaign.id, now - lifetime, now)
+        if report.recovered:
+            log.warning(
+                "%d messages were in flight when an earlier run stopped; sending them "
+                "again (a recipient whose server had taken one gets it twice)",
+                report.recovered,
+            )
+        if campaign.enqueued_at is None:
+            added = enqueue(store, campaign.id, campaign.list_id, now)
+            log.info("queued %d recipients for %s", added, campaign.issue_path)
+        with store.read() as conn:
+            return pending_now(conn, campaign.id, self.tuning.clock())
+
+    def send(
+        self,
+        store: Store,
+        campaign: Campaign,
+        template: MessageTemplate,
+        smtp: SmtpSettings | None,
+        total: int,
+        report: SendReport,
+    ) -> RunCounts:
+        """Run the ledger loop over ``total`` due rows of ``campaign`` through ``smtp``
+        (None: the embedded server, whose folder goes in ``report``) -> its counts."""
+        send = self.ws.config.send
+        with (
+            open_transport(self.ws, smtp) as (settings, outbox),
+            _stop_on_sigint(self.stop, self.handle_sigint),
+        ):
+            report.outbox = outbox
+            return LedgerRun(
+                store=store,
+                campaign_id=campaign.id,
+                list_id=campaign.list_id,
+                runner=self.runner,
+                template=template,
+                smtp=settings,
+                send_config=send,
+                connections=max(1, min(self.connections or send.connections, total)),
+                total=total,
+                rate=send.rate if self.rate is None else self.rate,
+                tuning=self.tuning,
+                progress=self.progress,
+                stop=self.stop,
+            ).run()
+
+
+def _campaign_totals(store: Store, campaign_id: int, report: SendReport) -> dict[str, int]:
+    """The campaign's rows per status after the run; the report gets the next
+    attempt's time and the failures."""
+    with store.read() as conn:
+        report.next_attempt_at = next_attempt(conn, campaign_id)
+        report.failures = failures(conn, campaign_id)
+        return counts(conn, campaign_id)
+
+
+def _final_report(
+    report: SendReport, run: RunCounts, found: dict[str, int], state: str, elapsed: float
+) -> SendReport:
+    """``report`` with the run's counts and the campaign's totals."""
+    return replace(
         report,
         sent=run.sent,
         failed=run.failed,
@@ -432,23 +519,25 @@ def send_issue(
         state=state,
         interrupted=run.stopped,
         connections_opened=run.connections_opened,
-        elapsed=time.monotonic() - started,
+        elapsed=elapsed,
     )
-    if run.fatal is not None:
-        error = run.fatal
-        raise type(error)(
-            f"{error.message}; stopped after sending {run.sent} in this run"
-            + (
-                f" ({run.unknown} got no reply after their data: maybe delivered, "
-                "never resent by itself; see --retry-unknown)"
-                if run.unknown
-                else ""
-            ),
-            hint=(error.hint + "; " if error.hint else "")
-            + "run the same send again to resume where it stopped",
-        )
-    log.info("%s: %s", issue_dir, report.summary())
-    return report
+
+
+def _stopped_by(run: RunCounts) -> DeliveryError:
+    """The run-stopping error, saying how far the run got and how to resume."""
+    error = run.fatal
+    assert error is not None
+    unknown = (
+        f" ({run.unknown} got no reply after their data: maybe delivered, "
+        "never resent by itself; see --retry-unknown)"
+        if run.unknown
+        else ""
+    )
+    return type(error)(
+        f"{error.message}; stopped after sending {run.sent} in this run{unknown}",
+        hint=(error.hint + "; " if error.hint else "")
+        + "run the same send again to resume where it stopped",
+    )
 
 
 # --- for the scheduler ------------------------------------------------------------------------

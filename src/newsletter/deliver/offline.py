@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from newsletter.compose.folder import issue_key
 from newsletter.errors import AddressError, NewsletterError
+from newsletter.files import atomic_write
+from newsletter.mail.tokens import TEST_COPY_ID
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.outcome import Status
 from newsletter.smtp.settings import smtp_settings
@@ -40,8 +41,6 @@ from .content import issue_label, make_template, render_for_send
 from .reports import DryRunReport, SendReport
 
 log = logging.getLogger(__name__)
-
-TEST_ID = 0  # subscriber and list id in test messages: nobody
 
 
 def _addresses(addresses: Sequence[str]) -> list[str]:
@@ -88,7 +87,7 @@ def send_test(
         html=rendered.html,
         text=rendered.text,
         label=issue_label(issue_dir),
-        list_id=TEST_ID,
+        list_id=TEST_COPY_ID,
         list_name=list_name,
         campaign_id=None,
         test=True,
@@ -98,7 +97,7 @@ def send_test(
         for address in wanted:
             known = store.get_by_email(address)
             name, attributes = (known.name, known.attributes) if known else ("", {})
-            recipients.append(Recipient(TEST_ID, address, name, attributes))
+            recipients.append(Recipient(TEST_COPY_ID, address, name, attributes))
     report = SendReport(
         issue_dir=issue_dir,
         list_name=list_name,
@@ -137,16 +136,10 @@ def _prepare_outdir(outdir: Path) -> None:
         raise NewsletterError(f"{outdir}: cannot create ({exc.strerror})") from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name("." + path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
+def _write_message(path: Path, data: bytes) -> None:
+    """Store one dry-run message whole; not synced to disk, since files to inspect are
+    not worth an fsync each."""
+    atomic_write(path, data, sync=False)
 
 
 def dry_run(
@@ -164,7 +157,7 @@ def dry_run(
     Raises NewsletterError for a used folder or a list with nobody to send to (as a
     send does), StoreError for an unknown list, RenderError/ConfigError as a send would.
     """
-    write = write or _write_atomic
+    write = write or _write_message
     started = time.monotonic()
     list_name = resolve_list_name(ws, list_name)
     rendered, warnings = render_for_send(ws, issue_dir)

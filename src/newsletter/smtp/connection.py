@@ -3,8 +3,8 @@
 ``SmtpConnection`` is one connection with one owner at a time. It opens the session
 with ``session.open_session`` (blocking, rare), then runs each transaction as an
 ``exchange.Exchange`` on the non-blocking socket. ``send`` drives one exchange to its
-end; the ledger loop (``deliver.engine``) drives one per connection side by side in one
-thread. The message bytes are sent as they are (dot-stuffed), so what was DKIM-signed
+end; the ledger loop (``deliver.lanes``) drives one per connection side by side on one
+event loop. The message bytes are sent as they are (dot-stuffed), so what was DKIM-signed
 is what arrives. ``send`` returns one ``outcome.Outcome`` per recipient.
 
 After a failed transaction the connection is RSET; after a 421 or a drop it is closed
@@ -50,7 +50,7 @@ class SmtpConnection:
 
     ``send(mail_from, recipients, data)`` opens the connection on first use, reconnects
     after drops, 421s and every ``messages_per_connection`` messages, and waits for the
-    outcome. An owner juggling several connections in one thread (``deliver.engine``)
+    outcome. An owner juggling several connections in one thread (``deliver.lanes``)
     uses ``begin`` -> an ``Exchange`` it drives by socket readiness -> ``finish``, and
     opens or recycles connections itself (``open``, ``needs_open``). Use as a context
     manager or call ``close``. ``connections_opened`` counts sessions for reporting.

@@ -3,8 +3,9 @@
 An ``Exchange`` sends MAIL, RCPT and DATA (in one write when the server offers ESMTP
 PIPELINING, RFC 2920: two round trips per message instead of four), then the message,
 reads the final reply and sends RSET after a failure. It never blocks: its owner waits
-for socket readiness and pumps it, so one thread can drive one exchange per connection
-side by side (``deliver.engine``); ``drive`` runs one to its end in the calling thread.
+for socket readiness and pumps it, so one event loop can drive one exchange per
+connection side by side (``deliver.lanes``); ``drive`` runs one to its end in the
+calling thread.
 ``ReplyReader`` cuts complete SMTP replies out of the bytes received.
 """
 
