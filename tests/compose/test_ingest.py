@@ -264,7 +264,7 @@ def test_markdown_broken_yaml_names_file_and_line() -> None:
         ("---\n- a\n- list\n---\n", "line 2: front matter must be 'key: value' lines"),
         ("---\ntitle: T\ndate: next Tuesday\n---\n", "line 3: front matter 'date' is not a date"),
         (
-            "---\ntitle: T\nimage: pics/a.jpg\n---\n",
+            "---\ntitle: T\nimage: ftp://example.org/a.jpg\n---\n",
             "line 3: front matter 'image' must be an absolute",
         ),
         ("---\ntitle: [a, b]\n---\n", "line 2: front matter 'title' must be text"),
