@@ -220,6 +220,14 @@ class Bounces(_Section):
     trust_unsigned: bool = False
 
 
+class Images(_Section):
+    """Images in the mail (``compose.hosting``)."""
+
+    # false: a feed's or page's image stays on its own host, which then sees every
+    # reader's address; true fetches it once when composing and hosts it under base_url
+    rehost: bool = False
+
+
 Texts = list[NonEmpty]
 _SUBJECT_FIELDS = re.compile(r"\{([^{}]*)\}")
 
@@ -282,6 +290,7 @@ class ConfigModel(_Section):
     dkim: Dkim = Dkim()
     serve: Serve = Serve()
     bounces: Bounces = Bounces()
+    images: Images = Images()
     recurring: list[Recurring] = []
 
     @field_validator("recurring")

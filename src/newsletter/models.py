@@ -13,7 +13,7 @@ from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, ConfigDict, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 
 def _web_address(value: str) -> str:
@@ -23,6 +23,15 @@ def _web_address(value: str) -> str:
     if value and (parts.scheme not in ("http", "https") or not parts.netloc or " " in value):
         raise ValueError(f"{value!r} is not a web address like https://example.org/story")
     return value
+
+
+def _image_address(value: str) -> str:
+    # an image is a web address, or (hand-edited) a file that `newsletter render` hosts
+    stripped = value.strip()
+    scheme = urlsplit(stripped).scheme
+    if stripped and not scheme and not stripped.startswith("//") and "\n" not in stripped:
+        return stripped
+    return _web_address(value)
 
 
 def _iso_date(value: str) -> str:
@@ -41,6 +50,8 @@ def _at_least_one(value: list[Teaser]) -> list[Teaser]:
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 WebAddress = Annotated[str, AfterValidator(_web_address)]
+ImageAddress = Annotated[str, AfterValidator(_image_address)]
+PixelSize = Annotated[int, Field(ge=0, le=100_000)]
 IsoDate = Annotated[str, AfterValidator(_iso_date)]
 
 
@@ -76,7 +87,12 @@ class Article:
 
 @dataclass
 class Teaser:
-    """One block of an issue: headline, 40-60 word summary, image and link."""
+    """One block of an issue: headline, 40-60 word summary, image and link.
+
+    ``image`` is a web address, or a local file's path that ``newsletter render`` hosts
+    (see ``compose.hosting``); a hosted image has ``image_width`` / ``image_height`` (its
+    pixels; 0 = unknown) and ``image_original``, what the source named.
+    """
 
     # an unknown key in issue.json is a typo to report, never a field to drop
     __pydantic_config__ = ConfigDict(extra="forbid")
@@ -84,11 +100,14 @@ class Teaser:
     title: NonEmpty
     summary: str
     url: WebAddress = ""
-    image: WebAddress = ""
+    image: ImageAddress = ""
     image_alt: str = ""
     byline: str = ""
     published: str = ""
     source: str = ""
+    image_width: PixelSize = 0
+    image_height: PixelSize = 0
+    image_original: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, JSON-ready."""
@@ -97,7 +116,12 @@ class Teaser:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Teaser:
         """Build from a dict as written by ``to_dict`` (unknown keys rejected by the caller)."""
-        return cls(**{key: str(data.get(key) or "") for key in cls.__dataclass_fields__})
+        sizes = {"image_width", "image_height"}
+        values: dict[str, Any] = {
+            key: int(data.get(key) or 0) if key in sizes else str(data.get(key) or "")
+            for key in cls.__dataclass_fields__
+        }
+        return cls(**values)
 
 
 @dataclass(kw_only=True)

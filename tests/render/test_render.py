@@ -146,7 +146,11 @@ def test_img_width_attributes_as_mjml_wrote_them(compiled_and_inlined: tuple[str
     before, after = widths(compiled), widths(inlined)
     assert after == before
     assert all(width and width.isdigit() for _, width, _ in after)
-    assert ("https://images.example.org/2026/11/night-train.jpg", "600", "auto") in after
+    # known pixels (issue.json's image_width / image_height) give the display size: the
+    # 1200x675 lead at the layout's 600 px, the 1200x800 card in its 260 px column
+    assert ("https://images.example.org/2026/11/night-train.jpg", "600", "338") in after
+    assert ("https://images.example.org/2026/11/seed-cafe.jpg", "260", "173") in after
+    assert ("https://images.example.org/2026/11/benches.jpg", "260", "auto") in after
 
 
 def test_non_ascii_text_intact(golden_ws: Workspace, sample_issue: Issue) -> None:

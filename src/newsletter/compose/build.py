@@ -160,13 +160,21 @@ def build_issue(
 
 
 def _write_new_folder(
-    ws: Workspace, issue: Issue, rendered: Rendered, out: Path | None, fingerprint: str | None
+    ws: Workspace,
+    issue: Issue,
+    rendered: Rendered,
+    out: Path | None,
+    fingerprint: str | None,
+    media: dict[str, bytes],
 ) -> Path:
-    """Write the issue into ``out`` or a fresh default folder; never into someone else's."""
+    """Write the issue (and its hosted images ``media``) into ``out`` or a fresh default
+    folder; never into someone else's."""
     while True:
         folder = out if out is not None else default_folder(ws, issue)
         try:
-            write_issue_folder(folder, issue, rendered, exclusive=True, fingerprint=fingerprint)
+            write_issue_folder(
+                folder, issue, rendered, exclusive=True, fingerprint=fingerprint, media=media
+            )
             return folder
         except FolderTakenError:
             if out is not None:
@@ -228,12 +236,22 @@ def compose_articles(
 
     ``out`` already holding an issue raises FolderTakenError and is left alone.
     """
+    from newsletter.compose.hosting import host_article_images, with_hosted  # Pillow
+
     articles, warnings = _without_duplicates(articles)
+    hosted, hosting = host_article_images(ws, articles)
     issue = build_issue(ws, articles, subject=subject, intro=intro, preheader=preheader, day=day)
+    issue = replace(
+        issue,
+        teasers=[
+            with_hosted(teaser, image, dropped=number in hosting.dropped)
+            for number, (teaser, image) in enumerate(zip(issue.teasers, hosted, strict=True))
+        ],
+    )
     # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
     fingerprint = render_fingerprint(ws, issue_json(issue).encode("utf-8"))
     rendered = render_issue(ws, issue)
-    folder = _write_new_folder(ws, issue, rendered, out, fingerprint)
+    folder = _write_new_folder(ws, issue, rendered, out, fingerprint, hosting.media)
     # after the folder: a crash between the two leaves a folder the next selection
     # reads and records (compose.selection backfills unrecorded issue folders)
     remember_issue(ws, folder, issue, articles)
@@ -241,7 +259,7 @@ def compose_articles(
     return ComposeResult(
         folder=folder,
         issue=issue,
-        warnings=warnings + rendered.warnings,
+        warnings=warnings + hosting.warnings + rendered.warnings,
         html_bytes=len(rendered.reader_html.encode("utf-8")),
     )
 

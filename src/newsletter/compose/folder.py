@@ -27,6 +27,7 @@ from pathlib import Path
 from newsletter.compose.issue_file import ISSUE_JSON, decode_issue, issue_json, read_issue_bytes
 from newsletter.errors import FolderTakenError, RenderError
 from newsletter.files import atomic_write, new_temp_dir
+from newsletter.media import MEDIA_DIR
 from newsletter.models import Issue
 from newsletter.render.filters import long_date
 from newsletter.render.pipeline import Rendered, render_issue, rendered_from
@@ -117,10 +118,23 @@ def _rendered_files(rendered: Rendered) -> dict[str, str]:
     }
 
 
-def _write_whole_folder(folder: Path, files: dict[str, str]) -> None:
-    """Build ``files`` in a temporary sibling of ``folder`` and rename it into place."""
+def write_media(folder: Path, media: dict[str, bytes]) -> None:
+    """Write the hosted images ``media`` (name -> bytes) into ``folder``/media/, each by a
+    rename; a name already there holds the same bytes (names are content hashes)."""
+    if not media:
+        return
+    (folder / MEDIA_DIR).mkdir(exist_ok=True)
+    for name, data in media.items():
+        if not (folder / MEDIA_DIR / name).is_file():
+            atomic_write(folder / MEDIA_DIR / name, data)
+
+
+def _write_whole_folder(folder: Path, files: dict[str, str], media: dict[str, bytes]) -> None:
+    """Build ``files`` and ``media`` in a temporary sibling of ``folder`` and rename it into
+    place."""
     staging = new_temp_dir(folder.parent, folder.name)
     try:
+        write_media(staging, media)
         for name, text in files.items():
             atomic_write(staging / name, text)
         # rename() onto an empty directory replaces it; onto a full one it fails
@@ -137,9 +151,11 @@ def write_issue_folder(
     *,
     exclusive: bool = False,
     fingerprint: str | None = None,
+    media: dict[str, bytes] | None = None,
 ) -> None:
-    """Write issue.json, issue.html and issue.txt (the reader's view) and the parts to
-    send (.send.html, .send.txt) into ``folder``, atomically.
+    """Write issue.json, issue.html and issue.txt (the reader's view), the parts to
+    send (.send.html, .send.txt) and the hosted images ``media`` (media/<name>) into
+    ``folder``, atomically.
 
     With ``fingerprint`` (``render.stamp.render_fingerprint`` of the issue.json text
     written here) the render stamp .render.json is written last; without, an existing
@@ -160,12 +176,13 @@ def write_issue_folder(
         if folder.exists() and not is_empty_dir(folder):
             if exclusive:
                 raise taken
+            write_media(folder, media or {})
             for name, text in files.items():
                 atomic_write(folder / name, text)
             if fingerprint is None:
                 (folder / STAMP_FILE).unlink(missing_ok=True)
             return
-        _write_whole_folder(folder, files)
+        _write_whole_folder(folder, files, media or {})
     except OSError as exc:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and exclusive:
             raise taken from None
@@ -201,9 +218,23 @@ def render_issue_folder(ws: Workspace, folder: Path) -> RenderResult:
 
     Rewrites issue.html, issue.txt and the render stamp atomically; a missing folder or
     issue.json, or an invalid one, raises RenderError naming the file, line and field.
+    A teaser image naming a local file is hosted first (media/ and issue.json then point
+    at it, the path written kept as image_original); a missing or unusable file raises
+    SourceError naming it.
     """
+    from newsletter.compose.hosting import host_issue_images  # Pillow: only when rendering
+
     raw = read_issue_bytes(folder)
     issue = decode_issue(raw, folder / ISSUE_JSON)
+    hosted, hosting = host_issue_images(ws, folder, issue)
+    if hosting.media:
+        try:
+            write_media(folder, hosting.media)
+            raw = issue_json(hosted).encode("utf-8")
+            atomic_write(folder / ISSUE_JSON, raw)
+        except OSError as exc:
+            raise RenderError(f"{folder}: cannot write ({exc.strerror or exc})") from None
+        issue = hosted
     # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
     fingerprint = render_fingerprint(ws, raw)
     rendered = render_issue(ws, issue)

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from newsletter.errors import RenderError
 from newsletter.mail.slots import SlotGrammar, slot_grammar
 from newsletter.models import Issue
 from newsletter.render.mjml import compile_mjml, inline_css
@@ -104,6 +105,7 @@ def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None
     text. Slots stay unfilled. ``times``, when given, receives the seconds per stage.
     Raises RenderError naming the template file and line on any template problem.
     """
+    _check_images_hosted(issue)
     times = times if times is not None else StageTimes()
     env = template_environment(ws)
     context = template_context(ws, issue)
@@ -135,6 +137,18 @@ def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None
         len(rendered.warnings),
     )
     return rendered
+
+
+def _check_images_hosted(issue: Issue) -> None:
+    """RenderError when a teaser's image is still a local file's path: a mail can only
+    show it once ``newsletter render FOLDER`` has hosted it."""
+    for number, teaser in enumerate(issue.teasers):
+        if teaser.image and not teaser.image.lower().startswith(("http://", "https://")):
+            raise RenderError(
+                f"issue.json: teasers[{number}].image {teaser.image!r} is a local file, "
+                "not hosted yet",
+                hint="run newsletter render FOLDER: it copies the image into the issue",
+            )
 
 
 def rendered_from(ws: Workspace, issue: Issue, *, html: str, text: str) -> Rendered:

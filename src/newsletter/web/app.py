@@ -17,6 +17,7 @@ that strips that path):
 ``GET /c/{token}``       "confirm your subscription" page with one button; changes nothing
 ``POST /c/{token}``      confirms -> 200, and the welcome message goes out
 ``GET /healthz``         "ok" when the database answers
+``GET /media/{name}``     an image an issue hosts (``web.media``), cached for a year
 
 What every answer holds to:
 
@@ -67,6 +68,7 @@ from newsletter.web.accesslog import AccessLog
 from newsletter.web.context import SECURITY_HEADERS, WebContext
 from newsletter.web.forms import MAX_BODY_BYTES
 from newsletter.web.mail import Postman
+from newsletter.web.media import MediaFiles
 from newsletter.web.subscribe import SignUp
 from newsletter.web.unsubscribe import UnsubscribeLinks
 from newsletter.workspace import Workspace
@@ -110,6 +112,7 @@ class WebApp:
         self.unsubscribe = UnsubscribeLinks(self.context)
         self.signup = SignUp(self.context, postman=postman, clock=clock)
         self.postman = self.signup.postman
+        self.media = MediaFiles(ws)
         self._close_store = close_store
         self.starlette = Starlette(
             routes=self._routes(),
@@ -133,6 +136,7 @@ class WebApp:
             _route(ch.SCRIPT_PATH, GET=signup.challenge_script),
             _route("/c/{token}", GET=signup.confirm_page, POST=signup.confirm),
             _route("/healthz", GET=self.health),
+            _route("/media/{name}", GET=self.media.get),
         ]
         prefix = urlsplit(self.ws.base_url).path.rstrip("/")
         if not prefix:

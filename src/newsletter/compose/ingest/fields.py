@@ -81,6 +81,18 @@ def is_web_url(value: str) -> bool:
     return parsed.scheme in {"http", "https"} and bool(parsed.netloc)
 
 
+def is_local_reference(value: str) -> bool:
+    """True for a file path ("photos/a.jpg", "/srv/a.png"): no scheme, not "//host/...".
+
+    Only an editor's own files (Markdown front matter and bodies, issue.json) may name
+    one; what a feed or page says is never read as a path.
+    """
+    value = value.strip()
+    if not value or value.startswith("//") or "\n" in value:
+        return False
+    return not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", value)
+
+
 def absolute_url(value: str, base: str = "") -> str:
     """``value`` as a sendable absolute http(s) URL, resolved against ``base``; else "".
 

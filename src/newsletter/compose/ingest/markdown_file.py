@@ -24,7 +24,12 @@ import yaml
 from markdown_it import MarkdownIt
 
 from newsletter.compose.ingest.boilerplate import normalise_space, same_text
-from newsletter.compose.ingest.fields import absolute_url, iso_date, join_names
+from newsletter.compose.ingest.fields import (
+    absolute_url,
+    is_local_reference,
+    iso_date,
+    join_names,
+)
 from newsletter.compose.ingest.htmltext import html_to_paragraphs, parse_fragment
 from newsletter.compose.ingest.titles import title_from_text
 from newsletter.errors import SourceError
@@ -48,7 +53,7 @@ _markdown = MarkdownIt("commonmark")
 def read_markdown(content: str, source: str, *, url: str = "") -> Article:
     """Build an Article from Markdown with optional front matter (see module docstring)."""
     meta, body, meta_lines = split_front_matter(content, source)
-    fields = _front_matter_fields(meta, meta_lines, source)
+    fields = _front_matter_fields(meta, meta_lines, source, local=not url)
     root = parse_fragment(_markdown.render(body))
     title = fields.get("title", "")
     first_heading = next(iter(root.xpath("//h1")), None)
@@ -58,7 +63,7 @@ def read_markdown(content: str, source: str, *, url: str = "") -> Article:
         first_heading.drop_tree()
     image, image_alt = fields.get("image", ""), fields.get("image_alt", "")
     if not image:
-        image, image_alt = _first_image(root, url)
+        image, image_alt = _first_image(root, url, local=not url)
     paragraphs = [line for line in html_to_paragraphs(root) if not same_text(line, title)]
     if not paragraphs:
         raise SourceError(
@@ -130,9 +135,10 @@ def split_front_matter(content: str, source: str) -> tuple[dict[str, Any], str, 
 
 
 def _front_matter_fields(
-    meta: dict[str, Any], key_lines: dict[str, int], source: str
+    meta: dict[str, Any], key_lines: dict[str, int], source: str, *, local: bool
 ) -> dict[str, str]:
-    """The Article fields the front matter gives, checked and normalised."""
+    """The Article fields the front matter gives, checked and normalised; with ``local``
+    (a file on disk) ``image`` may be a path to an image file, kept as written."""
     fields: dict[str, str] = {}
     for field_name, keys in _ALIASES.items():
         key = next((k for k in keys if meta.get(k) not in (None, "", [])), None)
@@ -140,11 +146,11 @@ def _front_matter_fields(
             continue
         value = meta[key]
         where = f"{source}, line {key_lines.get(key, 2)}"
-        fields[field_name] = _field_value(field_name, key, value, where)
+        fields[field_name] = _field_value(field_name, key, value, where, local=local)
     return fields
 
 
-def _field_value(field_name: str, key: str, value: Any, where: str) -> str:
+def _field_value(field_name: str, key: str, value: Any, where: str, *, local: bool) -> str:
     if field_name == "byline":
         return join_names(value)
     if field_name == "published":
@@ -160,6 +166,8 @@ def _field_value(field_name: str, key: str, value: Any, where: str) -> str:
     text = normalise_space(str(value))
     if field_name not in {"url", "image"}:
         return text
+    if field_name == "image" and local and is_local_reference(text):
+        return text  # a file beside the article or in the workspace: compose hosts it
     if not (url := absolute_url(text)):
         raise SourceError(
             f"{where}: front matter '{key}' must be an absolute http(s) URL ({text!r})",
@@ -181,10 +189,12 @@ def _priority(value: Any, key_lines: dict[str, int], source: str) -> float:
     return float(value)
 
 
-def _first_image(root: Any, base: str) -> tuple[str, str]:
-    """The first body image with an absolute (or resolvable) URL, and its alt text."""
+def _first_image(root: Any, base: str, *, local: bool) -> tuple[str, str]:
+    """The first body image with an absolute (or resolvable) URL, or with ``local`` a file
+    path, and its alt text."""
     for img in root.xpath("//img[@src]"):
-        src = absolute_url(img.get("src", ""), base)
+        raw = img.get("src", "")
+        src = raw.strip() if local and is_local_reference(raw) else absolute_url(raw, base)
         if src:
             return src, normalise_space(img.get("alt", ""))
     return "", ""

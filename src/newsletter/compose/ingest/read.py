@@ -12,7 +12,7 @@ from pathlib import Path
 
 from newsletter.compose.ingest.feed import read_feed
 from newsletter.compose.ingest.fetch import fetch
-from newsletter.compose.ingest.fields import is_web_url, web_url
+from newsletter.compose.ingest.fields import is_local_reference, is_web_url, web_url
 from newsletter.compose.ingest.markdown_file import read_markdown
 from newsletter.compose.ingest.sniff import (
     KIND_BY_EXTENSION,
@@ -46,10 +46,13 @@ def read_source(source: str, *, timeout: float = 15.0) -> list[Article]:
 
 
 def _sendable(article: Article) -> Article:
-    """``article`` with its link and image normalised by the one URL rule (or dropped)."""
+    """``article`` with its link and image normalised by the one URL rule (or dropped); an
+    image file's path from a file on disk (only the Markdown reader keeps one) stays."""
     where = f"{article.source}: {article.title!r}"
     article.url = web_url(article.url, where=f"{where} link")
-    article.image = web_url(article.image, where=f"{where} image")
+    local = is_local_reference(article.image) and not is_web_url(article.source)
+    if not local:
+        article.image = web_url(article.image, where=f"{where} image")
     if not article.image:
         article.image_alt = ""
     return article
