@@ -31,12 +31,11 @@ from ledger_server import (
     parsed,
 )
 from newsletter.deliver import (
-    AlreadySentError,
     SendTuning,
     plan_send,
     send_issue,
 )
-from newsletter.errors import NewsletterError
+from newsletter.errors import AlreadySentError, NewsletterError
 from newsletter.mail.headers import ONE_CLICK
 from newsletter.mail.tokens import UnsubscribeTokens
 from newsletter.store import Consent, open_store_for

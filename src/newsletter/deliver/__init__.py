@@ -25,12 +25,7 @@ import re
 
 from newsletter.errors import NewsletterError
 
-from .campaign import (
-    AlreadySentError,
-    plan_send,
-    retry_due_deferrals,
-    send_issue,
-)
+from .campaign import plan_send, retry_due_deferrals, send_issue
 from .engine import SendTuning
 from .latest import latest_issue
 from .offline import dry_run, send_test
@@ -38,7 +33,6 @@ from .outcomes import backoff, is_hard_bounce
 from .reports import DryRunReport, SendPlan, SendProgress, SendReport
 
 __all__ = [
-    "AlreadySentError",
     "DryRunReport",
     "SendPlan",
     "SendProgress",

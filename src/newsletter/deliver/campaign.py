@@ -34,7 +34,7 @@ from types import FrameType
 
 from newsletter.compose.folder import issue_key
 from newsletter.compose.issue_file import read_issue
-from newsletter.errors import DeliveryError, NewsletterError, StoreError
+from newsletter.errors import AlreadySentError, DeliveryError, NewsletterError, StoreError
 from newsletter.mail.template import MessageTemplate
 from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.settings import SmtpSettings, smtp_settings
@@ -77,10 +77,6 @@ from .engine import LedgerRun, RunCounts, SendTuning
 from .reports import NEW, RESUME, SendPlan, SendProgress, SendReport
 
 log = logging.getLogger(__name__)
-
-
-class AlreadySentError(NewsletterError):
-    """The campaign finished before; sending it again needs ``--retry-failed``."""
 
 
 # --- helpers --------------------------------------------------------------------------------
