@@ -58,6 +58,10 @@ class ScheduleError(NewsletterError):
     """A send time that cannot be read, a send in the past, a schedule that cannot change."""
 
 
+class AlreadySentError(NewsletterError):
+    """The campaign finished before; sending it again needs ``--retry-failed``."""
+
+
 class DeliveryError(NewsletterError):
     """The mail server cannot be reached or refuses us as a whole (not one recipient)."""
 

@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from ledger_server import DROP_AFTER, LedgerHandler, LedgerServer, add_members, write_issue
 from newsletter.cli import cli
-from newsletter.deliver import AlreadySentError, send_issue
-from newsletter.errors import NewsletterError
+from newsletter.deliver import send_issue
+from newsletter.errors import AlreadySentError, NewsletterError
 from newsletter.store import open_store_for
 from newsletter.store.deliveries import deliveries
 from newsletter.workspace import Workspace, load_workspace

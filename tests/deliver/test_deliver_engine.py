@@ -38,13 +38,12 @@ from ledger_server import (
     with_send,
 )
 from newsletter.deliver import (
-    AlreadySentError,
     SendTuning,
     plan_send,
     retry_due_deferrals,
     send_issue,
 )
-from newsletter.errors import DeliveryError
+from newsletter.errors import AlreadySentError, DeliveryError
 from newsletter.store import Consent, ImportRow, open_store_for
 from newsletter.store.deliveries import deliveries
 from newsletter.workspace import Workspace

@@ -4,7 +4,7 @@ Public API (the CLI, ``schedule`` and ``serve`` call these):
 
 ``plan_send(ws, issue_dir, list_name)``  -> SendPlan: recipients, subject, new/resume/finished
 ``send_issue(ws, issue_dir, *, list_name, connections, rate, retry_failed, smtp_url,
-progress)``                              -> SendReport (see ``campaign``)
+progress)``                              -> SendReport (see ``send``)
 ``send_test(ws, issue_dir, addresses)``  -> SendReport: a marked test, nothing recorded
 ``dry_run(ws, issue_dir, outdir, list_name)`` -> DryRunReport: the exact .eml files
 ``retry_due_deferrals(ws)``              -> reports of campaigns whose deferrals came due
@@ -14,9 +14,10 @@ progress)``                              -> SendReport (see ``campaign``)
 Modules: ``content`` (render once, sender-rule checks, the template), ``engine`` (the
 asyncio ledger loop: group commits and the in-flight bound), ``lanes`` (one task per
 SMTP connection), ``outcomes`` (what an SMTP outcome means for its row),
-``campaign`` (runs of a campaign: start, resume, finish), ``offline`` (test and dry
-run), ``latest`` (``send --latest``), ``reports`` (the values handed back). The tables
-live in ``store.campaigns`` and ``store.deliveries``.
+``plan`` (the list checks and ``plan_send``), ``send`` (runs of a campaign: start,
+resume, finish), ``transport`` (the SMTP server or the embedded one, Ctrl-C),
+``offline`` (test and dry run), ``latest`` (``send --latest``), ``reports`` (the
+values handed back). The tables live in ``store.campaigns`` and ``store.deliveries``.
 """
 
 from __future__ import annotations
@@ -25,20 +26,15 @@ import re
 
 from newsletter.errors import NewsletterError
 
-from .campaign import (
-    AlreadySentError,
-    plan_send,
-    retry_due_deferrals,
-    send_issue,
-)
 from .engine import SendTuning
 from .latest import latest_issue
 from .offline import dry_run, send_test
 from .outcomes import backoff, is_hard_bounce
+from .plan import plan_send
 from .reports import DryRunReport, SendPlan, SendProgress, SendReport
+from .send import retry_due_deferrals, send_issue
 
 __all__ = [
-    "AlreadySentError",
     "DryRunReport",
     "SendPlan",
     "SendProgress",

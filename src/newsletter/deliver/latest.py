@@ -22,7 +22,7 @@ from newsletter.store import open_store_for
 from newsletter.store.campaigns import FINISHED, campaigns
 from newsletter.workspace import Workspace
 
-from .campaign import resolve_list_name
+from .plan import resolve_list_name
 
 
 def issue_date(folder: Path) -> date:

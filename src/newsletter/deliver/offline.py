@@ -36,9 +36,10 @@ from newsletter.store.campaigns import find_campaign
 from newsletter.store.records import Recipient
 from newsletter.workspace import Workspace
 
-from .campaign import _list_id, open_transport, refuse_empty_list, resolve_list_name, smtp_target
 from .content import issue_label, make_template, render_for_send
+from .plan import list_id_of, refuse_empty_list, resolve_list_name
 from .reports import DryRunReport, SendReport
+from .transport import open_transport, smtp_target
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def dry_run(
     rendered, warnings = render_for_send(ws, issue_dir)
     count = total_bytes = 0
     with open_store_for(ws) as store:
-        list_id = _list_id(store, list_name)
+        list_id = list_id_of(store, list_name)
         refuse_empty_list(store, list_id, list_name)
         with store.read() as conn:
             campaign = find_campaign(conn, issue_key(ws, issue_dir), list_id)

@@ -149,7 +149,8 @@ def send_occurrence(
     A campaign that finished before (a run that ended just before a crash) counts as
     sent; a stop part-way raises SendStopped.
     """
-    from newsletter.deliver import AlreadySentError, send_issue
+    from newsletter.deliver import send_issue
+    from newsletter.errors import AlreadySentError
 
     try:
         report = send_issue(ws, folder, list_name=series.list, stop=stop)

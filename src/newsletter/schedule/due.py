@@ -97,7 +97,8 @@ def deliver_runner(
     SendInterrupted; a campaign found already finished (a run that completed before a
     crash) is reported as such, so the schedule ends as done.
     """
-    from newsletter.deliver import AlreadySentError, send_issue
+    from newsletter.deliver import send_issue
+    from newsletter.errors import AlreadySentError
 
     try:
         report = send_issue(

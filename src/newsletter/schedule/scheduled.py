@@ -64,7 +64,7 @@ def schedule_send(
         )
     folder = Path(issue_dir)
     _check_issue(folder if folder.is_absolute() else Path.cwd() / folder)
-    from newsletter.deliver.campaign import resolve_list_name
+    from newsletter.deliver.plan import resolve_list_name
 
     list_name = resolve_list_name(ws, list_name)
     zone_label = getattr(due.tzinfo, "key", None) or due.strftime("%z") or zone_name

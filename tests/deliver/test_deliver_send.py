@@ -1,4 +1,4 @@
-"""Runs of a campaign (deliver/campaign.py) against a real aiosmtpd server on loopback and a
+"""Runs of a campaign (deliver/send.py) against a real aiosmtpd server on loopback and a
 real SQLite file: whole sends, stops and resumes, crash leftovers, retries of failed rows,
 who is sent to, the lock on a campaign, the scheduler's entry point."""
 
@@ -31,12 +31,11 @@ from ledger_server import (
     parsed,
 )
 from newsletter.deliver import (
-    AlreadySentError,
     SendTuning,
     plan_send,
     send_issue,
 )
-from newsletter.errors import NewsletterError
+from newsletter.errors import AlreadySentError, NewsletterError
 from newsletter.mail.headers import ONE_CLICK
 from newsletter.mail.tokens import UnsubscribeTokens
 from newsletter.store import Consent, open_store_for
@@ -267,8 +266,6 @@ def test_retries_of_an_issue_never_sent_and_an_empty_list_name_are_refused(
 ) -> None:
     for failed, unknown in ((True, False), (False, True)):
         with pytest.raises(NewsletterError, match="never sent to list 'main'"):
-            plan_send(ws, issue, retry_failed=failed, retry_unknown=unknown)
-        with pytest.raises(NewsletterError, match="never sent to list 'main'"):
             send_issue(
                 ws,
                 issue,
@@ -280,7 +277,7 @@ def test_retries_of_an_issue_never_sent_and_an_empty_list_name_are_refused(
     with pytest.raises(NewsletterError, match="list name is empty"):
         send_issue(ws, issue, list_name=" ", smtp_url=server.url, tuning=FAST)
     with pytest.raises(NewsletterError, match=r"no list named 'weekly' \(lists: 'main'\)"):
-        plan_send(ws, issue, "weekly")
+        send_issue(ws, issue, list_name="weekly", smtp_url=server.url, tuning=FAST)
     assert handler_of(server).received == []
 
 
@@ -301,17 +298,6 @@ def test_erasing_a_subscriber_scrubs_the_ledger(
         store.erase("ada.lovelace@example.com", consent=Consent(source="cli"))
     rows = ledger(ws)
     assert "ada.lovelace@example.com" not in rows and rows[None][0] == "sent"  # type: ignore[index]
-
-
-def test_plan_counts_the_list(ws: Workspace, issue: Path) -> None:
-    plan = plan_send(ws, issue)
-    assert (plan.state, plan.recipients, plan.subject) == (
-        "new",
-        5,
-        "Harbour notes for %%first_name%%",
-    )
-    with pytest.raises(NewsletterError, match="no list named 'weekly'"):
-        plan_send(ws, issue, "weekly")
 
 
 def test_a_scheduled_send_runs_through_the_ledger(

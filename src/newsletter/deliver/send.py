@@ -15,30 +15,24 @@ folder sent to one list, see ``store.deliveries``):
    error: run it again to resume). A finished campaign is never sent again;
    ``retry_failed`` puts its failed rows (only those) back in the queue.
 
-Without ``NEWSLETTER_SMTP_URL`` the run starts the embedded local server
-(``newsletter.smtp.embedded``) for its duration and the messages land in ``outbox/``.
+Where the messages go (the configured server or the embedded one) is ``transport``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from types import FrameType
 
 from newsletter.compose.folder import issue_key
-from newsletter.compose.issue_file import read_issue
-from newsletter.errors import DeliveryError, NewsletterError, StoreError
+from newsletter.errors import AlreadySentError, DeliveryError, NewsletterError
 from newsletter.mail.template import MessageTemplate
-from newsletter.smtp.embedded import EmbeddedServer, outbox_dir
 from newsletter.smtp.settings import SmtpSettings, smtp_settings
-from newsletter.store import Store, open_store_for, utcnow
+from newsletter.store import Store, open_store_for
 from newsletter.store.campaigns import (
     FINISHED,
     STOPPED,
@@ -63,216 +57,16 @@ from newsletter.store.deliveries import (
     pending_now,
 )
 from newsletter.store.lease import describe_holder, holder_name
-from newsletter.store.ledger_queue import (
-    count_sendable,
-    enqueue,
-    expire_deferred,
-    recover_in_flight,
-    requeue,
-)
+from newsletter.store.ledger_queue import enqueue, expire_deferred, recover_in_flight, requeue
 from newsletter.workspace import Workspace
 
 from .content import check_sender, issue_label, make_template, render_for_send
 from .engine import LedgerRun, RunCounts, SendTuning
-from .reports import NEW, RESUME, SendPlan, SendProgress, SendReport
+from .plan import list_id_of, nothing_to_retry, refuse_empty_list, resolve_list_name
+from .reports import SendProgress, SendReport
+from .transport import open_transport, smtp_target, stop_on_sigint
 
 log = logging.getLogger(__name__)
-
-
-class AlreadySentError(NewsletterError):
-    """The campaign finished before; sending it again needs ``--retry-failed``."""
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def resolve_list_name(ws: Workspace, list_name: str | None) -> str:
-    """The list to send to: ``list_name``, or ``send.list`` when none was given.
-
-    An empty name is an error, not the default: ``--list "$LIST"`` with LIST unset
-    must not quietly send to another list.
-    """
-    if list_name is None:
-        return ws.config.send.list.strip()
-    if not list_name.strip():
-        raise NewsletterError(
-            "the list name is empty",
-            hint=f"give --list a name, or leave it out to send to {ws.config.send.list!r}",
-        )
-    return list_name.strip()
-
-
-def _list_id(store: Store, list_name: str) -> int:
-    list_id = store.list_id(list_name)
-    if list_id is None:
-        known = ", ".join(repr(name) for name in store.list_names()) or "none yet"
-        raise StoreError(
-            f"no list named {list_name!r} (lists: {known})",
-            hint="pass --list with one of them, or import subscribers into a new list "
-            "with newsletter subscribers import FILE --list NAME",
-        )
-    return list_id
-
-
-def refuse_empty_list(store: Store, list_id: int, list_name: str) -> None:
-    """Raise NewsletterError when ``list_name`` has nobody a send would reach (a send
-    and a dry run refuse alike)."""
-    with store.read() as conn:
-        if count_sendable(conn, list_id):
-            return
-    raise NewsletterError(
-        f"list {list_name!r} has nobody to send to (no active, confirmed member)",
-        hint="import subscribers first: newsletter subscribers import FILE",
-    )
-
-
-def _never_sent(issue_dir: Path, list_name: str) -> NewsletterError:
-    return NewsletterError(
-        f"{issue_dir} was never sent to list {list_name!r}: there is nothing to retry",
-        hint="leave out --retry-failed / --retry-unknown to send it",
-    )
-
-
-def smtp_target(ws: Workspace, smtp: SmtpSettings | None) -> str:
-    """Where messages go, for people: ``smtp://host:port`` or the embedded server's folder."""
-    if smtp is not None:
-        return smtp.display
-    return f"the embedded local SMTP server (messages stored in {outbox_dir(ws)})"
-
-
-@contextlib.contextmanager
-def open_transport(
-    ws: Workspace, smtp: SmtpSettings | None
-) -> Iterator[tuple[SmtpSettings, Path | None]]:
-    """``smtp`` as it is, or the embedded server started for the block -> (settings, outbox)."""
-    if smtp is not None:
-        yield smtp, None
-        return
-    send = ws.config.send
-    folder = outbox_dir(ws)
-    with EmbeddedServer(folder) as server:
-        yield (
-            server.settings(
-                messages_per_connection=send.messages_per_connection, timeout=send.timeout_seconds
-            ),
-            folder,
-        )
-
-
-@contextlib.contextmanager
-def _stop_on_sigint(stop: threading.Event, enabled: bool) -> Iterator[None]:
-    """While the block runs, a first Ctrl-C (or SIGTERM, what service managers and
-    ``kill`` send) sets ``stop``: finish what is in flight, then end; a second one
-    interrupts at once. Only in the main thread, only if ``enabled``."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        again = "Ctrl-C again" if signum == signal.SIGINT else "the same signal again"
-        log.warning("stopping after the messages in flight (%s to abort at once)", again)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _already_sent(issue_dir: Path, campaign: Campaign, found: dict[str, int]) -> AlreadySentError:
-    when = f" on {campaign.finished_at:%Y-%m-%d %H:%M} UTC" if campaign.finished_at else ""
-    hints = []
-    if found[FAILED]:
-        hints.append("pass --retry-failed to try the failed recipients again")
-    if found[UNKNOWN]:
-        hints.append(
-            "pass --retry-unknown to resend the messages that got no reply after their "
-            "data (some may have arrived: receivers see the same Message-ID twice)"
-        )
-    unknown = f", {found[UNKNOWN]} unknown" if found[UNKNOWN] else ""
-    return AlreadySentError(
-        f"{issue_dir} was already sent to list {campaign.list_name!r}{when} "
-        f"({found[SENT]} sent, {found[FAILED]} failed{unknown})",
-        hint="; ".join(hints) or "compose a new issue to send again",
-    )
-
-
-def _final_state(run: RunCounts, found: dict[str, int]) -> str:
-    if run.fatal is not None or run.stopped or found[QUEUED] or found[SENDING]:
-        return STOPPED
-    return WAITING if found[DEFERRED] else FINISHED
-
-
-# --- planning -------------------------------------------------------------------------------
-
-
-def plan_send(
-    ws: Workspace,
-    issue_dir: Path,
-    list_name: str | None = None,
-    *,
-    retry_failed: bool = False,
-    retry_unknown: bool = False,
-    smtp_url: str | None = None,
-    now: datetime | None = None,
-) -> SendPlan:
-    """What ``send_issue`` would do now -> SendPlan (for the confirmation prompt).
-
-    Reads the issue (or the started campaign), counts recipients; changes nothing.
-    ``now`` (default: the current time) decides which deferred rows are due.
-    Raises RenderError for an unreadable issue, StoreError for an unknown list,
-    ConfigError for a bad SMTP URL or a commercial sender without postal address.
-    """
-    list_name = resolve_list_name(ws, list_name)
-    check_sender(ws)
-    target = smtp_target(ws, smtp_settings(ws, smtp_url))
-    key = issue_key(ws, issue_dir)
-    with open_store_for(ws) as store:
-        list_id = _list_id(store, list_name)
-        with store.read() as conn:
-            campaign = find_campaign(conn, key, list_id)
-            if campaign is None:
-                if retry_failed or retry_unknown:
-                    raise _never_sent(issue_dir, list_name)
-                subject = read_issue(issue_dir).subject
-                return SendPlan(
-                    issue_dir, list_name, subject, NEW, count_sendable(conn, list_id), target
-                )
-            now = now or utcnow()
-            found = counts(conn, campaign.id)
-            pending = pending_now(conn, campaign.id, now)
-            if campaign.enqueued_at is None:
-                pending += max(count_sendable(conn, list_id) - sum(found.values()), 0)
-            if retry_failed:
-                pending += found[FAILED]
-            if retry_unknown:
-                pending += found[UNKNOWN]
-            due_later = next_attempt(conn, campaign.id)
-    if pending:
-        state = RESUME
-    elif found[DEFERRED]:
-        state = WAITING
-    else:
-        state = FINISHED
-    return SendPlan(
-        issue_dir,
-        list_name,
-        campaign.subject,
-        state,
-        pending,
-        target,
-        sent=found[SENT],
-        failed=found[FAILED],
-        deferred=found[DEFERRED],
-        next_attempt_at=due_later,
-    )
-
-
-# --- sending --------------------------------------------------------------------------------
 
 
 def send_issue(
@@ -311,7 +105,6 @@ def send_issue(
         ws,
         issue_dir,
         list_name=resolve_list_name(ws, list_name),
-        key="",
         retry_failed=retry_failed,
         retry_unknown=retry_unknown,
         tuning=tuning or SendTuning(),
@@ -321,33 +114,10 @@ def send_issue(
         progress=progress,
         handle_sigint=handle_sigint,
     )
-    check_sender(ws)
-    smtp = smtp_settings(ws, smtp_url)
-    run.key = issue_key(ws, issue_dir)
-    started = time.monotonic()
-    with open_store_for(ws) as store:
-        list_id = _list_id(store, run.list_name)
-        campaign, report = run.open_campaign(store, list_id, smtp_target(ws, smtp))
-        template = run.template(campaign)
-        run.take(store, campaign)
-        counted = RunCounts()
-        state = STOPPED
-        try:
-            total = run.queue(store, campaign, report)
-            if total:
-                counted = run.send(store, campaign, template, smtp, total, report)
-            found = _campaign_totals(store, campaign.id, report)
-            state = _final_state(counted, found)
-        finally:
-            release_campaign(store, campaign.id, run.runner, state, run.tuning.clock())
-    report = _final_report(report, counted, found, state, time.monotonic() - started)
-    if counted.fatal is not None:
-        raise _stopped_by(counted)
-    log.info("%s: %s", issue_dir, report.summary())
-    return report
+    return run.execute(smtp_url)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Run:
     """One run of ``send_issue``: its options and its steps (open the campaign, take it,
     queue its rows, send them)."""
@@ -355,7 +125,6 @@ class _Run:
     ws: Workspace
     issue_dir: Path
     list_name: str
-    key: str  # the campaign's issue path
     retry_failed: bool
     retry_unknown: bool
     tuning: SendTuning
@@ -371,10 +140,32 @@ class _Run:
         """Whether failed or unknown rows are to be put back in the queue."""
         return self.retry_failed or self.retry_unknown
 
-    def open_campaign(self, store: Store, list_id: int, target: str) -> tuple[Campaign, SendReport]:
-        """The campaign to run (created, with the issue rendered once, on the first run)
-        and the report it starts. Raises AlreadySentError for a finished one."""
-        key = self.key
+    def execute(self, smtp_url: str | None) -> SendReport:
+        """Open the campaign, hold it while its due rows go out -> the run's report.
+
+        ``smtp_url`` overrides NEWSLETTER_SMTP_URL. A run-stopping DeliveryError is
+        raised after the campaign is released, saying how to resume.
+        """
+        check_sender(self.ws)
+        smtp = smtp_settings(self.ws, smtp_url)
+        key = issue_key(self.ws, self.issue_dir)
+        started = time.monotonic()
+        with open_store_for(self.ws) as store:
+            list_id = list_id_of(store, self.list_name)
+            campaign, report = self.open_campaign(store, list_id, key, smtp_target(self.ws, smtp))
+            counted, found, state = self.hold(store, campaign, smtp, report)
+        report = _final_report(report, counted, found, state, time.monotonic() - started)
+        if counted.fatal is not None:
+            raise _stopped_by(counted)
+        log.info("%s: %s", self.issue_dir, report.summary())
+        return report
+
+    def open_campaign(
+        self, store: Store, list_id: int, key: str, target: str
+    ) -> tuple[Campaign, SendReport]:
+        """The campaign of issue path ``key`` to run (created, with the issue rendered
+        once, on the first run) and the report it starts. Raises AlreadySentError for a
+        finished one."""
         with store.read() as conn:
             campaign = find_campaign(conn, key, list_id)
             found = counts(conn, campaign.id) if campaign is not None else {}
@@ -382,7 +173,7 @@ class _Run:
         resumed = campaign is not None
         if campaign is None:
             if self.retrying:
-                raise _never_sent(self.issue_dir, self.list_name)
+                raise nothing_to_retry(self.issue_dir, self.list_name)
             rendered, warnings = render_for_send(self.ws, self.issue_dir)
             refuse_empty_list(store, list_id, self.list_name)
             campaign = create_campaign(
@@ -407,6 +198,25 @@ class _Run:
             warnings=warnings,
         )
         return campaign, report
+
+    def hold(
+        self, store: Store, campaign: Campaign, smtp: SmtpSettings | None, report: SendReport
+    ) -> tuple[RunCounts, dict[str, int], str]:
+        """Take ``campaign``, queue and send its due rows, release it in the state they
+        leave it in -> (this run's counts, the campaign's rows per status, that state)."""
+        template = self.template(campaign)
+        self.take(store, campaign)
+        counted = RunCounts()
+        state = STOPPED
+        try:
+            total = self.queue(store, campaign, report)
+            if total:
+                counted = self.send(store, campaign, template, smtp, total, report)
+            found = _campaign_totals(store, campaign.id, report)
+            state = _final_state(counted, found)
+        finally:
+            release_campaign(store, campaign.id, self.runner, state, self.tuning.clock())
+        return counted, found, state
 
     def template(self, campaign: Campaign) -> MessageTemplate:
         """The message template of ``campaign``'s stored render, built once per run."""
@@ -471,7 +281,7 @@ class _Run:
         send = self.ws.config.send
         with (
             open_transport(self.ws, smtp) as (settings, outbox),
-            _stop_on_sigint(self.stop, self.handle_sigint),
+            stop_on_sigint(self.stop, self.handle_sigint),
         ):
             report.outbox = outbox
             return LedgerRun(
@@ -489,6 +299,30 @@ class _Run:
                 progress=self.progress,
                 stop=self.stop,
             ).run()
+
+
+def _already_sent(issue_dir: Path, campaign: Campaign, found: dict[str, int]) -> AlreadySentError:
+    when = f" on {campaign.finished_at:%Y-%m-%d %H:%M} UTC" if campaign.finished_at else ""
+    hints = []
+    if found[FAILED]:
+        hints.append("pass --retry-failed to try the failed recipients again")
+    if found[UNKNOWN]:
+        hints.append(
+            "pass --retry-unknown to resend the messages that got no reply after their "
+            "data (some may have arrived: receivers see the same Message-ID twice)"
+        )
+    unknown = f", {found[UNKNOWN]} unknown" if found[UNKNOWN] else ""
+    return AlreadySentError(
+        f"{issue_dir} was already sent to list {campaign.list_name!r}{when} "
+        f"({found[SENT]} sent, {found[FAILED]} failed{unknown})",
+        hint="; ".join(hints) or "compose a new issue to send again",
+    )
+
+
+def _final_state(run: RunCounts, found: dict[str, int]) -> str:
+    if run.fatal is not None or run.stopped or found[QUEUED] or found[SENDING]:
+        return STOPPED
+    return WAITING if found[DEFERRED] else FINISHED
 
 
 def _campaign_totals(store: Store, campaign_id: int, report: SendReport) -> dict[str, int]:
@@ -538,9 +372,6 @@ def _stopped_by(run: RunCounts) -> DeliveryError:
         hint=(error.hint + "; " if error.hint else "")
         + "run the same send again to resume where it stopped",
     )
-
-
-# --- for the scheduler ------------------------------------------------------------------------
 
 
 def retry_due_deferrals(
