@@ -128,7 +128,7 @@ class PreviewState:
                 hint="restore the file or compose the issue again",
             )
         issue = read_issue(self.issue_dir)
-        rendered = render_issue(workspace, issue)
+        rendered = render_issue(workspace, issue, folder_name=self.issue_dir.resolve().name)
         recipient = self.audience.sample
         slots = recipient.slot_values(unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL)
         grammar = slot_grammar(workspace)
