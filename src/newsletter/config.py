@@ -220,6 +220,18 @@ class Bounces(_Section):
     trust_unsigned: bool = False
 
 
+class Archive(_Section):
+    """What the public archive (``/archive/`` of ``newsletter serve``, ``newsletter archive
+    build``) shows."""
+
+    # only issues sent to these lists are published (empty: the [send] list)
+    lists: list[NonEmpty] = []
+    # issues per index page
+    page_size: int = Field(default=20, ge=1, le=500)
+    # entries in the Atom feed (the newest)
+    feed_entries: int = Field(default=20, ge=1, le=500)
+
+
 Texts = list[NonEmpty]
 _SUBJECT_FIELDS = re.compile(r"\{([^{}]*)\}")
 
@@ -282,6 +294,7 @@ class ConfigModel(_Section):
     dkim: Dkim = Dkim()
     serve: Serve = Serve()
     bounces: Bounces = Bounces()
+    archive: Archive = Archive()
     recurring: list[Recurring] = []
 
     @field_validator("recurring")

@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 from newsletter.mail.slots import SlotGrammar, slot_grammar
 from newsletter.models import Issue
@@ -90,7 +91,7 @@ def editor_fields(issue: Issue, grammar: SlotGrammar) -> Issue:
 def web_url(ws: Workspace, folder_name: str) -> str:
     """The web version's URL of the issue folder named ``folder_name`` (its stable id in
     the archive): ``{base_url}/archive/<folder_name>/``, or "" for no folder."""
-    return f"{ws.base_url}/archive/{folder_name}/" if folder_name else ""
+    return f"{ws.base_url}/archive/{quote(folder_name, safe='')}/" if folder_name else ""
 
 
 def template_context(

@@ -17,6 +17,7 @@ that strips that path):
 ``GET /c/{token}``       "confirm your subscription" page with one button; changes nothing
 ``POST /c/{token}``      confirms -> 200, and the welcome message goes out
 ``GET /healthz``         "ok" when the database answers
+``GET /archive/...``     the public archive of sent issues and its feed (``web.archive``)
 
 What every answer holds to:
 
@@ -64,6 +65,7 @@ from newsletter.store import (
 )
 from newsletter.web import challenge as ch
 from newsletter.web.accesslog import AccessLog
+from newsletter.web.archive import ArchiveRoutes
 from newsletter.web.context import SECURITY_HEADERS, WebContext
 from newsletter.web.forms import MAX_BODY_BYTES
 from newsletter.web.mail import Postman
@@ -110,6 +112,7 @@ class WebApp:
         self.unsubscribe = UnsubscribeLinks(self.context)
         self.signup = SignUp(self.context, postman=postman, clock=clock)
         self.postman = self.signup.postman
+        self.archive = ArchiveRoutes(self.context, ws, store)
         self._close_store = close_store
         self.starlette = Starlette(
             routes=self._routes(),
@@ -133,6 +136,10 @@ class WebApp:
             _route(ch.SCRIPT_PATH, GET=signup.challenge_script),
             _route("/c/{token}", GET=signup.confirm_page, POST=signup.confirm),
             _route("/healthz", GET=self.health),
+            _route("/archive/", GET=self.archive.index),
+            _route("/archive/feed.xml", GET=self.archive.feed),
+            _route("/archive/page/{number}/", GET=self.archive.page),
+            _route("/archive/{slug}/", GET=self.archive.issue),
         ]
         prefix = urlsplit(self.ws.base_url).path.rstrip("/")
         if not prefix:
