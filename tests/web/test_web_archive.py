@@ -15,14 +15,6 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
-from starlette.testclient import TestClient
-
-from newsletter.archive.build import build_archive
-from newsletter.cli import cli
-from newsletter.store import open_store_for
-from newsletter.web import create_app
-from newsletter.web.server import ServeServer
-from newsletter.workspace import Workspace
 from archive_setup import (
     PRIVATE_READER,
     READERS,
@@ -32,6 +24,14 @@ from archive_setup import (
     smtp_server,
     write_issue,
 )
+from starlette.testclient import TestClient
+
+from newsletter.archive.build import build_archive
+from newsletter.cli import cli
+from newsletter.store import open_store_for
+from newsletter.web import create_app
+from newsletter.web.server import ServeServer
+from newsletter.workspace import Workspace
 
 BASE = "https://brief.example.org"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -55,9 +55,7 @@ def _path(url: str) -> str:
 
 def test_every_mail_links_the_same_web_version(history: History) -> None:
     to_main = [m for m in history.mails if m["To"] and "example.org" in m["To"]]
-    links = {
-        m["To"].addresses[0].addr_spec: browser_links(m) for m in to_main if m["To"].addresses
-    }
+    links = {m["To"].addresses[0].addr_spec: browser_links(m) for m in to_main if m["To"].addresses}
     expected = [f"{BASE}/archive/2026-12-01-harbour/"]
     assert links["ada.lovelace@example.org"] == expected
     assert links["grace.hopper@example.org"] == expected
@@ -200,9 +198,7 @@ def test_archive_lists_setting_publishes_other_lists(
         assert client.get("/archive/2026-12-01-harbour/").status_code == 404
 
 
-def test_the_cli_builds_the_archive(
-    workspace_dir: Path, history: History, tmp_path: Path
-) -> None:
+def test_the_cli_builds_the_archive(workspace_dir: Path, history: History, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     result = CliRunner().invoke(

@@ -165,9 +165,7 @@ def render_issue(
     return rendered
 
 
-def _render_web_version(
-    ws: Workspace, env: Any, issue: Issue, folder_name: str
-) -> tuple[str, str]:
+def _render_web_version(ws: Workspace, env: Any, issue: Issue, folder_name: str) -> tuple[str, str]:
     """The web version's HTML and text (slots unfilled): the same templates with
     ``web_version`` set; no premailer, since a browser applies the style tags itself."""
     context = template_context(ws, issue, folder_name=folder_name, web_version=True)
