@@ -62,6 +62,8 @@ class Rendition:
     recipients: RecipientCount
     render_ms: float
     rendered_at: float
+    # the web version (issue.html, what /archive/<folder>/ will show), nothing personal
+    web_html: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,4 +150,5 @@ class PreviewState:
             recipients=self.audience.count_active(workspace.config.send.list),
             render_ms=(time.perf_counter() - started) * 1000,
             rendered_at=time.time(),
+            web_html=rendered.reader_html,
         )
