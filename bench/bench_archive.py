@@ -74,21 +74,32 @@ def make_workspace(folder: Path, recipients: int) -> Path:
 
 
 def run_cli(root: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    """``newsletter -w root ARGS`` as its own process."""
+    """``newsletter -w root ARGS`` as its own process, its output in a file beside the
+    workspace (a pipe nobody reads would fill up and stall a chatty process)."""
     command = [sys.executable, "-m", "newsletter", "-w", str(root), *args]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = (root.parent / f"{args[0]}.log").open("ab")
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def hammer(url: str, clients: int, seconds: float, until: threading.Event | None) -> float:
-    """GET ``url`` from ``clients`` threads for ``seconds`` (or until ``until``) -> GETs/s."""
+def hammer(
+    url: str, clients: int, seconds: float, until: threading.Event | None
+) -> tuple[float, list[str]]:
+    """GET ``url`` from ``clients`` threads for ``seconds`` (or until ``until``) ->
+    (answered GETs per second, the failures seen)."""
     counts = [0] * clients
+    failures: list[str] = []
     deadline = time.monotonic() + seconds
 
     def worker(slot: int) -> None:
         with httpx.Client(timeout=10) as client:
             while time.monotonic() < deadline and not (until and until.is_set()):
-                answer = client.get(url)
-                assert answer.status_code == 200, answer.status_code
+                try:
+                    answer = client.get(url)
+                except httpx.HTTPError as exc:
+                    failures.append(f"{type(exc).__name__} after {time.monotonic():.1f}")
+                    continue
+                if answer.status_code != 200:
+                    failures.append(str(answer.status_code))
                 counts[slot] += 1
 
     started = time.monotonic()
@@ -97,7 +108,7 @@ def hammer(url: str, clients: int, seconds: float, until: threading.Event | None
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(counts) / (time.monotonic() - started)
+    return sum(counts) / (time.monotonic() - started), failures
 
 
 def main() -> None:
@@ -122,8 +133,11 @@ def main() -> None:
     os.environ["NEWSLETTER_SECRET_KEY"] = SECRET
     with tempfile.TemporaryDirectory() as tmp:
         root = make_workspace(Path(tmp), args.recipients)
-        first = run_cli(root, env, "send", "issues/2026-12-01-first", "--list", "early", "--yes")
-        first.wait(120)
+        first = run_cli(
+            root, env, "send", str(root / "issues/2026-12-01-first"), "--list", "early", "--yes"
+        )
+        if first.wait(120):
+            sys.exit((root.parent / "send.log").read_text(encoding="utf-8", errors="replace"))
         config = root / "newsletter.toml"
         config.write_text(
             config.read_text(encoding="utf-8") + '\n[archive]\nlists = ["early", "main"]\n',
@@ -139,15 +153,17 @@ def main() -> None:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
-            alone = hammer(url, args.clients, args.seconds, None)
+            alone, failed = hammer(url, args.clients, args.seconds, None)
             print(f"archive GETs alone:        {alone:8.0f} /s ({args.clients} clients)")
+            print(f"  failures: {len(failed)} {failed[:3]}")
             before = sink.count
-            sending = run_cli(root, env, "send", "issues/2026-12-08-second", "--yes")
+            sending = run_cli(root, env, "send", str(root / "issues/2026-12-08-second"), "--yes")
             done = threading.Event()
             threading.Thread(target=lambda: (sending.wait(600), done.set()), daemon=True).start()
             started = time.monotonic()
-            during = hammer(url, args.clients, args.seconds, done)
+            during, failed = hammer(url, args.clients, args.seconds, done)
             print(f"archive GETs during a send: {during:7.0f} /s")
+            print(f"  failures: {len(failed)} {failed[:3]}")
             sending.wait(600)
             took = time.monotonic() - started
             sent = sink.count - before
