@@ -228,6 +228,18 @@ class Images(_Section):
     rehost: bool = False
 
 
+class Archive(_Section):
+    """What the public archive (``/archive/`` of ``newsletter serve``, ``newsletter archive
+    build``) shows."""
+
+    # only issues sent to these lists are published (empty: the [send] list)
+    lists: list[NonEmpty] = []
+    # issues per index page
+    page_size: int = Field(default=20, ge=1, le=500)
+    # entries in the Atom feed (the newest)
+    feed_entries: int = Field(default=20, ge=1, le=500)
+
+
 Texts = list[NonEmpty]
 _SUBJECT_FIELDS = re.compile(r"\{([^{}]*)\}")
 
@@ -291,6 +303,7 @@ class ConfigModel(_Section):
     serve: Serve = Serve()
     bounces: Bounces = Bounces()
     images: Images = Images()
+    archive: Archive = Archive()
     recurring: list[Recurring] = []
 
     @field_validator("recurring")

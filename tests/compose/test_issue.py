@@ -421,8 +421,8 @@ def render_spy(monkeypatch: pytest.MonkeyPatch) -> RenderSpy:
     spy = RenderSpy()
     real = folder_module.render_issue
 
-    def counting(ws: Workspace, issue: Issue) -> Rendered:
-        spy.results.append(real(ws, issue))
+    def counting(ws: Workspace, issue: Issue, *, folder_name: str = "") -> Rendered:
+        spy.results.append(real(ws, issue, folder_name=folder_name))
         return spy.results[-1]
 
     monkeypatch.setattr(folder_module, "render_issue", counting)
@@ -456,7 +456,7 @@ def test_a_fresh_render_is_reused_byte_for_byte(
 
     assert render_spy.results == []  # nothing rendered
     assert "render stamp matches" in caplog.text
-    fresh = render_issue(ws, read_issue(folder))
+    fresh = render_issue(ws, read_issue(folder), folder_name=folder.name)
     assert reused.html.encode("utf-8") == fresh.html.encode("utf-8")
     assert reused.text.encode("utf-8") == fresh.text.encode("utf-8")
     # subject, preheader and both kinds of warning (no url; over max_html_kb) as a render gives
@@ -476,7 +476,7 @@ def test_a_composed_folder_is_reused(
     render_spy.results.clear()
     reused = load_rendered(workspace, folder)
     assert render_spy.results == []
-    assert reused == render_issue(workspace, read_issue(folder))
+    assert reused == render_issue(workspace, read_issue(folder), folder_name=folder.name)
 
 
 def _edit_issue_json(ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
@@ -635,10 +635,11 @@ def test_issue_html_is_what_a_reader_sees(workspace: Workspace, articles: Path) 
     text = (folder / ISSUE_TXT).read_text(encoding="utf-8")
     for part in (html, text):
         assert "%%" not in part  # no slot left for a person to puzzle over
-        assert "Hi reader," in part and "This email was sent to you." in part
+        assert "Hi reader," in part and "This email was sent to" not in part
+        assert "Unsubscribe" not in part and "View in your browser" not in part
     # where the unsubscribe link was, a visitor finds the subscribe form
-    assert 'href="https://brief.example.org/subscribe"' in html
-    assert "Unsubscribe: https://brief.example.org/subscribe\n" in text
+    assert '<a href="https://brief.example.org/subscribe">Subscribe</a>' in html
+    assert "Subscribe: https://brief.example.org/subscribe\n" in text
     # the sender's slotted parts live beside them, out of the way
     assert "%%" in (folder / SEND_HTML).read_text(encoding="utf-8")
     assert "%%" in (folder / SEND_TXT).read_text(encoding="utf-8")

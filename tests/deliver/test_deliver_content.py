@@ -121,7 +121,8 @@ def test_a_fresh_render_is_sent_as_rendered_without_the_render_stack(
     from newsletter.render.stamp import SEND_HTML, STAMP_FILE
 
     render_issue_folder(ws, issue)
-    unstamped = tmp_path / "unstamped"
+    # same folder name: the mail's "View in your browser" link is made from it
+    unstamped = tmp_path / "unstamped" / issue.name
     shutil.copytree(issue, unstamped)
     (unstamped / STAMP_FILE).unlink()
     fresh, fresh_warnings = render_for_send(ws, unstamped)  # renders: no stamp

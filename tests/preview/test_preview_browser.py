@@ -198,10 +198,13 @@ def test_check_links_marks_the_unreachable_ones(
     gone.close()  # nothing listens there: connection refused
     live_url = f"http://127.0.0.1:{target.server_address[1]}/harbour"
     try:
-        # every web link on loopback (the footer's website comes from newsletter.toml)
+        # every web link on loopback (the footer's website and the web version's link
+        # come from newsletter.toml)
         config = workspace.root / "newsletter.toml"
         config.write_text(
-            config.read_text(encoding="utf-8").replace("https://www.example.org", live_url),
+            config.read_text(encoding="utf-8")
+            .replace("https://www.example.org", live_url)
+            .replace("https://brief.example.org", live_url.removesuffix("/harbour")),
             encoding="utf-8",
         )
         data = json.loads((issue_dir / "issue.json").read_text(encoding="utf-8"))

@@ -86,6 +86,21 @@ def test_routes_serve_page_state_frames_and_assets(server: PreviewServer) -> Non
     assert rebound.status_code == 400
 
 
+def test_the_web_version_frame_is_the_archive_page_without_the_reader(
+    server: PreviewServer,
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+        page = client.get("/")
+        mail = client.get("/frame")
+        web = client.get("/frame", params={"web": "1"})
+        recipient = client.get("/api/state").json()["good"]["to"]["email"]
+    assert 'id="frame-web"' in page.text and 'data-view="web"' in page.text
+    assert "A fishing harbour now heats the town behind it" in web.text
+    assert ">Subscribe</a>" in web.text and "Unsubscribe" not in web.text
+    assert recipient in mail.text and recipient not in web.text
+    assert "View in your browser" in mail.text and "View in your browser" not in web.text
+
+
 def test_saving_issue_json_announces_a_new_version(server: PreviewServer, issue_dir: Path) -> None:
     with (
         httpx.Client(base_url=server.url, timeout=TIMEOUT) as client,

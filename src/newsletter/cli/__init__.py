@@ -14,7 +14,16 @@ from pathlib import Path
 import click
 
 from newsletter import __version__
-from newsletter.cli import bounces, compose, history, recurring, send, serve, subscribers
+from newsletter.cli import (
+    archive,
+    bounces,
+    compose,
+    history,
+    recurring,
+    send,
+    serve,
+    subscribers,
+)
 from newsletter.cli.logs import configure_logging
 from newsletter.cli.state import State
 from newsletter.errors import NewsletterError
@@ -45,6 +54,7 @@ for _command in (
     serve.serve,
     bounces.bounces,
     history.history,
+    archive.archive,
 ):
     cli.add_command(_command)
 

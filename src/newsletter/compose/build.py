@@ -160,22 +160,22 @@ def build_issue(
 
 
 def _write_new_folder(
-    ws: Workspace,
-    issue: Issue,
-    rendered: Rendered,
-    out: Path | None,
-    fingerprint: str | None,
-    media: dict[str, bytes],
-) -> Path:
-    """Write the issue (and its hosted images ``media``) into ``out`` or a fresh default
-    folder; never into someone else's."""
+    ws: Workspace, issue: Issue, out: Path | None, media: dict[str, bytes]
+) -> tuple[Path, Rendered]:
+    """Render the issue for ``out`` or a fresh default folder and write it there with its
+    hosted images ``media`` (never into someone else's) -> (the folder, its render)."""
     while True:
         folder = out if out is not None else default_folder(ws, issue)
+        # the folder's name is the web version's URL: rendered for the name it gets
+        name = folder.resolve().name
+        # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
+        fingerprint = render_fingerprint(ws, issue_json(issue).encode("utf-8"), name)
+        rendered = render_issue(ws, issue, folder_name=name)
         try:
             write_issue_folder(
                 folder, issue, rendered, exclusive=True, fingerprint=fingerprint, media=media
             )
-            return folder
+            return folder, rendered
         except FolderTakenError:
             if out is not None:
                 raise
@@ -248,10 +248,7 @@ def compose_articles(
             for number, (teaser, image) in enumerate(zip(issue.teasers, hosted, strict=True))
         ],
     )
-    # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
-    fingerprint = render_fingerprint(ws, issue_json(issue).encode("utf-8"))
-    rendered = render_issue(ws, issue)
-    folder = _write_new_folder(ws, issue, rendered, out, fingerprint, hosting.media)
+    folder, rendered = _write_new_folder(ws, issue, out, hosting.media)
     # after the folder: a crash between the two leaves a folder the next selection
     # reads and records (compose.selection backfills unrecorded issue folders)
     remember_issue(ws, folder, issue, articles)

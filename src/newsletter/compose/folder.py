@@ -236,8 +236,9 @@ def render_issue_folder(ws: Workspace, folder: Path) -> RenderResult:
             raise RenderError(f"{folder}: cannot write ({exc.strerror or exc})") from None
         issue = hosted
     # taken before rendering: a template edited meanwhile makes the stamp stale, not wrong
-    fingerprint = render_fingerprint(ws, raw)
-    rendered = render_issue(ws, issue)
+    name = folder.resolve().name
+    fingerprint = render_fingerprint(ws, raw, name)
+    rendered = render_issue(ws, issue, folder_name=name)
     write_rendered(folder, rendered, fingerprint=fingerprint)
     return RenderResult(
         folder=folder,
@@ -262,6 +263,18 @@ def load_rendered(ws: Workspace, folder: Path) -> Rendered:
     if parts is not None:
         log.debug("%s: using the parts as rendered (render stamp matches)", folder)
         html, text = parts
-        return rendered_from(ws, issue, html=html, text=text)
+        return rendered_from(ws, issue, html=html, text=text, web_parts=_reader_view(folder))
     log.debug("%s: rendering issue.json now (no fresh render in the folder)", folder)
-    return render_issue(ws, issue)
+    return render_issue(ws, issue, folder_name=folder.resolve().name)
+
+
+def _reader_view(folder: Path) -> tuple[str, str] | None:
+    """``folder``'s issue.html and issue.txt (the web version as written beside the parts
+    to send), or None when either cannot be read."""
+    try:
+        return (
+            (folder / ISSUE_HTML).read_text(encoding="utf-8"),
+            (folder / ISSUE_TXT).read_text(encoding="utf-8"),
+        )
+    except (OSError, UnicodeDecodeError):
+        return None

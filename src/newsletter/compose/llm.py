@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from newsletter import __version__
+from newsletter.aio import run_async
 from newsletter.compose.faithful import check_teaser
 from newsletter.compose.ingest.boilerplate import word_count
 from newsletter.compose.summarize import summarize, trim_to_words
@@ -235,7 +236,7 @@ def ask_chat(settings: LlmSettings, messages: list[dict[str, str]]) -> str:
     """POST ``messages`` to the chat completions URL -> the reply's text, within one
     deadline of ``settings.timeout`` seconds (connecting and every read); LlmError else."""
     try:
-        return asyncio.run(_post_within(settings, messages))
+        return run_async(_post_within(settings, messages))
     except TimeoutError:
         raise LlmError(f"no complete answer within {settings.timeout:g} s") from None
     except httpx.ConnectError as exc:

@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from newsletter.aio import run_async
 from newsletter.config import Send
 from newsletter.errors import DeliveryError
 from newsletter.mail.template import MessageTemplate
@@ -140,7 +141,7 @@ class LedgerRun:
         try:
             with LedgerSession(self.store, self.campaign_id, self.list_id) as session:
                 self._session = session
-                asyncio.run(self._main(connections, opener))
+                run_async(self._main(connections, opener))
         finally:
             for connection in connections:
                 if not connection.is_open:

@@ -38,12 +38,13 @@ NOTHING_YET = """<!doctype html><html><head><meta charset="utf-8"></head>
 _HEAD_END = re.compile(r"</head\s*>", re.IGNORECASE)
 
 
-def frame_document(rendition: Rendition | None, *, dark: bool) -> str:
-    """The HTML part of ``rendition`` ready for an iframe (a placeholder if None)."""
+def frame_document(rendition: Rendition | None, *, dark: bool, web: bool = False) -> str:
+    """The HTML part of ``rendition`` ready for an iframe (a placeholder if None); with
+    ``web``, its web version instead."""
     if rendition is None:
         return NOTHING_YET
     extra = LINK_TARGET + (DARK_MODE_STYLE if dark else "")
-    html = rendition.html
+    html = rendition.web_html if web else rendition.html
     head_end = _HEAD_END.search(html)
     if head_end is None:
         return extra + html

@@ -169,10 +169,12 @@ class PreviewApp:
         return JSONResponse(snapshot_json(self.state.snapshot), headers=NO_STORE)
 
     async def frame(self, request: Request) -> HTMLResponse:
-        """The last good HTML part, slots filled; ``?dark=1`` for the dark-mode simulation."""
+        """The last good HTML part, slots filled; ``?dark=1`` for the dark-mode simulation,
+        ``?web=1`` for the web version."""
         dark = request.query_params.get("dark") == "1"
+        web = request.query_params.get("web") == "1"
         good = self.state.snapshot.good
-        return HTMLResponse(frame_document(good, dark=dark), headers=NO_STORE)
+        return HTMLResponse(frame_document(good, dark=dark, web=web), headers=NO_STORE)
 
     async def events(self, request: Request) -> StreamingResponse:
         """Server-Sent Events: ``version`` events, one per refresh."""

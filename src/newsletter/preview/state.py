@@ -62,6 +62,8 @@ class Rendition:
     recipients: RecipientCount
     render_ms: float
     rendered_at: float
+    # the web version (issue.html, what /archive/<folder>/ will show), nothing personal
+    web_html: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class PreviewState:
                 hint="restore the file or compose the issue again",
             )
         issue = read_issue(self.issue_dir)
-        rendered = render_issue(workspace, issue)
+        rendered = render_issue(workspace, issue, folder_name=self.issue_dir.resolve().name)
         recipient = self.audience.sample
         slots = recipient.slot_values(unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL)
         grammar = slot_grammar(workspace)
@@ -148,4 +150,5 @@ class PreviewState:
             recipients=self.audience.count_active(workspace.config.send.list),
             render_ms=(time.perf_counter() - started) * 1000,
             rendered_at=time.time(),
+            web_html=rendered.reader_html,
         )

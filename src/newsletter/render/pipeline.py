@@ -5,8 +5,11 @@ compiles it to HTML, premailer inlines the CSS; the text part comes from
 ``issue.txt.j2``. What differs per recipient stays as slot tokens (see ``slots``) that
 survive every stage byte for byte and are filled later, once per recipient. Only the
 templates' ``slot()`` and the editor's fields (subject, preheader, intro) make slots;
-article text never does. ``Rendered`` also carries the reader's view: the slots filled
-with the publication's neutral stand-ins, which is what issue.html shows.
+article text never does. ``Rendered`` also carries the reader's view, which is the web
+version: the same templates rendered once more with ``web_version`` set (a "Subscribe"
+link where the mail has "Unsubscribe", no "View in your browser" link), without premailer
+(a browser reads the style tags itself), its slots filled with the publication's neutral
+stand-ins. That is what issue.html shows and what the archive publishes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 from newsletter.errors import RenderError
 from newsletter.mail.slots import SlotGrammar, slot_grammar
@@ -59,6 +63,7 @@ class StageTimes:
     mjml: float = 0.0
     premailer: float = 0.0
     text: float = 0.0
+    web: float = 0.0
 
 
 def reader_values(ws: Workspace) -> dict[str, str]:
@@ -84,11 +89,22 @@ def editor_fields(issue: Issue, grammar: SlotGrammar) -> Issue:
     )
 
 
-def template_context(ws: Workspace, issue: Issue) -> dict[str, Any]:
+def web_url(ws: Workspace, folder_name: str) -> str:
+    """The web version's URL of the issue folder named ``folder_name`` (its stable id in
+    the archive): ``{base_url}/archive/<folder_name>/``, or "" for no folder."""
+    return f"{ws.base_url}/archive/{quote(folder_name, safe='')}/" if folder_name else ""
+
+
+def template_context(
+    ws: Workspace, issue: Issue, *, folder_name: str = "", web_version: bool = False
+) -> dict[str, Any]:
     """What the issue templates see: publication, sender, issue (editor slots as tokens),
-    teasers, base_url, slot."""
+    teasers, base_url, slot, web_url (the issue's web version, "" when the issue has no
+    folder yet) and web_version (True while rendering the web version)."""
     grammar = slot_grammar(ws)
     return {
+        "web_url": web_url(ws, folder_name),
+        "web_version": web_version,
         "publication": ws.config.publication,
         "sender": ws.config.sender,
         "issue": editor_fields(issue, grammar),
@@ -98,17 +114,25 @@ def template_context(ws: Workspace, issue: Issue) -> dict[str, Any]:
     }
 
 
-def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None) -> Rendered:
-    """``issue`` in the workspace theme -> Rendered(html, text, subject, preheader, warnings).
+def render_issue(
+    ws: Workspace,
+    issue: Issue,
+    *,
+    times: StageTimes | None = None,
+    folder_name: str = "",
+) -> Rendered:
+    """``issue`` in the workspace theme -> Rendered(html, text, subject, preheader,
+    warnings, reader_html, reader_text).
 
     Jinja -> MJML -> mjml-python -> premailer for the HTML, ``issue.txt.j2`` for the
-    text. Slots stay unfilled. ``times``, when given, receives the seconds per stage.
+    text. Slots stay unfilled. ``folder_name`` (the issue folder's name) makes the
+    "View in your browser" link. ``times``, when given, receives the seconds per stage.
     Raises RenderError naming the template file and line on any template problem.
     """
     _check_images_hosted(issue)
     times = times if times is not None else StageTimes()
     env = template_environment(ws)
-    context = template_context(ws, issue)
+    context = template_context(ws, issue, folder_name=folder_name)
 
     started = time.perf_counter()
     mjml_source = render_template(ws, env, HTML_TEMPLATE, context)
@@ -126,7 +150,11 @@ def render_issue(ws: Workspace, issue: Issue, *, times: StageTimes | None = None
     text = render_template(ws, env, TEXT_TEMPLATE, context)
     times.text = time.perf_counter() - started
 
-    rendered = rendered_from(ws, issue, html=html, text=text)
+    started = time.perf_counter()
+    web_html, web_text = _render_web_version(ws, env, issue, folder_name)
+    times.web = time.perf_counter() - started
+
+    rendered = rendered_from(ws, issue, html=html, text=text, web_parts=(web_html, web_text))
     tag_warnings = mjml_tag_warnings(ws, env, HTML_TEMPLATE)
     if tag_warnings:
         rendered = replace(rendered, warnings=tag_warnings + rendered.warnings)
@@ -151,14 +179,33 @@ def _check_images_hosted(issue: Issue) -> None:
             )
 
 
-def rendered_from(ws: Workspace, issue: Issue, *, html: str, text: str) -> Rendered:
+def _render_web_version(ws: Workspace, env: Any, issue: Issue, folder_name: str) -> tuple[str, str]:
+    """The web version's HTML and text (slots unfilled): the same templates with
+    ``web_version`` set; no premailer, since a browser applies the style tags itself."""
+    context = template_context(ws, issue, folder_name=folder_name, web_version=True)
+    mjml_source = render_template(ws, env, HTML_TEMPLATE, context)
+    html = compile_mjml(mjml_source, describe_template(ws, env, HTML_TEMPLATE))
+    return html, render_template(ws, env, TEXT_TEMPLATE, context)
+
+
+def rendered_from(
+    ws: Workspace,
+    issue: Issue,
+    *,
+    html: str,
+    text: str,
+    web_parts: tuple[str, str] | None = None,
+) -> Rendered:
     """The parts ``html`` and ``text`` rendered from ``issue`` -> Rendered, with the
     subject, preheader, reader's view and teaser and size warnings ``render_issue`` gives.
 
+    ``web_parts`` (HTML, text) are the web version, slots unfilled or already filled;
+    without them the reader's view is ``html`` and ``text`` with the stand-ins filled.
     Needs none of the render stack: ``issue.load_rendered`` uses it for parts read back
     from a fresh issue folder.
     """
     grammar, values = slot_grammar(ws), reader_values(ws)
+    reader_html, reader_text = web_parts if web_parts is not None else (html, text)
     return Rendered(
         html=html,
         text=text,
@@ -166,6 +213,6 @@ def rendered_from(ws: Workspace, issue: Issue, *, html: str, text: str) -> Rende
         preheader=issue.preheader,
         warnings=teaser_warnings(issue.teasers)
         + size_warnings(html, ws.config.compose.max_html_kb),
-        reader_html=grammar.fill(html, values, html=True),
-        reader_text=grammar.fill(text, values, html=False),
+        reader_html=grammar.fill(reader_html, values, html=True),
+        reader_text=grammar.fill(reader_text, values, html=False),
     )

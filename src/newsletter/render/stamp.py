@@ -8,7 +8,8 @@
 
 ``fingerprint`` is the sha256 of everything the render reads: the issue.json bytes; every
 file the theme lookup can see (the workspace's ``templates/`` folder and the packaged
-theme, each name and content); the validated config as the render sees it (environment
+theme, each name and content); the issue folder's name (the web version's URL comes from
+it); the validated config as the render sees it (environment
 overrides such as ``NEWSLETTER_BASE_URL`` applied); a keyed hash of the signing key (the
 slot tokens come from it); the source of the modules that parse and render an issue; the
 Python version, the newsletter version and the versions of the render libraries. The
@@ -133,14 +134,16 @@ def _distribution_version(name: str) -> str:
         return "absent"
 
 
-def render_fingerprint(ws: Workspace, issue_json: bytes) -> str | None:
-    """The sha256 (hex) of everything rendering ``issue_json`` in ``ws`` depends on.
+def render_fingerprint(ws: Workspace, issue_json: bytes, folder_name: str = "") -> str | None:
+    """The sha256 (hex) of everything rendering ``issue_json`` in ``ws`` depends on,
+    including ``folder_name`` (the issue folder's name: the web version's URL).
 
     None when one of those inputs cannot be read (then no stamp is trusted or written).
     """
     digest = hashlib.sha256()
     _feed(digest, "stamp format", str(STAMP_FORMAT).encode())
     _feed(digest, "issue.json", issue_json)
+    _feed(digest, "folder name", folder_name.encode("utf-8"))
     _feed(digest, "config", ws.config.model_dump_json().encode("utf-8"))
     # the slot tokens in the parts come from the signing key: a new key means a new
     # render (fed as a keyed hash of its own, which tells nothing about the tokens)
@@ -203,7 +206,7 @@ def stamped_parts(ws: Workspace, folder: Path, issue_json: bytes) -> tuple[str, 
     stamp = read_stamp(folder)
     if stamp is None:
         return None
-    if render_fingerprint(ws, issue_json) != stamp.fingerprint:
+    if render_fingerprint(ws, issue_json, folder.resolve().name) != stamp.fingerprint:
         log.debug("%s: issue.json, templates, config or versions changed since the render", folder)
         return None
     try:

@@ -18,6 +18,7 @@ that strips that path):
 ``POST /c/{token}``      confirms -> 200, and the welcome message goes out
 ``GET /healthz``         "ok" when the database answers
 ``GET /media/{name}``     an image an issue hosts (``web.media``), cached for a year
+``GET /archive/...``     the public archive of sent issues and its feed (``web.archive``)
 
 What every answer holds to:
 
@@ -65,6 +66,7 @@ from newsletter.store import (
 )
 from newsletter.web import challenge as ch
 from newsletter.web.accesslog import AccessLog
+from newsletter.web.archive import ArchiveRoutes
 from newsletter.web.context import SECURITY_HEADERS, WebContext
 from newsletter.web.forms import MAX_BODY_BYTES
 from newsletter.web.mail import Postman
@@ -113,6 +115,7 @@ class WebApp:
         self.signup = SignUp(self.context, postman=postman, clock=clock)
         self.postman = self.signup.postman
         self.media = MediaFiles(ws)
+        self.archive = ArchiveRoutes(self.context, ws, store)
         self._close_store = close_store
         self.starlette = Starlette(
             routes=self._routes(),
@@ -137,6 +140,10 @@ class WebApp:
             _route("/c/{token}", GET=signup.confirm_page, POST=signup.confirm),
             _route("/healthz", GET=self.health),
             _route("/media/{name}", GET=self.media.get),
+            _route("/archive/", GET=self.archive.index),
+            _route("/archive/feed.xml", GET=self.archive.feed),
+            _route("/archive/page/{number}/", GET=self.archive.page),
+            _route("/archive/{slug}/", GET=self.archive.issue),
         ]
         prefix = urlsplit(self.ws.base_url).path.rstrip("/")
         if not prefix:

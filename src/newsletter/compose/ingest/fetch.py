@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import httpx
 
 from newsletter import __version__
+from newsletter.aio import run_async
 from newsletter.compose.ingest.hosts import host_is_public
 from newsletter.errors import SourceError
 
@@ -77,7 +78,7 @@ def fetch(
     ``is_public(host)`` decides which hosts count as public internet hosts.
     """
     try:
-        return asyncio.run(_fetch_within(url, timeout, max_bytes, is_public))
+        return run_async(_fetch_within(url, timeout, max_bytes, is_public))
     except TimeoutError:
         raise _cannot(url, f"no complete answer within {timeout:g} s") from None
     except _Stop as stop:

@@ -8,7 +8,7 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const frames = [$("frame-desktop"), $("frame-phone")];
+  const frames = [$("frame-desktop"), $("frame-phone"), $("frame-web")];
   const linkResults = new Map();
   let shownVersion = 0; // the good render in the frames
   let dark = false;
@@ -34,7 +34,7 @@
     // A frame still loading has not shown its old position yet: keep the one saved before.
     if (!frame.pendingScroll) frame.pendingScroll = readScroll(frame);
     frame.pendingVersion = version;
-    frame.src = frameUrl(version);
+    frame.src = frameUrl(version) + (frame.dataset.web ? "&web=1" : "");
   }
 
   function onFrameLoad(event) {
