@@ -175,6 +175,19 @@ def test_the_readme_first_run_prints_no_warnings(workspace_dir: Path) -> None:
     composed = run("compose", "seeds/", "--subject", "The Weekly Brief")
     sent = run("send", "--latest", "--yes")
     assert "sent 5, failed 0" in sent.stdout
+    # every picture of the sample is its own, hosted by the issue with its size
+    folder = _composed_folder(composed.stdout)
+    issue = json.loads((folder / "issue.json").read_text(encoding="utf-8"))
+    media = {path.name for path in (folder / "media").iterdir()}
+    pictured = [teaser for teaser in issue["teasers"] if teaser["image"]]
+    assert (
+        len(pictured) == len(media) == len(list((workspace_dir / "seeds" / "images").glob("*.jpg")))
+    )
+    for teaser in pictured:
+        base, name = teaser["image"].rsplit("/media/", 1)
+        assert base == "https://brief.example.org" and name in media
+        assert (teaser["image_width"], teaser["image_height"]) == (1200, 675)
+        assert teaser["image_alt"]
     key_file = workspace_dir / "subscribers" / ".secret_key"
     # the only line on stderr: where the first command that needed a key wrote it
     assert imported.stderr + composed.stderr + sent.stderr == (

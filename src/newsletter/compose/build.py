@@ -82,9 +82,10 @@ def _check_out_folder(out: Path) -> None:
 
 
 def _read_articles(
-    sources: list[str], *, timeout: float, skip_bad: bool
+    sources: list[str], *, timeout: float, skip_bad: bool, root: Path
 ) -> tuple[list[Article], list[tuple[str, str]]]:
-    """Every article of every source (folders expanded), plus the (source, reason) skipped."""
+    """Every article of every source (folders expanded), plus the (source, reason) skipped;
+    pages and feeds on disk may name image files inside the workspace ``root``."""
     # imported here: the readers (trafilatura, feedparser) are slow to import, and
     # reading, rendering and sending an issue never need them
     from newsletter.compose.ingest import expand_sources, read_source
@@ -93,7 +94,7 @@ def _read_articles(
     skipped: list[tuple[str, str]] = []
     for source in expand_sources(sources):
         try:
-            found = read_source(source, timeout=timeout)
+            found = read_source(source, timeout=timeout, root=root)
             if not found:
                 raise SourceError(f"{source}: holds no article")
         except SourceError as exc:
@@ -198,7 +199,7 @@ def gather_articles(
     the sources skipped); ``ordered=False`` keeps the sources' order. A bad source
     raises SourceError unless ``skip_bad``; no article read at all raises SourceError."""
     articles, skipped = _read_articles(
-        sources, timeout=ws.config.compose.fetch_timeout, skip_bad=skip_bad
+        sources, timeout=ws.config.compose.fetch_timeout, skip_bad=skip_bad, root=ws.root
     )
     if not articles:
         raise SourceError(
@@ -319,7 +320,7 @@ def extract_source(ws: Workspace, source: str) -> list[dict[str, Any]]:
     compose = ws.config.compose
     writer = llm_teasers(ws)
     items = []
-    for article in read_source(source, timeout=compose.fetch_timeout):
+    for article in read_source(source, timeout=compose.fetch_timeout, root=ws.root):
         teaser = make_teaser(
             article,
             min_words=compose.summary_min_words,

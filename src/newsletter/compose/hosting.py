@@ -1,11 +1,12 @@
 """Which images an issue hosts itself, and the teasers that then point at them.
 
-A local image file (named by Markdown front matter or body, or by a hand-edited
-issue.json) is always hosted; a remote one (from a feed or page) only with
-``[images] rehost = true``, fetched once with the limits of a URL source. Each becomes a
-file in the issue folder's ``media/`` (``compose.images.prepare_image``) and the teaser's
-``image`` becomes ``{base_url}/media/<name>``, with ``image_width`` / ``image_height``
-and ``image_original`` (what the source named) beside it.
+A local image file (named by Markdown front matter or body, a page or feed on disk
+inside the workspace (``ingest.disk_images``), or a hand-edited issue.json) is always
+hosted; a remote one (from a feed or page) only with ``[images] rehost = true``, fetched
+once with the limits of a URL source. Each becomes a file in the issue folder's
+``media/`` (``compose.images.prepare_image``) and the teaser's ``image`` becomes
+``{base_url}/media/<name>``, with ``image_width`` / ``image_height`` and
+``image_original`` (what the source named) beside it.
 
 A local file that is missing or not a usable image stops the compose (the editor named
 it); a remote image that cannot be fetched or read is left out of its teaser with a

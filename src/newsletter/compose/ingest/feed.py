@@ -31,7 +31,13 @@ from newsletter.compose.ingest.boilerplate import (
     same_text,
     word_count,
 )
-from newsletter.compose.ingest.fields import absolute_url, iso_date, join_names, web_url
+from newsletter.compose.ingest.fields import (
+    absolute_url,
+    is_local_reference,
+    iso_date,
+    join_names,
+    web_url,
+)
 from newsletter.compose.ingest.htmltext import html_to_paragraphs, html_to_text, parse_fragment
 from newsletter.compose.ingest.titles import title_from_text
 from newsletter.errors import SourceError
@@ -67,7 +73,7 @@ def read_feed(data: bytes, source: str, *, url: str = "", content_type: str = ""
     base = url or str(parsed.feed.get("link", ""))
     articles = []
     for number, entry in enumerate(parsed.entries, start=1):
-        article = entry_article(entry, source=source, base=base)
+        article = entry_article(entry, source=source, base=base, local=not url)
         if article is None:
             log.warning("%s: entry %d has no text; left out", source, number)
             continue
@@ -80,8 +86,9 @@ def read_feed(data: bytes, source: str, *, url: str = "", content_type: str = ""
     return articles
 
 
-def entry_article(entry: Any, *, source: str, base: str) -> Article | None:
-    """The Article for one feedparser entry, or None when it has no text at all."""
+def entry_article(entry: Any, *, source: str, base: str, local: bool = False) -> Article | None:
+    """The Article for one feedparser entry, or None when it has no text at all; with
+    ``local`` (a feed file on disk) its image may be a file path, kept as written."""
     title = html_to_text(str(entry.get("title", "")))
     link = web_url(str(entry.get("link", "")), base, where=f"{source}: link of {title!r}")
     content_html = _content_html(entry)
@@ -91,7 +98,7 @@ def entry_article(entry: Any, *, source: str, base: str) -> Article | None:
     if not cleaned.paragraphs:
         return None
     text = "\n\n".join(cleaned.paragraphs)
-    image, image_alt = _entry_image(entry, body_html, link or base)
+    image, image_alt = _entry_image(entry, body_html, link or base, local=local)
     title = title or title_from_text(text)
     return Article(
         title=title,
@@ -130,22 +137,29 @@ def _content_html(entry: Any) -> str:
     return max(bodies, key=len, default="")
 
 
-def _entry_image(entry: Any, body_html: str, base: str) -> tuple[str, str]:
-    """(image URL, alt text) of an entry: media:content, thumbnail, enclosure, then <img>."""
+def _entry_image(entry: Any, body_html: str, base: str, *, local: bool) -> tuple[str, str]:
+    """(image URL or, with ``local``, file path; alt text) of an entry: media:content,
+    thumbnail, enclosure, then <img>."""
+
+    def source_of(value: object) -> str:
+        text = str(value or "")
+        # a file beside a feed on disk: see disk_images
+        return text.strip() if local and is_local_reference(text) else absolute_url(text, base)
+
     for media in entry.get("media_content", []):
         medium = str(media.get("medium", "")) or str(media.get("type", ""))
-        src = absolute_url(str(media.get("url", "")), base)
+        src = source_of(media.get("url", ""))
         if src and (not medium or "image" in medium):
             return src, ""
     for thumbnail in entry.get("media_thumbnail", []):
-        if src := absolute_url(str(thumbnail.get("url", "")), base):
+        if src := source_of(thumbnail.get("url", "")):
             return src, ""
     for link in entry.get("enclosures", []) + entry.get("links", []):
         is_image = str(link.get("type", "")).startswith("image/")
-        src = absolute_url(str(link.get("href", "")), base)
+        src = source_of(link.get("href", ""))
         if src and is_image and link.get("rel", "enclosure") == "enclosure":
             return src, ""
     for img in parse_fragment(body_html).xpath("//img[@src]"):
-        if src := absolute_url(img.get("src", ""), base):
+        if src := source_of(img.get("src", "")):
             return src, normalise_space(img.get("alt", ""))
     return "", ""

@@ -84,8 +84,9 @@ def is_web_url(value: str) -> bool:
 def is_local_reference(value: str) -> bool:
     """True for a file path ("photos/a.jpg", "/srv/a.png"): no scheme, not "//host/...".
 
-    Only an editor's own files (Markdown front matter and bodies, issue.json) may name
-    one; what a feed or page says is never read as a path.
+    An editor's own files (Markdown front matter and bodies, issue.json) may name one;
+    a page or feed read from disk only a file inside the workspace (``disk_images``);
+    what a fetched feed or page says is never read as a path.
     """
     value = value.strip()
     if not value or value.startswith("//") or "\n" in value:

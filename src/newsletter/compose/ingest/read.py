@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from newsletter.compose.ingest.disk_images import with_disk_image
 from newsletter.compose.ingest.feed import read_feed
 from newsletter.compose.ingest.fetch import fetch
 from newsletter.compose.ingest.fields import is_local_reference, is_web_url, web_url
@@ -34,15 +35,18 @@ log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
 
-def read_source(source: str, *, timeout: float = 15.0) -> list[Article]:
+def read_source(source: str, *, timeout: float = 15.0, root: Path | None = None) -> list[Article]:
     """Read every article ``source`` holds.
 
     In: a file path, a folder (all its article files, sorted), or an http(s) URL; the
-    network timeout in seconds. Out: the articles (one per feed entry; one for any
-    other file or page), their link and image sendable http(s) URLs or "". Raises
-    ``SourceError`` naming the source and what to do.
+    network timeout in seconds; the workspace folder ``root``, inside which a page or
+    feed on disk may name image files (``disk_images``; None: it may not). Out: the
+    articles (one per feed entry; one for any other file or page), their link a
+    sendable http(s) URL or "", their image that too or a path to a file on disk
+    (Markdown, and pages and feeds inside ``root``). Raises ``SourceError`` naming the
+    source and what to do.
     """
-    return [_sendable(article) for article in _read(source, timeout=timeout)]
+    return [_sendable(article) for article in _read(source, timeout=timeout, root=root)]
 
 
 def _sendable(article: Article) -> Article:
@@ -58,7 +62,7 @@ def _sendable(article: Article) -> Article:
     return article
 
 
-def _read(source: str, *, timeout: float) -> list[Article]:
+def _read(source: str, *, timeout: float, root: Path | None) -> list[Article]:
     """The articles of ``source`` as its reader gives them (see ``read_source``)."""
     if source.lower().startswith(("http://", "https://")):
         return _read_url(source, timeout=timeout)
@@ -70,8 +74,8 @@ def _read(source: str, *, timeout: float) -> list[Article]:
                 f"folder {source} has no article files",
                 hint="put .txt, .html, .md or feed (.xml/.rss/.atom) files in it",
             )
-        return [article for file in files for article in _read_file(file, str(file))]
-    return _read_file(path, source)
+        return [article for file in files for article in _read_file(file, str(file), root)]
+    return _read_file(path, source, root)
 
 
 def expand_sources(sources: list[str]) -> list[str]:
@@ -111,8 +115,9 @@ def article_files(folder: Path) -> list[Path]:
     return files
 
 
-def _read_file(path: Path, source: str) -> list[Article]:
-    """Read, check and parse one file."""
+def _read_file(path: Path, source: str, root: Path | None) -> list[Article]:
+    """Read, check and parse one file (its pages' and feeds' images checked against
+    the workspace ``root``)."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise SourceError(
@@ -134,7 +139,10 @@ def _read_file(path: Path, source: str) -> list[Article]:
         ) from None
     check_bytes(data, source)
     kind = sniff_kind(data, kind_from_name(path.name))
-    return _parse(data, kind, source)
+    articles = _parse(data, kind, source)
+    if kind in (Kind.HTML, Kind.FEED):
+        articles = [with_disk_image(article, path.parent, root) for article in articles]
+    return articles
 
 
 def _read_url(url: str, *, timeout: float) -> list[Article]:

@@ -35,7 +35,13 @@ from newsletter.compose.ingest.boilerplate import (
     same_text,
     word_count,
 )
-from newsletter.compose.ingest.fields import absolute_url, iso_date, join_names, web_url
+from newsletter.compose.ingest.fields import (
+    absolute_url,
+    is_local_reference,
+    iso_date,
+    join_names,
+    web_url,
+)
 from newsletter.compose.ingest.standfirst import find_standfirst
 from newsletter.compose.ingest.titles import choose_title, site_keys, title_from_text
 from newsletter.errors import SourceError
@@ -80,7 +86,11 @@ def read_html(page: str, source: str, *, url: str = "") -> Article:
     if word_count(" ".join(cleaned.paragraphs)) < MIN_ARTICLE_WORDS:
         raise _no_article(source)
     title = title or title_from_text(cleaned.paragraphs[0])
-    image = web_url(document.image or facts.image, page_url, where=f"{source}: image")
+    raw_image = document.image or facts.image
+    if not url and is_local_reference(raw_image):
+        image = raw_image.strip()  # a file beside the page on disk: see disk_images
+    else:
+        image = web_url(raw_image, page_url, where=f"{source}: image")
     return Article(
         title=title,
         text="\n\n".join(cleaned.paragraphs),
@@ -221,9 +231,10 @@ def _image_alt(facts: PageFacts, image: str, base: str) -> str:
 
     Captions that are only a photo credit are no description of the picture.
     """
-    wanted = absolute_url(image, base)
+    # a file path on a page read from disk is compared as written
+    wanted = absolute_url(image, base) or image
     for src, alt, caption in facts.images:
-        if absolute_url(src, base) != wanted:
+        if (absolute_url(src, base) or src.strip()) != wanted:
             continue
         for text in (alt, _caption_without_credit(caption)):
             if text and not is_credit(text):
