@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.compose.folder import FolderTakenError, issue_key
+from newsletter.compose.folder import issue_key
 from newsletter.compose.issue_file import ISSUE_JSON, decode_issue, read_issue_bytes
 from newsletter.compose.selection import Selection, article_keys, remember_issue
 from newsletter.config import Recurring
+from newsletter.errors import FolderTakenError
 from newsletter.mail.slots import defuse
 from newsletter.models import Article
 from newsletter.render.filters import long_date

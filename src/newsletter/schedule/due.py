@@ -12,11 +12,10 @@ from datetime import datetime, timedelta
 from newsletter.errors import NewsletterError
 from newsletter.schedule.scheduled import issue_folder
 from newsletter.store import Store, open_store_for, utcnow
-from newsletter.store.lease import Heartbeat, holder_name
+from newsletter.store.lease import RUNNING, Heartbeat, holder_name
 from newsletter.store.schedules import (
     DONE,
     FAILED,
-    RUNNING,
     ScheduledSend,
     beat,
     claim_schedule,
