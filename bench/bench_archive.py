@@ -1,14 +1,23 @@
-"""Benchmark: archive GETs per second from ``newsletter serve``, alone and during a send.
+"""Benchmark: archive GETs from ``newsletter serve`` must not slow a send or one-click.
 
     python bench/bench_archive.py [--recipients 5000] [--seconds 5] [--clients 8]
+                                  [--posts 200] [--max-seconds 300]
 
-Builds a throwaway workspace (the sample config, RECIPIENTS subscribers on "main"), sends
-one issue to a few readers so the archive has a page, then starts ``newsletter serve``
-(its own process) on loopback and a recording SMTP sink (aiosmtpd, in this process).
-It fetches the issue's web version from CLIENTS threads for SECONDS and prints GETs per
-second; then starts a send of a second issue to every recipient (``newsletter send``,
-its own process) against the sink and measures the same GETs while that send runs,
-printing the send's messages per second too. Loopback only; everything stops by itself.
+Builds a throwaway workspace (the sample config, RECIPIENTS subscribers on "main", 3 x
+POSTS others on "leavers"), sends one issue to a few readers so the archive has a page,
+then starts ``newsletter serve`` (its own process) on loopback and a recording SMTP sink
+(aiosmtpd, its own process too). It prints, in turn:
+
+- archive GETs per second from CLIENTS threads for SECONDS, alone;
+- one-click unsubscribe POST latency (p50/p99, one client, up to POSTS distinct leavers),
+  alone and then during SECONDS of the same archive load;
+- a send of a second issue to every recipient (``newsletter send``, its own process),
+  alone: messages per second from the sink's first to its last message;
+- a send of a third issue while the archive load runs (until the send ends, at most
+  MAX_SECONDS) and one-click POSTs go on: the GETs per second, the send's messages per
+  second and the POST latency during it.
+
+Every loop is bounded (a token list, a deadline); loopback only; everything stops by itself.
 """
 
 from __future__ import annotations
@@ -17,11 +26,14 @@ import argparse
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +42,63 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ISSUE = REPO / "tests" / "golden" / "sample_issue.json"
 SECRET = "bench-not-secret"
+ISSUES = ("2026-12-01-first", "2026-12-08-second", "2026-12-15-third")
+ONE_CLICK = b"List-Unsubscribe=One-Click"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 class Sink:
-    """aiosmtpd handler counting messages."""
+    """A recording SMTP sink in its own process (so this process's GET threads cannot
+    slow its answers): one "monotonic-time recipients" line per message in ``log``."""
 
-    def __init__(self) -> None:
-        self.count = 0
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.port = free_port()
+        self._mark = 0
+        command = [sys.executable, __file__, "--sink-port", str(self.port), "--sink-log", str(log)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            sys.exit("the SMTP sink did not start")
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.count += len(envelope.rcpt_tos)
-        return "250 2.0.0 ok"
+    def reset(self) -> None:
+        """Forget what came so far (before timing the next send)."""
+        self._mark = len(self._lines())
+
+    def _lines(self) -> list[str]:
+        return self.log.read_text(encoding="ascii").splitlines() if self.log.exists() else []
+
+    def rate(self) -> str:
+        """What came since ``reset``, as "N messages in S s (R /s)", first to last message."""
+        lines = [line.split() for line in self._lines()[self._mark :]]
+        if not lines:
+            return "no messages"
+        count = sum(int(recipients) for _, recipients in lines)
+        span = float(lines[-1][0]) - float(lines[0][0])
+        per_second = count / span if span > 0 else 0.0
+        return f"{count} messages in {span:.1f} s ({per_second:.0f} /s)"
+
+    def stop(self) -> None:
+        """End the sink process."""
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def run_sink(port: int, log: Path) -> None:
+    """Sink mode (a child process): aiosmtpd on 127.0.0.1:``port`` until terminated."""
+    from aiosmtpd.controller import Controller
+
+    out = log.open("a", encoding="ascii", buffering=1)
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            out.write(f"{time.monotonic():.6f} {len(envelope.rcpt_tos)}\n")
+            return "250 2.0.0 ok"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    threading.Event().wait()
 
 
 def free_port() -> int:
@@ -50,9 +108,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def make_workspace(folder: Path, recipients: int) -> Path:
-    """The sample config with ``recipients`` members of "main" and two rendered issues."""
+def make_workspace(folder: Path, recipients: int, leavers: int) -> tuple[Path, list[str]]:
+    """The sample config with ``recipients`` members of "main", ``leavers`` members of
+    "leavers" and three rendered issues -> (root, one unsubscribe URL path per leaver)."""
     from newsletter.compose.folder import render_issue_folder
+    from newsletter.mail.tokens import UnsubscribeTokens, unsubscribe_url
     from newsletter.store import Consent, ImportRow, open_store_for
     from newsletter.workspace import load_workspace
 
@@ -62,15 +122,24 @@ def make_workspace(folder: Path, recipients: int) -> Path:
     (root / "newsletter.toml").write_text(config, encoding="utf-8")
     ws = load_workspace(root)
     rows = [ImportRow(email=f"reader{n}@example.org") for n in range(recipients)]
+    leaving = [ImportRow(email=f"leaver{n}@example.org") for n in range(leavers)]
     with open_store_for(ws) as store:
         store.import_batch(rows[:3], list_name="early", consent=Consent(source="cli"))
         store.import_batch(rows, list_name="main", consent=Consent(source="cli"))
-    for name in ("2026-12-01-first", "2026-12-08-second"):
+        store.import_batch(leaving, list_name="leavers", consent=Consent(source="cli"))
+        list_id = store.list_id("leavers")
+        members = [(r.id, r.email) for r in store.iter_recipients("leavers")]
+    assert list_id is not None
+    tokens = UnsubscribeTokens((SECRET,))
+    paths = [
+        unsubscribe_url("", tokens.make(sid, list_id, email=address)) for sid, address in members
+    ]
+    for name in ISSUES:
         issue = ws.issues_dir / name
         issue.mkdir(parents=True)
         shutil.copyfile(SAMPLE_ISSUE, issue / "issue.json")
         render_issue_folder(ws, issue)
-    return root
+    return root, paths
 
 
 def run_cli(root: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -111,31 +180,151 @@ def hammer(
     return sum(counts) / (time.monotonic() - started), failures
 
 
+@dataclass
+class Posts:
+    """One-click POSTs made: their latencies in milliseconds and the failures seen."""
+
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """ "N POSTs, p50 X ms, p99 Y ms, failures F"."""
+        if not self.latencies:
+            return f"no POST answered; failures {len(self.failures)} {self.failures[:3]}"
+        ordered = sorted(self.latencies)
+        p99 = ordered[min(len(ordered) - 1, round(0.99 * len(ordered)) - 1)]
+        return (
+            f"{len(ordered)} POSTs, p50 {statistics.median(ordered):.1f} ms, "
+            f"p99 {p99:.1f} ms, max {ordered[-1]:.1f} ms; "
+            f"failures {len(self.failures)} {self.failures[:3]}"
+        )
+
+
+def one_clicks(base: str, paths: Sequence[str], stop: threading.Event | None = None) -> Posts:
+    """RFC 8058 one-click POST to each of ``paths`` in turn from one client, until they
+    run out or ``stop`` is set -> their latencies (each path unsubscribes one leaver)."""
+    posts = Posts()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for path in paths:
+            if stop is not None and stop.is_set():
+                break
+            started = time.perf_counter()
+            try:
+                answer = client.post(path, content=ONE_CLICK, headers=FORM)
+            except httpx.HTTPError as exc:
+                posts.failures.append(type(exc).__name__)
+                continue
+            posts.latencies.append((time.perf_counter() - started) * 1000)
+            if answer.status_code != 200:
+                posts.failures.append(str(answer.status_code))
+    return posts
+
+
+def under_load(
+    url: str, args: argparse.Namespace, paths: Sequence[str], until: threading.Event | None
+) -> tuple[float, list[str], Posts]:
+    """The archive load (``hammer``) with one-click POSTs beside it that stop when the
+    load stops -> (GETs per second, GET failures, the POSTs)."""
+    load_over = threading.Event()
+    posts: list[Posts] = []
+    base = url.split("/archive/")[0]
+    poster = threading.Thread(target=lambda: posts.append(one_clicks(base, paths, load_over)))
+    poster.start()
+    try:
+        rate, failures = hammer(url, args.clients, args.seconds, until)
+    finally:
+        load_over.set()
+        poster.join()
+    return rate, failures, posts[0] if posts else Posts(failures=["the POST thread failed"])
+
+
+def timed_send(
+    root: Path,
+    env: dict[str, str],
+    sink: Sink,
+    issue: str,
+    during: Callable[[threading.Event], Any],
+) -> Any:
+    """``newsletter send issues/ISSUE --yes`` to "main"; ``during(done)`` runs in this
+    thread meanwhile (``done`` is set when the send ends) -> what ``during`` returned."""
+    sink.reset()
+    sending = run_cli(root, env, "send", str(root / "issues" / issue), "--yes")
+    done = threading.Event()
+
+    def watch() -> None:
+        sending.wait(600)
+        done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        result = during(done)
+        if sending.wait(600):
+            sys.exit((root.parent / "send.log").read_text(encoding="utf-8", errors="replace"))
+    finally:
+        if sending.poll() is None:
+            sending.kill()
+    return result
+
+
+def measure(
+    url: str,
+    root: Path,
+    env: dict[str, str],
+    sink: Sink,
+    args: argparse.Namespace,
+    paths: list[str],
+) -> None:
+    """The five phases, each printing its figures (see the module docstring)."""
+    alone, failed = hammer(url, args.clients, args.seconds, None)
+    print(f"archive GETs alone:             {alone:8.0f} /s ({args.clients} clients)")
+    print(f"  failures: {len(failed)} {failed[:3]}")
+    base = url.split("/archive/")[0]
+    batch = args.posts
+    print(f"one-click POSTs alone:          {one_clicks(base, paths[:batch]).summary()}")
+    rate, failed, posts = under_load(url, args, paths[batch : 2 * batch], None)
+    print(f"one-click POSTs during GETs:    {posts.summary()}")
+    print(f"  archive GETs meanwhile:       {rate:8.0f} /s; failures {len(failed)} {failed[:3]}")
+    timed_send(root, env, sink, ISSUES[1], lambda done: done.wait(600))
+    print(f"send alone:                     {sink.rate()}")
+
+    def loaded(done: threading.Event) -> tuple[float, list[str], Posts]:
+        load = argparse.Namespace(clients=args.clients, seconds=args.max_seconds)
+        return under_load(url, load, paths[2 * batch :], done)
+
+    rate, failed, posts = timed_send(root, env, sink, ISSUES[2], loaded)
+    print(f"send during archive GETs:       {sink.rate()}")
+    print(f"archive GETs during the send:   {rate:8.0f} /s; failures {len(failed)} {failed[:3]}")
+    print(f"one-click POSTs during both:    {posts.summary()}")
+
+
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--posts", type=int, default=200, help="one-click POSTs per phase")
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="longest loaded send")
+    parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sink-log", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from aiosmtpd.controller import Controller
-
-    sink = Sink()
-    smtp_port, web_port = free_port(), free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
+    if args.sink_port:
+        run_sink(args.sink_port, args.sink_log)
+        return
+    tmp = tempfile.TemporaryDirectory()
+    sink = Sink(Path(tmp.name) / "sink.log")
+    web_port = free_port()
     env = {
         **os.environ,
         "NEWSLETTER_SECRET_KEY": SECRET,
-        "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{sink.port}",
         "PYTHONPATH": str(REPO / "src"),
     }
     os.environ["NEWSLETTER_SECRET_KEY"] = SECRET
-    with tempfile.TemporaryDirectory() as tmp:
-        root = make_workspace(Path(tmp), args.recipients)
-        first = run_cli(
-            root, env, "send", str(root / "issues/2026-12-01-first"), "--list", "early", "--yes"
-        )
+    with tmp:
+        root, paths = make_workspace(Path(tmp.name), args.recipients, 3 * args.posts)
+        first_issue = str(root / "issues" / ISSUES[0])
+        first = run_cli(root, env, "send", first_issue, "--list", "early", "--yes")
         if first.wait(120):
             sys.exit((root.parent / "send.log").read_text(encoding="utf-8", errors="replace"))
         config = root / "newsletter.toml"
@@ -144,7 +333,7 @@ def main() -> None:
             encoding="utf-8",
         )
         serve = run_cli(root, env, "serve", "--port", str(web_port))
-        url = f"http://127.0.0.1:{web_port}/archive/2026-12-01-first/"
+        url = f"http://127.0.0.1:{web_port}/archive/{ISSUES[0]}/"
         try:
             for _ in range(200):  # up to 20 s for serve to start
                 try:
@@ -153,25 +342,11 @@ def main() -> None:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
-            alone, failed = hammer(url, args.clients, args.seconds, None)
-            print(f"archive GETs alone:        {alone:8.0f} /s ({args.clients} clients)")
-            print(f"  failures: {len(failed)} {failed[:3]}")
-            before = sink.count
-            sending = run_cli(root, env, "send", str(root / "issues/2026-12-08-second"), "--yes")
-            done = threading.Event()
-            threading.Thread(target=lambda: (sending.wait(600), done.set()), daemon=True).start()
-            started = time.monotonic()
-            during, failed = hammer(url, args.clients, args.seconds, done)
-            print(f"archive GETs during a send: {during:7.0f} /s")
-            print(f"  failures: {len(failed)} {failed[:3]}")
-            sending.wait(600)
-            took = time.monotonic() - started
-            sent = sink.count - before
-            print(f"the send: {sent} messages in {took:.1f} s ({sent / took:.0f} /s)")
+            measure(url, root, env, sink, args, paths)
         finally:
             serve.terminate()
             serve.wait(30)
-            controller.stop()
+            sink.stop()
 
 
 if __name__ == "__main__":

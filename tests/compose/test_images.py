@@ -31,47 +31,9 @@ from newsletter.render.pipeline import render_issue
 from newsletter.store import open_store_for
 from newsletter.web.server import ServeServer
 from newsletter.workspace import Workspace, load_workspace
+from photos import GPS_IFD, compose, photo_with_gps, story
 
-GPS_IFD = 0x8825
 ORIENTATION = 0x0112
-
-
-def photo_with_gps(path: Path, size: tuple[int, int] = (3000, 2000)) -> Path:
-    """A noisy (photo-like) JPEG of ``size`` with a GPS position and a camera comment."""
-    image = Image.effect_noise(size, 60).convert("RGB")
-    ImageDraw.Draw(image).ellipse((400, 300, 1800, 1500), fill=(200, 90, 40))
-    exif = Image.Exif()
-    exif[0x010F] = "Example Camera Maker"
-    exif[0x9286] = "holiday at home"
-    exif.get_ifd(GPS_IFD).update({1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)})
-    image.save(path, "JPEG", exif=exif.tobytes(), quality=90, comment=b"private note")
-    return path
-
-
-def story(folder: Path, image: str, name: str = "harbour.md") -> Path:
-    path = folder / name
-    path.write_text(
-        "---\ntitle: The harbour wakes up\nurl: https://news.example.org/harbour\n"
-        f"image: {image}\nimage_alt: Fishing boats at dawn\n---\n\n"
-        "The harbour opened its new quay on Monday, and the first boats tied up before dawn. "
-        "Fishers said the deeper berths let them land catches at any tide.\n",
-        encoding="utf-8",
-    )
-    return path
-
-
-def compose(ws: Workspace, *sources: Path) -> Path:
-    result = compose_issue(
-        ws,
-        [str(source) for source in sources],
-        subject="Images",
-        intro="",
-        preheader="",
-        out=None,
-        skip_bad=False,
-        allow_repeats=True,
-    )
-    return result.folder
 
 
 def imgs(html: str) -> list[dict[str, str]]:

@@ -1,12 +1,14 @@
 """A workspace with a real send history for the archive tests: issues composed into
 folders, sent through an aiosmtpd server on loopback to a public and a private list, a
-test send and a draft. Helpers only; the tests are in test_web_archive*.py."""
+test send and a draft; and the checks a web version and a feed must pass. Helpers
+only; the tests are in test_web_archive*.py and test_web_done_when.py."""
 
 from __future__ import annotations
 
 import email
 import re
 import socket
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -15,6 +17,7 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+import feedparser
 from aiosmtpd.controller import Controller
 
 from newsletter.compose.folder import render_issue_folder
@@ -111,3 +114,34 @@ def make_history(ws: Workspace) -> History:
         send_test(ws, history.tested, ["editor@example.org"], smtp_url=url)
     history.mails = handler.messages
     return history
+
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def assert_valid_atom(content: bytes) -> Any:
+    """Check ``content`` is an Atom 1.0 feed feedparser reads without complaint, with the
+    feed's and each entry's required elements -> feedparser's result."""
+    parsed = feedparser.parse(content)
+    assert not parsed.bozo and parsed.version == "atom10", parsed.get("bozo_exception")
+    root = ET.fromstring(content)
+    for tag in ("id", "title", "updated", "author/" + ATOM + "name"):
+        assert root.find(ATOM + tag) is not None, tag
+    assert root.find(f"{ATOM}link[@rel='alternate']") is not None
+    for entry in root.iter(ATOM + "entry"):
+        for tag in ("id", "title", "updated", "summary"):
+            assert (entry.findtext(ATOM + tag) or "").strip(), tag
+        assert entry.find(f"{ATOM}link[@rel='alternate']") is not None
+    return parsed
+
+
+def assert_nothing_personal(page: str, readers: list[ImportRow]) -> None:
+    """Check a web version ``page`` names none of ``readers`` (address, name, first name,
+    attributes) and has no unsubscribe link or footer addressed to anyone."""
+    for reader in readers:
+        assert reader.email not in page and reader.name not in page
+        assert reader.name.split()[0] not in page
+        for value in (reader.attributes or {}).values():
+            assert str(value) not in page
+    for secret in ("/u/", "%%", "Unsubscribe", "This email was sent to"):
+        assert secret not in page
