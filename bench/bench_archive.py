@@ -151,17 +151,24 @@ def run_cli(root: Path, env: dict[str, str], *args: str) -> subprocess.Popen[byt
 
 
 def hammer(
-    url: str, clients: int, seconds: float, until: threading.Event | None
+    url: str, clients: int, seconds: float, until: threading.Event | None, rate: float = 0.0
 ) -> tuple[float, list[str]]:
-    """GET ``url`` from ``clients`` threads for ``seconds`` (or until ``until``) ->
-    (answered GETs per second, the failures seen)."""
+    """GET ``url`` from ``clients`` threads for ``seconds`` (or until ``until``), at most
+    ``rate`` GETs per second in all (0: as fast as they answer) -> (answered GETs per
+    second, the failures seen)."""
     counts = [0] * clients
     failures: list[str] = []
     deadline = time.monotonic() + seconds
+    # each client paces itself to its share of the rate: a steady load, not a flood
+    interval = clients / rate if rate > 0 else 0.0
 
     def worker(slot: int) -> None:
+        next_at = time.monotonic() + slot * interval / clients
         with httpx.Client(timeout=10) as client:
             while time.monotonic() < deadline and not (until and until.is_set()):
+                if interval:
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                    next_at += interval
                 try:
                     answer = client.get(url)
                 except httpx.HTTPError as exc:
@@ -231,7 +238,7 @@ def under_load(
     poster = threading.Thread(target=lambda: posts.append(one_clicks(base, paths, load_over)))
     poster.start()
     try:
-        rate, failures = hammer(url, args.clients, args.seconds, until)
+        rate, failures = hammer(url, args.clients, args.seconds, until, args.rate)
     finally:
         load_over.set()
         poster.join()
@@ -275,7 +282,7 @@ def measure(
     paths: list[str],
 ) -> None:
     """The five phases, each printing its figures (see the module docstring)."""
-    alone, failed = hammer(url, args.clients, args.seconds, None)
+    alone, failed = hammer(url, args.clients, args.seconds, None, args.rate)
     print(f"archive GETs alone:             {alone:8.0f} /s ({args.clients} clients)")
     print(f"  failures: {len(failed)} {failed[:3]}")
     base = url.split("/archive/")[0]
@@ -288,7 +295,7 @@ def measure(
     print(f"send alone:                     {sink.rate()}")
 
     def loaded(done: threading.Event) -> tuple[float, list[str], Posts]:
-        load = argparse.Namespace(clients=args.clients, seconds=args.max_seconds)
+        load = argparse.Namespace(clients=args.clients, seconds=args.max_seconds, rate=args.rate)
         return under_load(url, load, paths[2 * batch :], done)
 
     rate, failed, posts = timed_send(root, env, sink, ISSUES[2], loaded)
@@ -303,6 +310,9 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="archive GETs per second in all (0: flat out)"
+    )
     parser.add_argument("--posts", type=int, default=200, help="one-click POSTs per phase")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="longest loaded send")
     parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)
