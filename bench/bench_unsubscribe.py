@@ -12,7 +12,9 @@ message, from CLIENTS concurrent connections (httpx, bounded in count and time).
 prints requests/s, p50/p99 latency, errors and the serve process's CPU per request,
 then checks, in the sink's log and in the deliveries table, that no unsubscribed
 address was handed to the mail server after its POST was answered.
-``--no-send`` measures the POSTs alone.
+``--no-send`` measures the POSTs alone; ``--get`` first GETs every confirmation page
+(figures of their own); ``--profile DIR`` samples serve with py-spy during each load and
+prints where its CPU goes (``bench/serve_profile.py``). serve's log lines go to a file.
 
 Everything listens on 127.0.0.1 only and stops by itself.
 """
@@ -26,23 +28,20 @@ import random
 import selectors
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
+from http_load import Result, fire, report_load
+from serve_profile import Sampler, print_breakdown
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ISSUE = REPO / "tests" / "golden" / "sample_issue.json"
 SECRET = "bench-not-secret"
-ONE_CLICK = b"List-Unsubscribe=One-Click"
-FORM = {"content-type": "application/x-www-form-urlencoded"}
 PROGRESS_EVERY = 500
 
 
@@ -103,14 +102,19 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return {**env, "NEWSLETTER_SECRET_KEY": SECRET, **extra}
 
 
-def start_serve(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """``newsletter serve --port 0`` in ``root`` -> (process, its local URL)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "-w", str(root), "serve", "--port", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def start_serve(
+    root: Path, env: dict[str, str], log_path: Path
+) -> tuple[subprocess.Popen[str], str]:
+    """``newsletter serve --port 0`` in ``root``, its log lines (stderr) into ``log_path``
+    as a service manager would take them -> (process, its local URL)."""
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "-w", str(root), "serve", "--port", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+        )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if " on http://" not in line:
@@ -219,70 +223,6 @@ def run_send(root: Path, issue: Path) -> None:
     print(f"{report.summary()} in {seconds:.1f} s", flush=True)
 
 
-# --- the load --------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    """One POST: which subscriber, status (0 = transport error), when sent and answered."""
-
-    subscriber_id: int
-    status: int
-    started: float
-    answered: float
-
-
-async def fire(
-    base: str, tokens: Sequence[tuple[int, str]], clients: int, deadline: float
-) -> list[Result]:
-    """POST one-click to every token from ``clients`` concurrent connections."""
-    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
-    for item in tokens:
-        queue.put_nowait(item)
-    results: list[Result] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as client:
-
-        async def worker() -> None:
-            while not queue.empty() and time.time() < deadline:
-                subscriber_id, token = queue.get_nowait()
-                started = time.time()
-                try:
-                    answer = await client.post(f"/u/{token}", content=ONE_CLICK, headers=FORM)
-                    status = answer.status_code
-                except httpx.HTTPError as exc:
-                    print(f"  transport error: {type(exc).__name__}: {exc}")
-                    status = 0
-                results.append(Result(subscriber_id, status, started, time.time()))
-
-        await asyncio.gather(*(worker() for _ in range(clients)))
-    return results
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """The ``fraction`` quantile of ``values`` (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
-
-
-def report_load(results: Sequence[Result], label: str, server_cpu: float) -> None:
-    """Print requests/s, p50/p99 latency, errors and server CPU seconds per request."""
-    ok = [r for r in results if r.status == 200]
-    span = max(r.answered for r in results) - min(r.started for r in results)
-    latencies = [(r.answered - r.started) * 1000 for r in results]
-    print(f"{label}: {len(results)} requests in {span:.2f} s = {len(results) / span:.0f} req/s")
-    print(
-        f"  latency p50 {statistics.median(latencies):.1f} ms, "
-        f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms"
-    )
-    statuses: dict[int, int] = {}
-    for result in results:
-        if result.status != 200:
-            statuses[result.status] = statuses.get(result.status, 0) + 1
-    print(f"  errors (not 200): {len(results) - len(ok)} {statuses or ''}".rstrip())
-    print(f"  serve process CPU: {server_cpu * 1000 / len(results):.2f} ms per request")
-
-
 def check_nothing_after_answer(
     results: Sequence[Result], sink_log: Path, address_of: dict[int, str]
 ) -> int:
@@ -326,6 +266,30 @@ def check_ledger(results: Sequence[Result], database: Path) -> int:
     return late
 
 
+def measure(
+    serve: subprocess.Popen[str],
+    base: str,
+    work: Sequence[tuple[int, str]],
+    args: argparse.Namespace,
+    method: str,
+) -> list[Result]:
+    """Fire ``method`` at every token of ``work``; print the figures (and the profile)."""
+    server = psutil.Process(serve.pid)
+    profile = args.profile / f"serve-{method.lower()}.txt" if args.profile else None
+    sampler = Sampler(serve.pid, profile) if profile else None
+    before = server.cpu_times()
+    deadline = time.time() + args.max_seconds
+    results = asyncio.run(fire(base, work, args.clients, deadline, method=method))
+    after = server.cpu_times()
+    cpu = after.user + after.system - before.user - before.system
+    label = "one-click POST" if method == "POST" else "confirmation page GET"
+    cpu_ms = report_load(results, f"{label} x{args.clients} clients", cpu)
+    if sampler is not None and profile is not None:
+        sampler.stop()
+        print_breakdown(profile, cpu_ms)
+    return results
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -334,6 +298,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64, help="concurrent connections")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="stop firing after")
     parser.add_argument("--no-send", action="store_true", help="unsubscribes only, no send")
+    parser.add_argument(
+        "--get", action="store_true", help="first GET every confirmation page, then POST"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="sample serve with py-spy into this folder; print where"
+    )
     parser.add_argument("--sink", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--send-root", type=Path, help=argparse.SUPPRESS)
@@ -357,7 +327,9 @@ def main() -> None:
         sink_log = folder / "sink.log"
         sink, sink_port = start_sink(sink_log)
         env = child_env({"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{sink_port}"})
-        serve, base = start_serve(root, env)
+        serve, base = start_serve(root, env, folder / "serve.log")
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
         send = None
         try:
             with_send = not args.no_send
@@ -370,14 +342,10 @@ def main() -> None:
             # still waiting for their message when they leave
             chosen = random.Random(5).sample(ids[len(ids) // 4 :], min(args.posts, len(ids)))
             tokens = UnsubscribeTokens((SECRET,))
-            work = [(sid, tokens.make(sid, list_id, 1)) for sid in chosen]
-            deadline = time.time() + args.max_seconds
-            server = psutil.Process(serve.pid)
-            before = server.cpu_times()
-            results = asyncio.run(fire(base, work, args.clients, deadline))
-            after = server.cpu_times()
-            cpu = after.user + after.system - before.user - before.system
-            report_load(results, f"one-click POST x{args.clients} clients", cpu)
+            work = [(sid, tokens.make(sid, list_id, 1, email=address_of[sid])) for sid in chosen]
+            if args.get:
+                measure(serve, base, work, args, "GET")
+            results = measure(serve, base, work, args, "POST")
             if send is not None:
                 print("  (one-click POSTs answered while the send ran; waiting for it to end)")
                 out, err = send.communicate(timeout=1800)
@@ -389,6 +357,8 @@ def main() -> None:
                 send.kill()
             stop(serve)
             stop_sink(sink)
+            if args.profile:
+                shutil.copy(folder / "serve.log", args.profile / "serve.log")
         if with_send:
             late = check_nothing_after_answer(results, sink_log, address_of)
             started_late = check_ledger(results, root / "subscribers" / "newsletter.db")

@@ -4,6 +4,7 @@ suppression after a bounce or complaint. A part of ``Store`` (``store.subscriber
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, insert, select
@@ -57,6 +58,24 @@ class Leaving(StoreBase):
             if changed:
                 record_consents(conn, [consent_row(subscriber_id, list_id, action, consent, now)])
             return changed
+
+    def leave_lists_in(
+        self, conn: Connection, leaving: Sequence[tuple[int, int, Consent]]
+    ) -> list[bool]:
+        """In the caller's ``write()`` transaction, take each (subscriber id, list id) off
+        that list, recording the consent of each one that changed -> changed, per entry.
+
+        Several requests share one transaction this way (and one commit).
+        """
+        now = utcnow()
+        changed = [self._leave_list(conn, who, list_id, now) for who, list_id, _ in leaving]
+        rows = [
+            consent_row(who, list_id, "unsubscribe", consent, now)
+            for (who, list_id, consent), did in zip(leaving, changed, strict=True)
+            if did
+        ]
+        record_consents(conn, rows)
+        return changed
 
     @retry_conflicts
     def remove(self, email: str, *, list_name: str, consent: Consent) -> str:

@@ -10,7 +10,6 @@ GET and POST alike, and changes nothing.
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -18,63 +17,95 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from newsletter.errors import TokenError
-from newsletter.mail.tokens import UnsubscribeTokens
+from newsletter.mail.tokens import UnsubscribeClaim, UnsubscribeTokens
+from newsletter.store import Consent, Subscriber
 from newsletter.store.schema import ACTIVE, UNSUBSCRIBED
 from newsletter.web import pages as p
-from newsletter.web.context import Member, WebContext
+from newsletter.web.batch import Batcher
+from newsletter.web.context import READ_THREADS, Member, WebContext
 from newsletter.web.forms import client_address, consent_of, field, read_form
 
 log = logging.getLogger(__name__)
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
-TEST_COPY = "test copy"
 
-Target = tuple[Member, int | None]
+Wish = tuple[UnsubscribeClaim, Consent]
+Left = tuple[Member, bool]
 
 
 class UnsubscribeLinks:
-    """The endpoints of ``/u/{token}`` for the workspace of ``context``."""
+    """The endpoints of ``/u/{token}`` for the workspace of ``context``.
+
+    Lookups (GET) and unsubscribes (POST) arriving together share one worker-thread hop
+    and one query (``web.batch``); the unsubscribes also share one write transaction,
+    committed before any of them is answered.
+    """
 
     def __init__(self, context: WebContext) -> None:
         self.context = context
         self.tokens = UnsubscribeTokens(context.ws.secret_keys())
+        self._lookups = Batcher(self._look_up, parallel=READ_THREADS)
+        self._leaves = Batcher(self._leave)
 
-    def _target(self, token: str) -> Target | str | None:
-        """(member, campaign id) a token names; TEST_COPY for a test copy's; None if invalid.
-
-        Reads the database: call it from a worker thread.
-        """
-        try:
-            claim = self.tokens.read(token)
-        except TokenError:
+    def _member(self, claim: UnsubscribeClaim, found: dict[int, Subscriber]) -> Member | None:
+        """The member ``claim`` names among ``found``, if the token was made for them."""
+        subscriber = found.get(claim.subscriber_id)
+        # the id alone is not enough: the token must have been made for this person
+        if subscriber is None or not self.tokens.owned_by(claim, subscriber.email):
             return None
-        if claim.is_test_copy:
-            # signed by us, so telling it apart reveals nothing a forger could use
-            return TEST_COPY
-        owned_by = functools.partial(self.tokens.owned_by, claim)
-        member = self.context.member(claim.subscriber_id, claim.list_id, owned_by)
-        return None if member is None else (member, claim.campaign_id)
+        for membership in subscriber.memberships:
+            if membership.list_id == claim.list_id:
+                return Member(subscriber, membership)
+        return None
 
-    async def _resolve(self, request: Request) -> Target | Response:
-        """The target of the request's token, or the page to answer with instead."""
+    def _look_up(self, claims: list[UnsubscribeClaim]) -> list[Member | None]:
+        """Per claim its member, or None (a worker thread, one read for all)."""
+        store = self.context.store
+        with store.read() as conn:
+            found = store.subscribers_by_id(conn, [c.subscriber_id for c in claims])
+        return [self._member(claim, found) for claim in claims]
+
+    def _leave(self, wishes: list[Wish]) -> list[Left | None]:
+        """Per wish (member, changed?), or None for a bad token; one transaction for all."""
+        store = self.context.store
+        with store.write() as conn:
+            found = store.subscribers_by_id(conn, [claim.subscriber_id for claim, _ in wishes])
+            members = [self._member(claim, found) for claim, _ in wishes]
+            leaving = [
+                (member.subscriber.id, member.membership.list_id, consent)
+                for member, (_, consent) in zip(members, wishes, strict=True)
+                if member is not None
+            ]
+            changed = iter(store.leave_lists_in(conn, leaving))
+            return [None if member is None else (member, next(changed)) for member in members]
+
+    def _claim(self, request: Request) -> UnsubscribeClaim | Response:
+        """The claim of the request's token, or the page to answer with instead.
+
+        Checking the signature needs no database, so a forged token costs no thread hop.
+        """
         context = self.context
         client = client_address(request)
         if context.invalid_tokens.blocked(client):
             return context.too_many(client)
-        target = await context.read(self._target, request.path_params["token"])
-        if target is None:
+        try:
+            claim = self.tokens.read(request.path_params["token"])
+        except TokenError:
             return context.invalid(client)
-        if isinstance(target, str):  # TEST_COPY: nothing to change, and not a bad link
+        if claim.is_test_copy:
+            # signed by us, so telling it apart reveals nothing a forger could use
             return context.page(p.TEST_COPY_LINK)
-        return target
+        return claim
 
     async def page(self, request: Request) -> Response:
         """GET/HEAD: the confirmation page; never changes anything."""
-        target = await self._resolve(request)
-        if isinstance(target, Response):
-            return target
-        member, _ = target
+        claim = self._claim(request)
+        if isinstance(claim, Response):
+            return claim
+        member = await self._lookups.submit(claim)
+        if member is None:
+            return self.context.invalid(client_address(request))
         already_left = (
             member.membership.status == UNSUBSCRIBED or member.subscriber.status != ACTIVE
         )
@@ -87,22 +118,19 @@ class UnsubscribeLinks:
 
     async def post(self, request: Request) -> Response:
         """POST: unsubscribe from the token's list, committed before answering 200."""
-        target = await self._resolve(request)
-        if isinstance(target, Response):
-            return target
-        member, campaign_id = target
+        claim = self._claim(request)
+        if isinstance(claim, Response):
+            return claim
         form = await read_form(request)
         one_click = field(form, ONE_CLICK_FIELD) == ONE_CLICK_VALUE
         via = "page" if field(form, "via") == "page" else ("one-click" if one_click else "post")
         detail: dict[str, Any] = {"via": via}
-        if campaign_id is not None:
-            detail["campaign_id"] = campaign_id
-        changed = await self.context.write(
-            self.context.store.unsubscribe,
-            member.subscriber.id,
-            consent=consent_of(request, detail=detail),
-            list_name=member.membership.list_name,
-        )
+        if claim.campaign_id is not None:
+            detail["campaign_id"] = claim.campaign_id
+        left = await self._leaves.submit((claim, consent_of(request, detail=detail)))
+        if left is None:
+            return self.context.invalid(client_address(request))
+        member, changed = left
         if changed:
             log.info(
                 "unsubscribed subscriber %d from %s (%s)",
