@@ -485,3 +485,38 @@ def test_add_refuses_angle_brackets_without_an_address(store: Store) -> None:
     with pytest.raises(StoreError, match="is not an address"):
         add_subscriber(store, "Zoë <>", list_name="main")
     assert store.count() == 0
+
+
+# -- mixed encodings and pasted files -----------------------------------------------------------
+
+
+def test_a_file_mixing_utf8_and_latin1_is_refused_at_its_first_latin1_line(
+    store: Store, tmp_path: Path
+) -> None:
+    data = "email,name\nzoe@example.com,Zoë Ünal\nok@example.com,Ok\n".encode() + (
+        "muller@example.de,Müller\n".encode("latin-1")
+    )
+    with pytest.raises(StoreError, match=r"mixed\.csv:4: this line is not UTF-8") as caught:
+        run(store, write(tmp_path, "mixed.csv", data))
+    assert "line 2 is" in caught.value.message and "--encoding" in (caught.value.hint or "")
+    with store.read() as conn:
+        assert conn.scalar(select(func.count()).select_from(subscribers)) == 0
+    report = run(store, write(tmp_path, "mixed.csv", data), encoding="cp1252")
+    assert counts(report) == (3, 0, 0, 0, 0)  # the user's own choice is taken as given
+
+
+def test_a_byte_order_mark_inside_the_file_is_a_bad_row(store: Store, tmp_path: Path) -> None:
+    data = b"email,name\nok@example.com,Ok\n\xff\xfe@example.com,\nn\xe9e@example.com,N\xe9e\n"
+    report = run(store, write(tmp_path, "pasted.csv", data))
+    assert report.encoding == "cp1252" and counts(report) == (2, 0, 0, 0, 1)
+    assert report.invalid[0][0] == 3 and "byte order mark" in report.invalid[0][1]
+    assert store.get_by_email("ÿþ@example.com") is None
+
+
+def test_a_utf8_byte_order_mark_inside_a_utf8_file_is_a_bad_row(
+    store: Store, tmp_path: Path
+) -> None:
+    data = "\ufeffemail,name\nzoe@example.com,Zoë\n\ufeffok@example.com,Ok\n".encode()
+    report = run(store, write(tmp_path, "pasted.csv", data))
+    assert counts(report) == (1, 0, 0, 0, 1)
+    assert report.invalid[0][0] == 3 and "byte order mark" in report.invalid[0][1]

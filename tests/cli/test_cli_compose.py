@@ -200,3 +200,52 @@ def test_the_readme_first_run_prints_no_warnings(workspace_dir: Path) -> None:
     again = run("send", "--latest", "--yes")
     assert "sent 5, failed 0" in again.stdout
     assert recomposed.stderr == "" and again.stderr == ""
+
+
+def _module(workspace_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in its own process, so its own logging setup is the one in force."""
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        cwd=workspace_dir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_a_script_only_page_gives_only_our_one_line_error(workspace_dir: Path) -> None:
+    page = workspace_dir / "script.html"
+    page.write_text("<html><body><script>var x = 1;</script></body></html>", encoding="utf-8")
+    extracted = _module(workspace_dir, "extract", str(page))
+    assert extracted.returncode == 1
+    assert extracted.stderr.startswith("error: no article text found in ")
+    assert len(extracted.stderr.splitlines()) == 1, extracted.stderr
+
+    skipped = _module(
+        workspace_dir, "compose", str(ARTICLES / "orchard.txt"), str(page), "--skip-bad"
+    )
+    assert skipped.returncode == 0, skipped.stderr
+    assert f"skipped {page}: no article text found" in skipped.stderr
+    assert "discarding data" not in skipped.stderr
+
+
+def test_compose_names_every_bad_source_at_once_and_the_skip_bad_option(
+    workspace_dir: Path,
+) -> None:
+    bad = workspace_dir / "bad"
+    bad.mkdir()
+    (bad / "empty.txt").write_text("", encoding="utf-8")
+    (bad / "script.html").write_text("<script>go()</script>", encoding="utf-8")
+    shutil.copy(ARTICLES / "orchard.txt", bad / "orchard.txt")
+    missing = workspace_dir / "missing.md"
+    result = _run(workspace_dir, "compose", str(bad), str(missing))
+    assert result.exit_code == 1
+    message = str(result.exception)
+    assert message.startswith("3 sources could not be read, nothing was written: ")
+    for reason in (f"{bad / 'empty.txt'} is empty", f"in {bad / 'script.html'}", str(missing)):
+        assert reason in message
+    assert "--skip-bad" in message and "\n" not in message
+    assert list((workspace_dir / "issues").iterdir()) == []
+
+    one = _run(workspace_dir, "compose", str(missing))
+    assert one.exit_code == 1 and "--skip-bad to leave it out" in str(one.exception)

@@ -296,3 +296,35 @@ def test_the_link_check_answers_only_this_runs_page(server: PreviewServer) -> No
         other._socket.close()
     assert [answer.status_code for answer in refused] == [403] * 5
     assert f"127.0.0.1:{port}" in server.app.hosts
+
+
+def test_frames_show_the_issues_hosted_pictures_from_its_media_folder(
+    workspace: Workspace, issue_dir: Path
+) -> None:
+    name = "0123456789abcdef0123.png"
+    picture = b"\x89PNG\r\n\x1a\n-the-hosted-picture-"
+    (issue_dir / "media").mkdir()
+    (issue_dir / "media" / name).write_bytes(picture)
+    hosted = f"{workspace.base_url}/media/{name}"
+    data = json.loads((issue_dir / "issue.json").read_text(encoding="utf-8"))
+    data["teasers"][0]["image"] = hosted
+    (issue_dir / "issue.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    before = (issue_dir / "issue.json").read_bytes()
+    state = open_preview(workspace, issue_dir)
+    preview = PreviewServer(state, port=0)
+    preview.start_in_thread()
+    try:
+        with httpx.Client(base_url=preview.url, timeout=TIMEOUT) as client:
+            frames = [client.get("/frame", params=query).text for query in ({}, {"web": "1"})]
+            image = client.get(f"/media/{name}")
+            missing = client.get("/media/ffffffffffffffffffff.png")
+            outside = client.get("/media/issue.json")
+    finally:
+        preview.stop()
+        state.close()
+    for frame in frames:
+        assert f'src="/media/{name}"' in frame and hosted not in frame
+    assert image.status_code == 200 and image.content == picture
+    assert image.headers["content-type"] == "image/png"
+    assert missing.status_code == 404 and outside.status_code == 404
+    assert (issue_dir / "issue.json").read_bytes() == before

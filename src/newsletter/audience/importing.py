@@ -1,7 +1,9 @@
 """Importing a subscriber file: ``import_file(store, path, ...) -> ImportReport``.
 
 Import streams the file: the encoding is settled over the whole file first
-(a UTF-8 BOM, UTF-16, UTF-8, else Windows-1252/Latin-1, or ``--encoding``),
+(a UTF-8 BOM, UTF-16, UTF-8, else Windows-1252/Latin-1, or ``--encoding``;
+a file with UTF-8 on some lines and other bytes on others is refused, naming
+the first line that is not UTF-8; a row starting with a byte order mark is bad),
 the separator from the header line (``,`` ``;`` tab ``|``, or an Excel
 ``sep=`` line), then rows go to the store in batches of ``batch_size``, one
 transaction each. A file without an email column is refused before anything
@@ -56,17 +58,48 @@ class FileShape:
 
 
 def detect_encoding(path: Path) -> str:
-    """The encoding that decodes the whole file: BOM, UTF-8, Windows-1252, else Latin-1."""
+    """The encoding that decodes the whole file: BOM, UTF-8, Windows-1252, else Latin-1.
+
+    Raises StoreError for a file that mixes encodings: valid multi-byte UTF-8 on
+    some lines and bytes that are not UTF-8 on others (any single-byte guess
+    would garble one half), naming the first line that is not UTF-8.
+    """
     with path.open("rb") as handle:
         head = handle.read(4)
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    for encoding in ("utf-8", "cp1252"):
-        if _decodes(path, encoding):
-            return "utf-8-sig" if encoding == "utf-8" else encoding
-    return "latin-1"
+    bad_line, utf8_line = _utf8_lines(path)
+    if bad_line is None:
+        return "utf-8-sig"
+    if utf8_line is not None:
+        raise StoreError(
+            f"{path}:{bad_line}: this line is not UTF-8 text, but line {utf8_line} is: "
+            "the file mixes encodings; nothing was imported",
+            hint="re-save the file as UTF-8, or pass --encoding (e.g. --encoding cp1252) "
+            "if the whole file is in one other encoding",
+        )
+    return "cp1252" if _decodes(path, "cp1252") else "latin-1"
+
+
+def _utf8_lines(path: Path) -> tuple[int | None, int | None]:
+    """(first line that is not UTF-8, first line with multi-byte UTF-8), each None if none."""
+    bad: int | None = None
+    multibyte: int | None = None
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if raw.isascii():
+                continue
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad = bad or number
+            else:
+                multibyte = multibyte or number
+            if bad is not None and multibyte is not None:
+                break
+    return bad, multibyte
 
 
 def _decodes(path: Path, encoding: str) -> bool:
@@ -172,6 +205,7 @@ def _rows(
 ) -> Iterator[ImportRow]:
     """Data rows -> ImportRows with their first physical line; bad ones go to ``report.invalid``."""
     width = len(header.keys)
+    boms = _bom_texts(report.encoding)
     last = reader.line_num
     while True:
         try:
@@ -192,6 +226,9 @@ def _rows(
         if not any(value.strip() for value in values):
             continue
         report.rows += 1
+        if values[0].startswith(boms):
+            report.invalid.append((line, "starts with a byte order mark (a file pasted in here?)"))
+            continue
         if len(values) > width and any(value.strip() for value in values[width:]):
             report.invalid.append(
                 (line, f"{len(values)} fields where the header has {width} (unquoted separator?)")
@@ -213,6 +250,17 @@ def _rows(
             continue
         row.line = line
         yield row
+
+
+def _bom_texts(encoding: str) -> tuple[str, ...]:
+    """How the byte order marks read in ``encoding``: a line starting so is a pasted file."""
+    texts = {"\ufeff"}
+    for bom in (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        try:
+            texts.add(bom.decode(encoding))
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return tuple(sorted(text for text in texts if text))  # a decoder that eats the BOM gives ""
 
 
 def import_file(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+# Libraries that log below ERROR what our own errors and warnings say better.
+QUIET_LIBRARIES = ("trafilatura", "htmldate", "justext", "courlan")
+
 # Loggers whose INFO lines a plain run shows too (serve adds its request and schedule logs).
 _INFO_SHOWN: set[str] = set()
 
@@ -23,6 +26,10 @@ def configure_logging(verbose: int) -> None:
     logging.basicConfig(level=level, handlers=[handler])
     # alembic announces every migration step at INFO; only -vv wants that
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    # trafilatura warns about pages it cannot use ("discarding data: None") before the
+    # reader raises its own one-line error: only -vv wants its voice
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
 
 
 def show_info_from(*names: str) -> None:

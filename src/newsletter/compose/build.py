@@ -85,26 +85,42 @@ def _read_articles(
     sources: list[str], *, timeout: float, skip_bad: bool, root: Path
 ) -> tuple[list[Article], list[tuple[str, str]]]:
     """Every article of every source (folders expanded), plus the (source, reason) skipped;
-    pages and feeds on disk may name image files inside the workspace ``root``."""
+    pages and feeds on disk may name image files inside the workspace ``root``. Without
+    ``skip_bad``, every bad source is read first, then one SourceError names them all."""
     # imported here: the readers (trafilatura, feedparser) are slow to import, and
     # reading, rendering and sending an issue never need them
     from newsletter.compose.ingest import expand_sources, read_source
 
     articles: list[Article] = []
-    skipped: list[tuple[str, str]] = []
+    bad: list[tuple[str, SourceError]] = []
     for source in expand_sources(sources):
         try:
             found = read_source(source, timeout=timeout, root=root)
             if not found:
                 raise SourceError(f"{source}: holds no article")
         except SourceError as exc:
-            if not skip_bad:
-                raise
-            log.info("skipping %s: %s", source, exc)
-            skipped.append((source, str(exc)))
+            if skip_bad:
+                log.info("skipping %s: %s", source, exc)
+            bad.append((source, exc))
             continue
         articles.extend(found)
-    return articles, skipped
+    if bad and not skip_bad:
+        raise _all_bad(bad)
+    return articles, [(source, str(exc)) for source, exc in bad]
+
+
+def _all_bad(bad: list[tuple[str, SourceError]]) -> SourceError:
+    """One error for the sources that could not be read, each with its reason."""
+    if len(bad) == 1:
+        only = bad[0][1]
+        skip = "or pass --skip-bad to leave it out"
+        return SourceError(only.message, hint=f"{only.hint}; {skip}" if only.hint else skip)
+    skip = "or pass --skip-bad to compose from the others"
+    reasons = "; ".join(exc.message for _, exc in bad)
+    return SourceError(
+        f"{len(bad)} sources could not be read, nothing was written: {reasons}",
+        hint=f"fix or remove them, {skip}",
+    )
 
 
 def _without_duplicates(articles: list[Article]) -> tuple[list[Article], list[str]]:

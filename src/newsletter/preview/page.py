@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from newsletter.media import MEDIA_DIR, MEDIA_NAME
 from newsletter.preview.state import Rendition, Snapshot
 
 # Dark mode, simulated the way the harshest clients do it: Gmail's apps and Outlook
@@ -38,17 +39,33 @@ NOTHING_YET = """<!doctype html><html><head><meta charset="utf-8"></head>
 _HEAD_END = re.compile(r"</head\s*>", re.IGNORECASE)
 
 
-def frame_document(rendition: Rendition | None, *, dark: bool, web: bool = False) -> str:
+def frame_document(
+    rendition: Rendition | None, *, dark: bool, web: bool = False, base_url: str = ""
+) -> str:
     """The HTML part of ``rendition`` ready for an iframe (a placeholder if None); with
-    ``web``, its web version instead."""
+    ``web``, its web version instead. With ``base_url``, the issue's hosted images
+    (``{base_url}/media/<name>``) point at the preview's own ``/media/<name>``."""
     if rendition is None:
         return NOTHING_YET
     extra = LINK_TARGET + (DARK_MODE_STYLE if dark else "")
     html = rendition.web_html if web else rendition.html
+    if base_url:
+        html = local_media(html, base_url)
     head_end = _HEAD_END.search(html)
     if head_end is None:
         return extra + html
     return html[: head_end.start()] + extra + html[head_end.start() :]
+
+
+def local_media(html: str, base_url: str) -> str:
+    """``html`` with every ``{base_url}/media/<name>`` made ``/media/<name>``.
+
+    The published site may not exist yet while previewing, so the frame takes the
+    pictures from the issue folder the preview serves.
+    """
+    prefix = re.escape(f"{base_url.rstrip('/')}/{MEDIA_DIR}/")
+    pattern = re.compile(prefix + f"({MEDIA_NAME.pattern})")
+    return pattern.sub(lambda found: f"/{MEDIA_DIR}/{found.group(1)}", html)
 
 
 def _rendition_json(good: Rendition) -> dict[str, Any]:

@@ -8,7 +8,8 @@ scroll position. ``run()`` serves until Ctrl-C (or ``stop()``) and returns clean
 
 Routes: ``/`` the page, ``/assets/{name}`` its script and style, ``/api/state`` the
 snapshot as JSON, ``/frame`` the email as a recipient sees it (``?dark=1`` in a
-simulated dark mode), ``/events`` the SSE stream of versions, ``POST
+simulated dark mode; its hosted images point at ``/media/<name>``, which serves them
+from the previewed issue folder's media/), ``/events`` the SSE stream of versions, ``POST
 /api/check-links`` the link check.
 """
 
@@ -33,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from newsletter.media import MEDIA_DIR, MEDIA_NAME, content_type
 from newsletter.preview.checks import check_links
 from newsletter.preview.page import frame_document, snapshot_json
 from newsletter.preview.state import PreviewState
@@ -114,6 +116,7 @@ class PreviewApp:
                 Route("/api/state", self.api_state),
                 Route("/api/check-links", self.api_check_links, methods=["POST"]),
                 Route("/frame", self.frame),
+                Route("/media/{name}", self.media),
                 Route("/events", self.events),
             ],
             lifespan=self.lifespan,
@@ -174,7 +177,21 @@ class PreviewApp:
         dark = request.query_params.get("dark") == "1"
         web = request.query_params.get("web") == "1"
         good = self.state.snapshot.good
-        return HTMLResponse(frame_document(good, dark=dark, web=web), headers=NO_STORE)
+        base_url = self.state.workspace.base_url
+        document = frame_document(good, dark=dark, web=web, base_url=base_url)
+        return HTMLResponse(document, headers=NO_STORE)
+
+    async def media(self, request: Request) -> Response:
+        """A hosted image of the previewed issue (its media/ folder), else 404."""
+        name = request.path_params["name"]
+        path = self.state.issue_dir / MEDIA_DIR / name
+        if not MEDIA_NAME.fullmatch(name):
+            return Response("not found", status_code=404)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            return Response("not found", status_code=404)
+        return Response(data, media_type=content_type(name), headers=NO_STORE)
 
     async def events(self, request: Request) -> StreamingResponse:
         """Server-Sent Events: ``version`` events, one per refresh."""
