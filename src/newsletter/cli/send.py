@@ -110,6 +110,10 @@ def send(
 
     workspace = current_workspace(ctx)
     _check_send_arguments(issue_dir, latest, test_addresses, dry_run_dir, at)
+    if at is not None:  # a bad time is refused before anything else is said
+        from newsletter.schedule.when import parse_when
+
+        parse_when(at, workspace.config.publication.timezone)
     if issue_dir is None:
         issue_dir = latest_issue(workspace, list_name)
         click.echo(f"issue: {issue_dir}")
