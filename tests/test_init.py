@@ -146,6 +146,7 @@ def test_the_next_steps_init_prints_all_succeed(
     for command in commands:
         done = CliRunner().invoke(cli, shlex.split(command)[1:])
         assert done.exit_code == 0, (command, done.output)
+    assert "wrote 1 message (" in done.stdout  # the dry run, to the one subscriber
     assert (tmp_path / "outbox" / "dry-run" / "manifest.csv").is_file()
 
 

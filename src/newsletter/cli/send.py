@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli.progress import send_progress_bar
-from newsletter.cli.state import current_workspace
+from newsletter.cli.state import counted, current_workspace
 from newsletter.errors import NewsletterError
 from newsletter.textsafe import printable
 
@@ -162,7 +162,7 @@ def _write_dry_run(
     dry = dry_run(workspace, issue_dir, outdir, list_name)
     for warning in dry.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
-    click.echo(f"wrote {dry.count} messages ({dry.bytes / 1e6:.1f} MB) to {dry.outdir}")
+    click.echo(f"wrote {counted(dry.count, 'message')} ({dry.bytes / 1e6:.1f} MB) to {dry.outdir}")
 
 
 def _schedule(workspace: Workspace, issue_dir: Path, at: str, list_name: str | None) -> None:
