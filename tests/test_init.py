@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -128,3 +129,35 @@ def test_cli_init_prints_what_it_made_and_what_next(tmp_path: Path) -> None:
     assert "edit newsletter.toml: the lines marked CHANGE" in result.stdout
     again = CliRunner().invoke(cli, ["init", str(tmp_path / "brief")])
     assert isinstance(again.exception, ConfigError)  # main() makes it one "error:" line
+
+
+def test_the_next_steps_init_prints_all_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command in init's "next:" list, run as printed in the new folder, exits 0."""
+    monkeypatch.chdir(tmp_path)
+    printed = CliRunner().invoke(cli, ["init"]).stdout
+    commands = [
+        step.split(": ", 1)[1]
+        for step in printed.split("next:\n", 1)[1].splitlines()
+        if ": newsletter " in step and not step.strip().startswith("(")
+    ]
+    assert [shlex.split(c)[1] for c in commands] == ["compose", "subscribers", "send"]
+    for command in commands:
+        done = CliRunner().invoke(cli, shlex.split(command)[1:])
+        assert done.exit_code == 0, (command, done.output)
+    assert "wrote 1 message (" in done.stdout  # the dry run, to the one subscriber
+    assert (tmp_path / "outbox" / "dry-run" / "manifest.csv").is_file()
+
+
+def test_the_recurring_example_uncommented_is_a_valid_series(tmp_path: Path) -> None:
+    """Removing the first "#" of each line of the [[recurring]] example gives a series the
+    schema accepts, whose sources exist in a new workspace."""
+    init_workspace(tmp_path)
+    text = (tmp_path / "newsletter.toml").read_text(encoding="utf-8")
+    head, example = text.split("\n# [[recurring]]\n")
+    lines = ["# [[recurring]]", *example.splitlines()]
+    uncommented = "\n".join(line.removeprefix("#") for line in lines)
+    config = ConfigModel.model_validate(tomllib.loads(head + "\n" + uncommented))
+    (series,) = config.recurring
+    assert all((tmp_path / source).exists() for source in series.sources)

@@ -122,6 +122,8 @@ def test_approve_lets_a_held_issue_go_and_names_what_is_no_occurrence(
     assert code == 1 and out == ""
     assert err.startswith("error: issues/by-hand: not an issue a recurring series composed")
     assert err.count("\n") == 1 and "Traceback" not in err
+    code, out, err = cli("approve", "issues/nosuch")
+    assert (code, out) == (1, "") and err.startswith("error: issues/nosuch: no such folder")
     code, _, err = cli("recurring", "skip", "monthly")
     assert code == 1
     assert err == (

@@ -109,6 +109,8 @@ def test_send_test_dry_run_and_at(
     assert later.exit_code == 0, later.output
     assert later.stdout.startswith("scheduled #1\tscheduled\t2099-12-01 08:00")
     assert received(server) == 2
+    someday = invoke("send", "--latest", "--at", "someday")
+    assert someday.exit_code == 1 and someday.stdout == ""  # no "issue: ..." before the error
 
 
 def test_a_dry_run_to_an_empty_list_fails_like_send(

@@ -209,3 +209,21 @@ def test_control_characters_in_names_never_reach_the_terminal(
     assert shown["name"] == stored  # escaped in the JSON, not lost
     # a pipe (not a terminal) gets the export exact, for a re-import
     assert stored in invoke("subscribers", "export").stdout
+
+
+def test_a_refused_re_add_says_why_the_address_left(invoke: Invoke) -> None:
+    """The refusal names what the store knows: the list left, everything left, erased."""
+    reasons = {
+        "a@example.org": (
+            ["unsubscribe", "a@example.org", "--list", "main"],
+            "unsubscribed from main",
+        ),
+        "b@example.org": (["unsubscribe", "b@example.org"], "unsubscribed from everything"),
+        "c@example.org": (["subscribers", "erase", "c@example.org", "--yes"], "was erased"),
+    }
+    for address, (leave, why) in reasons.items():
+        assert invoke("subscribers", "add", address).exit_code == 0
+        assert invoke(*leave).exit_code == 0
+        again = invoke("subscribers", "add", address)
+        assert again.exit_code == 1 and isinstance(again.exception, StoreError)
+        assert str(again.exception).startswith(f"{address} {why}; not added to main")

@@ -145,3 +145,67 @@ def test_a_fresh_render_is_sent_as_rendered_without_the_render_stack(
     with open_store_for(ws) as store, store.read() as conn:
         stored = conn.execute(select(campaigns.c.html, campaigns.c.text)).one()
     assert (stored.html, stored.text) == (fresh.html, fresh.text)
+
+
+# --- placeholders left from `newsletter init` ---------------------------------------------
+
+
+def _new_workspace(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Workspace, Path]:
+    """A fresh `newsletter init` workspace with one subscriber and its example issue."""
+    from newsletter.audience.manage import add_subscriber
+    from newsletter.compose.build import compose_issue
+    from newsletter.init import init_workspace
+    from newsletter.workspace import load_workspace
+
+    init_workspace(root)
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-not-secret")
+    ws = load_workspace(root)
+    with open_store_for(ws) as store:
+        add_subscriber(store, "reader@example.net", list_name="main")
+    folder = compose_issue(
+        ws, [str(root / "seeds")], subject=None, intro="", preheader="", out=None, skip_bad=False
+    ).folder
+    return ws, folder
+
+
+def test_a_real_send_is_refused_while_init_placeholders_remain(
+    tmp_path: Path, server: LedgerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """To a real server (a send, its plan, a test send) the init placeholders are refused,
+    naming each setting; nothing is recorded or sent. The local outbox and a dry run only
+    warn; once the settings are the user's own, the real send goes out."""
+    from newsletter.audience.manage import add_subscriber
+    from newsletter.deliver import dry_run, send_test
+    from newsletter.workspace import load_workspace
+
+    ws, folder = _new_workspace(tmp_path / "new", monkeypatch)
+    named = r"publication\.base_url, publication\.postal_address|postal_address, publication\.b"
+    for attempt in (
+        lambda: plan_send(ws, folder, smtp_url=server.url),
+        lambda: send_issue(ws, folder, smtp_url=server.url, tuning=FAST),
+        lambda: send_test(ws, folder, ["me@example.net"], smtp_url=server.url),
+    ):
+        with pytest.raises(ConfigError, match=named) as info:
+            attempt()
+        assert "lines marked CHANGE" in str(info.value.hint)
+    assert handler_of(server).received == []
+    with open_store_for(ws) as store, store.read() as conn:
+        assert conn.execute(select(campaigns.c.id)).all() == []
+
+    dry = dry_run(ws, folder, tmp_path / "dry")
+    assert dry.count == 1 and any("publication.base_url" in w for w in dry.warnings)
+    local = send_issue(ws, folder, tuning=FAST)
+    assert local.sent == 1 and any("postal_address" in w for w in local.warnings)
+
+    config = ws.root / "newsletter.toml"
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("CHANGE ME: Publisher name", "Example Media").replace(
+        "https://newsletter.example.org", "https://news.example.net"
+    )
+    config.write_text(text, encoding="utf-8")
+    ws = load_workspace(ws.root)
+    with open_store_for(ws) as store:
+        add_subscriber(store, "reader@example.net", list_name="weekly")
+    real = send_issue(ws, folder, list_name="weekly", smtp_url=server.url, tuning=FAST)
+    assert real.sent == 1 and real.warnings == []
+    assert b"CHANGE ME" not in handler_of(server).received[0][2]

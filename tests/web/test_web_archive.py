@@ -190,7 +190,7 @@ def test_the_cli_builds_the_archive(workspace_dir: Path, history: History, tmp_p
         cli, ["-w", str(workspace_dir), "archive", "build", str(tmp_path / "out")]
     )
     assert result.exit_code == 0, result.output
-    assert "(1 issues)" in result.output
+    assert "(1 issue)" in result.output
     assert (tmp_path / "out" / "archive" / "2026-12-01-harbour" / "index.html").is_file()
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from newsletter.audience.formats import column_key
 from newsletter.errors import StoreError
 from newsletter.store import Consent, Store, normalize_address
-from newsletter.store.schema import ACTIVE
+from newsletter.store.schema import ACTIVE, UNSUBSCRIBED
 from newsletter.textsafe import printable
 
 
@@ -68,10 +68,23 @@ def add_subscriber(
     address = normalize_address(email)
     if outcome == "suppressed":
         raise StoreError(
-            f"{address} unsubscribed, bounced, complained or was erased; not added to {list_name}",
+            f"{address} {_why_suppressed(store, address, list_name)}; not added to {list_name}",
             hint="only with their new consent: --resubscribe 'how and when they asked'",
         )
     return f"{address}: {outcome} ({list_name})"
+
+
+def _why_suppressed(store: Store, address: str, list_name: str) -> str:
+    """Why ``add`` refused ``address`` -> "bounced", "unsubscribed from main", ...: the
+    global status when it is not active, else the list it left; "was erased" without a
+    record."""
+    sub = store.get_by_email(address)
+    if sub is None:
+        return "was erased"
+    if sub.status != ACTIVE:
+        return {UNSUBSCRIBED: "unsubscribed from everything"}.get(sub.status, sub.status)
+    left = [m.status for m in sub.memberships if m.list_name == list_name]
+    return f"{left[0]} from {list_name}" if left else "unsubscribed"
 
 
 def _require_subscriber_and_list(store: Store, address: str, list_name: str) -> None:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.state import current_workspace
+from newsletter.cli.state import counted, current_workspace
 from newsletter.textsafe import printable
 
 
 @click.group()
 def archive() -> None:
-    """The public archive of sent issues (``newsletter serve`` shows it at /archive/)."""
+    """The public archive of sent issues ('newsletter serve' shows it at /archive/)."""
 
 
 @archive.command("build")
@@ -26,6 +26,7 @@ def build(ctx: click.Context, folder: Path) -> None:
     ws = current_workspace(ctx)
     report = build_archive(ws, folder)
     click.echo(
-        f"wrote {report.files} files ({report.issues} issues) to {printable(str(report.folder))}"
+        f"wrote {counted(report.files, 'file')} ({counted(report.issues, 'issue')}) "
+        f"to {printable(str(report.folder))}"
         f"; publish it at {printable(ws.base_url)}/"
     )

@@ -16,7 +16,13 @@ from newsletter.textsafe import printable
 @click.command()
 @click.argument("folder", required=False, default=".", type=click.Path(path_type=Path))
 def init(folder: Path) -> None:
-    """Set up a new workspace in FOLDER (default: the current folder)."""
+    """Set up a new workspace in FOLDER (default: the current folder).
+
+    Writes a commented newsletter.toml (the lines marked CHANGE are yours to fill in),
+    templates/, seeds/ with one example article, subscribers/subscribers.csv (an empty
+    import file), issues/ and a .gitignore. It never overwrites: a folder that already
+    has a newsletter.toml is refused, and any other file already there is kept.
+    """
     from newsletter.init import init_workspace
 
     report = init_workspace(folder)
@@ -29,7 +35,9 @@ def init(folder: Path) -> None:
         *here,
         "edit newsletter.toml: the lines marked CHANGE",
         "put articles in seeds/ and run: newsletter compose seeds/",
-        "add people: newsletter subscribers import subscribers/subscribers.csv",
+        "add yourself: newsletter subscribers add 'Your Name <you@example.org>'",
+        "(or list people in subscribers/subscribers.csv and run: "
+        "newsletter subscribers import subscribers/subscribers.csv)",
         "look at the result: newsletter send --latest --dry-run outbox/dry-run",
     ]
     click.echo("next:\n" + "\n".join(f"  {step}" for step in steps))

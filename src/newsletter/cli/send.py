@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli.progress import send_progress_bar
-from newsletter.cli.state import current_workspace
+from newsletter.cli.state import counted, current_workspace
 from newsletter.errors import NewsletterError
 from newsletter.textsafe import printable
 
@@ -110,6 +110,10 @@ def send(
 
     workspace = current_workspace(ctx)
     _check_send_arguments(issue_dir, latest, test_addresses, dry_run_dir, at)
+    if at is not None:  # a bad time is refused before anything else is said
+        from newsletter.schedule.when import parse_when
+
+        parse_when(at, workspace.config.publication.timezone)
     if issue_dir is None:
         issue_dir = latest_issue(workspace, list_name)
         click.echo(f"issue: {issue_dir}")
@@ -158,7 +162,7 @@ def _write_dry_run(
     dry = dry_run(workspace, issue_dir, outdir, list_name)
     for warning in dry.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
-    click.echo(f"wrote {dry.count} messages ({dry.bytes / 1e6:.1f} MB) to {dry.outdir}")
+    click.echo(f"wrote {counted(dry.count, 'message')} ({dry.bytes / 1e6:.1f} MB) to {dry.outdir}")
 
 
 def _schedule(workspace: Workspace, issue_dir: Path, at: str, list_name: str | None) -> None:

@@ -17,7 +17,12 @@ from newsletter.cli.state import current_workspace
 )
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Answer unsubscribe, subscribe and confirm links and run scheduled sends (Ctrl-C stops)."""
+    """Answer links and forms, publish the archive, run scheduled sends (Ctrl-C stops).
+
+    Answers the unsubscribe, subscribe and confirm links, serves the web version of
+    each issue, the public archive at /archive/ (with its feed) and the issues' images
+    at /media/, and runs scheduled sends (send --at) and the [[recurring]] series.
+    """
     from newsletter.web.server import run_server
 
     # a long-running service shows what it does: a line per request and per scheduled send

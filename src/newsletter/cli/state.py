@@ -29,3 +29,8 @@ def current_workspace(ctx: click.Context) -> Workspace:
     state = ctx.find_object(State)
     assert state is not None, "commands run under the root group, which sets State"
     return state.workspace
+
+
+def counted(count: int, noun: str) -> str:
+    """``1, "message"`` -> "1 message"; any other count takes the plural with an "s"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -118,7 +118,9 @@ def subscribers_add(
     attrs: tuple[str, ...],
     resubscribe: str | None,
 ) -> None:
-    """Subscribe ADDRESS (consent recorded as given on the command line)."""
+    """Subscribe ADDRESS, written as you@example.org or "Your Name <you@example.org>"
+    (the name is used unless --name gives one); consent is recorded as given on the
+    command line."""
     from newsletter.audience.manage import add_subscriber, parse_attributes
     from newsletter.store import open_store_for
 

@@ -10,6 +10,10 @@
   missing, the config schema requires it. For a commercial send the postal address
   must also appear in both parts of the body, and the unsubscribe slot must be in both
   (``message.build_template`` checks that one).
+- ``check_placeholders`` refuses a send to a real mail server (and a test send to one)
+  while a [publication] or [sender] setting still holds a placeholder ``newsletter init``
+  wrote (a value starting with "CHANGE ME", or its example base_url); to the embedded
+  local server or for a dry run it only warns.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ from newsletter.mail.dkim import load_dkim_signer
 from newsletter.mail.settings import MessageSettings
 from newsletter.mail.template import MessageTemplate, build_template
 from newsletter.render.pipeline import Rendered
+from newsletter.smtp.settings import SmtpSettings
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 HTML_LIMIT_KB = 100
+# What the init skeleton writes where the user must put their own values.
+PLACEHOLDER_MARK = "CHANGE ME"
+SKELETON_BASE_URL = "https://newsletter.example.org"
 
 
 def issue_label(issue_dir: Path) -> str:
@@ -46,6 +54,37 @@ def check_sender(ws: Workspace) -> None:
             hint="add the publisher's postal address, or set sender.commercial = false "
             "for a non-commercial newsletter",
         )
+
+
+def placeholder_settings(ws: Workspace) -> list[str]:
+    """The workspace -> the names (``publication.postal_address``...) of the settings that
+    still hold a placeholder the init skeleton wrote."""
+    found = []
+    for section in ("publication", "sender"):
+        for key, value in getattr(ws.config, section).model_dump().items():
+            if isinstance(value, str) and value.strip().upper().startswith(PLACEHOLDER_MARK):
+                found.append(f"{section}.{key}")
+    if ws.config.publication.base_url.rstrip("/") == SKELETON_BASE_URL:
+        found.append("publication.base_url")
+    return found
+
+
+def check_placeholders(ws: Workspace, smtp: SmtpSettings | None) -> list[str]:
+    """Placeholders left from init -> ConfigError for a real server (``smtp`` given), else
+    the warnings to show (embedded server, dry run); [] when there are none."""
+    found = placeholder_settings(ws)
+    if not found:
+        return []
+    names = ", ".join(found)
+    if smtp is not None:
+        raise ConfigError(
+            f"newsletter.toml: {names} still "
+            f"{'holds' if len(found) == 1 else 'hold'} the placeholder newsletter init wrote; "
+            "every reader would see it",
+            hint="put your own values on the lines marked CHANGE, then send again",
+        )
+    held = "holds a placeholder" if len(found) == 1 else "hold placeholders"
+    return [f"newsletter.toml: {names} still {held}; a real send is refused until changed"]
 
 
 def html_size_warnings(html: str, warn_kb: int, where: str) -> list[str]:
@@ -83,13 +122,17 @@ def check_body(ws: Workspace, rendered: Rendered, where: str) -> None:
             )
 
 
-def render_for_send(ws: Workspace, issue_dir: Path) -> tuple[Rendered, list[str]]:
-    """Read and render ``issue_dir`` once (or reuse its fresh render) -> (rendered parts,
-    warnings); checks as above."""
+def render_for_send(
+    ws: Workspace, issue_dir: Path, smtp: SmtpSettings | None = None
+) -> tuple[Rendered, list[str]]:
+    """Read and render ``issue_dir`` once (or reuse its fresh render) for a send to
+    ``smtp`` (None: the embedded server or a dry run) -> (rendered parts, warnings);
+    checks as above."""
     check_sender(ws)
+    placeholders = check_placeholders(ws, smtp)
     rendered = load_rendered(ws, issue_dir)
     where = str(issue_dir)
-    warnings = [w for w in rendered.warnings if "over compose.max_html_kb" not in w]
+    warnings = placeholders + [w for w in rendered.warnings if "over compose.max_html_kb" not in w]
     warnings += html_size_warnings(rendered.html, ws.config.compose.max_html_kb, where)
     check_body(ws, rendered, where)
     for warning in warnings:  # callers show them to the user; the log keeps them too

@@ -81,7 +81,7 @@ def send_test(
     list_name = resolve_list_name(ws, list_name)
     wanted = _addresses(addresses)
     smtp = smtp_settings(ws, smtp_url)
-    rendered, warnings = render_for_send(ws, issue_dir)
+    rendered, warnings = render_for_send(ws, issue_dir, smtp)
     template = make_template(
         ws,
         subject=rendered.subject,

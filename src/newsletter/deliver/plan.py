@@ -28,7 +28,7 @@ from newsletter.store.deliveries import (
 from newsletter.store.ledger_queue import count_sendable
 from newsletter.workspace import Workspace
 
-from .content import check_sender
+from .content import check_placeholders, check_sender
 from .reports import NEW, RESUME, SendPlan
 from .transport import smtp_target
 
@@ -102,7 +102,9 @@ def plan_send(
     """
     list_name = resolve_list_name(ws, list_name)
     check_sender(ws)
-    target = smtp_target(ws, smtp_settings(ws, smtp_url))
+    smtp = smtp_settings(ws, smtp_url)
+    check_placeholders(ws, smtp)
+    target = smtp_target(ws, smtp)
     key = issue_key(ws, issue_dir)
     with open_store_for(ws) as store:
         list_id = list_id_of(store, list_name)

@@ -60,7 +60,7 @@ from newsletter.store.lease import describe_holder, holder_name
 from newsletter.store.ledger_queue import enqueue, expire_deferred, recover_in_flight, requeue
 from newsletter.workspace import Workspace
 
-from .content import check_sender, issue_label, make_template, render_for_send
+from .content import check_placeholders, check_sender, issue_label, make_template, render_for_send
 from .engine import LedgerRun, RunCounts, SendTuning
 from .plan import list_id_of, nothing_to_retry, refuse_empty_list, resolve_list_name
 from .reports import SendProgress, SendReport
@@ -148,11 +148,13 @@ class _Run:
         """
         check_sender(self.ws)
         smtp = smtp_settings(self.ws, smtp_url)
+        placeholders = check_placeholders(self.ws, smtp)
         key = issue_key(self.ws, self.issue_dir)
         started = time.monotonic()
         with open_store_for(self.ws) as store:
             list_id = list_id_of(store, self.list_name)
             campaign, report = self.open_campaign(store, list_id, key, smtp_target(self.ws, smtp))
+            report.warnings[:0] = [w for w in placeholders if w not in report.warnings]
             counted, found, state = self.hold(store, campaign, smtp, report)
         report = _final_report(report, counted, found, state, time.monotonic() - started)
         if counted.fatal is not None:

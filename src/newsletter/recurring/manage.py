@@ -139,7 +139,12 @@ def skip_next(ws: Workspace, name: str) -> datetime:
 def approve_issue(ws: Workspace, issue_dir: Path) -> Occurrence:
     """Let the composed issue in ``issue_dir`` of a series with ``approval = "required"``
     go out at its time -> the occurrence as it was. NewsletterError when the folder is
-    no occurrence's issue or is past approving."""
+    missing, no occurrence's issue or past approving."""
+    if not issue_dir.is_dir():
+        raise NewsletterError(
+            f"{issue_dir}: no such folder",
+            hint="name an issue folder: newsletter approve ISSUE_DIR",
+        )
     key = key_of(ws, issue_dir)
     with open_store_for(ws) as store:
         found = find_occurrence(store, issue_key=key)
