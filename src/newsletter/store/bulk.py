@@ -30,6 +30,7 @@ from newsletter.store.ops import (
     SUPPRESS_ACTION,
     consent_row,
     list_ids,
+    refuse_unstorable_consents,
     suppression_reasons,
 )
 from newsletter.store.records import (
@@ -41,6 +42,7 @@ from newsletter.store.records import (
     BatchResult,
     Consent,
     ImportRow,
+    surely_storable,
 )
 from newsletter.store.schema import (
     ACTIVE,
@@ -103,8 +105,9 @@ def apply_batch(
     the consent-trail action for new memberships ("import", "subscribe");
     ``resubscribe`` (the description of fresh consent) lifts suppressions.
     """
-    for row in rows:
-        refuse_unstorable(row)
+    if not surely_storable([row.stored_values() for row in rows]):
+        for row in rows:
+            refuse_unstorable(row)
     result = BatchResult()
     merged = merge_duplicates(rows, result)
     if not merged:
@@ -122,6 +125,7 @@ def apply_batch(
         decide = _Decision(plan, row, consent, action, resubscribe, now)
         outcome = decide.run(existing.get(email), blocked.get(email), targets[email], ids, current)
         result.count(email, outcome)
+    refuse_unstorable_consents(plan.consents)
     execute_plan(conn, plan, now)
     return result
 
@@ -194,7 +198,8 @@ class _Decision:
         extra.update(self.row.detail)
         if action == "resubscribe":
             extra["resubscribe"] = self.resubscribe
-        row = consent_row(None, list_id, action, self.consent, self.now, extra)
+        # checked with the whole batch's consents in one pass (apply_batch)
+        row = consent_row(None, list_id, action, self.consent, self.now, extra, check=False)
         if self.row.ip:
             row["ip"] = self.row.ip
         row["_who"] = who

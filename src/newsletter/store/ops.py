@@ -6,6 +6,7 @@ commits nothing itself, so a caller composes several into one atomic change.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import datetime
@@ -16,7 +17,7 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 from newsletter.errors import StoreError
 from newsletter.store.addresses import address_hash
 from newsletter.store.compiled import CompiledStatement
-from newsletter.store.records import Consent, first_unstorable
+from newsletter.store.records import Consent, first_unstorable, surely_storable
 from newsletter.store.schema import (
     ACTIVE,
     BOUNCED,
@@ -78,24 +79,16 @@ def consent_row(
     consent: Consent,
     now: datetime,
     extra: dict[str, Any] | None = None,
+    *,
+    check: bool = True,
 ) -> dict[str, Any]:
     """One ``consents`` row as a dict for insert (``extra`` joins ``consent.detail``).
 
-    Raises StoreError naming a field no database would store (a NUL, say).
+    Raises StoreError naming a field no database would store (a NUL, say); with
+    ``check=False`` the caller promises ``refuse_unstorable_consents`` over its rows.
     """
     detail = {**(consent.detail or {}), **(extra or {})}
-    problem = first_unstorable(
-        {
-            "IP address": consent.ip,
-            "user agent": consent.user_agent,
-            "consent text": consent.text,
-            "consent version": consent.version,
-            "consent detail": detail,
-        }
-    )
-    if problem is not None:
-        raise StoreError(f"{problem[0]} {problem[1]}", hint="remove the character and try again")
-    return {
+    row = {
         "subscriber_id": subscriber_id,
         "list_id": list_id,
         "action": action,
@@ -107,6 +100,30 @@ def consent_row(
         "consent_version": consent.version,
         "detail": detail or None,
     }
+    if check:
+        refuse_unstorable_consents([row])
+    return row
+
+
+def refuse_unstorable_consents(rows: list[dict[str, Any]]) -> None:
+    """StoreError naming the first field of ``rows`` (``consent_row`` dicts) no database
+    would store; one pass over all of them when every value is fine."""
+    if surely_storable(rows):
+        return
+    for row in rows:
+        problem = first_unstorable(
+            {
+                "IP address": row["ip"],
+                "user agent": row["user_agent"],
+                "consent text": row["consent_text"],
+                "consent version": row["consent_version"],
+                "consent detail": row["detail"] or {},
+            }
+        )
+        if problem is not None:
+            raise StoreError(
+                f"{problem[0]} {problem[1]}", hint="remove the character and try again"
+            )
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -117,9 +134,15 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     """
     if not rows:
         return
-    # inline(): no RETURNING of the new primary key (PostgreSQL would add it)
-    statement = CompiledStatement(insert(table).inline(), conn.dialect, column_keys=list(rows[0]))
+    statement = _insert_statement(conn.dialect, table, tuple(rows[0]))
     conn.exec_driver_sql(statement.sql, statement.many(rows))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(dialect: Any, table: Table, keys: tuple[str, ...]) -> CompiledStatement:
+    """The INSERT of ``keys`` into ``table`` compiled for ``dialect``, once per process."""
+    # inline(): no RETURNING of the new primary key (PostgreSQL would add it)
+    return CompiledStatement(insert(table).inline(), dialect, column_keys=list(keys))
 
 
 def record_consents(conn: Connection, rows: list[dict[str, Any]]) -> None:
