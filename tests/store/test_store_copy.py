@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from newsletter.audience.importing import import_file
 from newsletter.errors import StoreError
@@ -126,3 +126,21 @@ def test_a_row_refused_during_a_copy_stops_the_import_at_its_batch(
     with pytest.raises(StoreError, match=r"cop.csv:62: import stopped.*refused by test"):
         import_file(store, path, list_name=None, default_list="main", batch_size=60)
     assert copies[0] == "subscribers" and store.count() == 60
+
+
+def test_a_batch_looks_its_keys_up_with_one_array_each(store: Store, tmp_path: Path) -> None:
+    """Short statements the driver parses once, not a placeholder per address per batch."""
+    widest: list[int] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, params: Any, _context: Any, many: bool) -> None:
+        if sql.lstrip().upper().startswith("SELECT") and not many:
+            widest.append(len(params or ()))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    report = import_file(
+        store, _mailchimp_file(tmp_path, "arr", 200), list_name=None, default_list="main"
+    )
+    import_file(store, _mailchimp_file(tmp_path, "arr", 200), list_name=None, default_list="main")
+    event.remove(store.engine, "before_cursor_execute", seen)
+    assert report.counts.added == 200 and store.count(list_name="main") == 200
+    assert widest and max(widest) <= 3

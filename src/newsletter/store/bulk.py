@@ -28,6 +28,7 @@ from newsletter.store.bulk_write import WritePlan, execute_plan
 from newsletter.store.ops import (
     STRENGTH,
     SUPPRESS_ACTION,
+    among,
     consent_row,
     list_ids,
     refuse_unstorable_consents,
@@ -153,7 +154,7 @@ def _load_existing(conn: Connection, emails: list[str]) -> dict[str, _Existing]:
             subscribers.c.name,
             subscribers.c.attributes,
             subscribers.c.status,
-        ).where(subscribers.c.email.in_(emails))
+        ).where(among(conn, subscribers.c.email, emails))
     )
     return {
         row.email: _Existing(row.id, row.name, row.attributes or {}, row.status) for row in found
@@ -167,8 +168,8 @@ def _load_memberships(
         return {}
     found = conn.execute(
         select(memberships.c.subscriber_id, memberships.c.list_id, memberships.c.status).where(
-            memberships.c.subscriber_id.in_(subscriber_ids),
-            memberships.c.list_id.in_(list_id_set),
+            among(conn, memberships.c.subscriber_id, subscriber_ids),
+            among(conn, memberships.c.list_id, list_id_set),
         )
     )
     return {(row.subscriber_id, row.list_id): row.status for row in found}

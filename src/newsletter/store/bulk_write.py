@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from newsletter.store.ops import bulk_insert, record_consents
+from newsletter.store.ops import among, bulk_insert, record_consents
 from newsletter.store.schema import UNSUBSCRIBED, memberships, subscribers, suppressions
 
 
@@ -65,7 +65,7 @@ def _insert_subscribers(conn: Connection, plan: WritePlan) -> dict[str, int]:
     bulk_insert(conn, subscribers, list(plan.new_subscribers.values()))
     found = conn.execute(
         select(subscribers.c.email, subscribers.c.id).where(
-            subscribers.c.email.in_(list(plan.new_subscribers))
+            among(conn, subscribers.c.email, plan.new_subscribers)
         )
     )
     return {email: subscriber_id for email, subscriber_id in found}
