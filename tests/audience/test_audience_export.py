@@ -114,7 +114,7 @@ def test_export_file_is_atomic(
         yield from ()
         raise RuntimeError("disk trouble")
 
-    monkeypatch.setattr(store, "iter_summaries", broken)
+    monkeypatch.setattr(store, "iter_export_rows", broken)
     with pytest.raises(RuntimeError):
         export_file(store, path)
     assert path.read_text(encoding="utf-8") == "previous export\n"

@@ -1,21 +1,22 @@
 """Exporting subscribers: ``write_export`` / ``export_file`` -> rows written.
 
 Export writes ``EXPORT_COLUMNS``; importing that file again changes nothing. Cells a
-spreadsheet would run as a formula get a leading ``'`` (``formats.spreadsheet_cell``).
+spreadsheet would run as a formula get a leading ``'`` (the rule of ``formats.spreadsheet_cell``).
 No subscriber data is logged: log lines carry file names and counts only.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from newsletter.audience.formats import spreadsheet_cell
+from newsletter.audience.formats import FORMULA_STARTS
 from newsletter.files import atomic_writer
-from newsletter.store import Store, SubscriberSummary
+from newsletter.store import Store
+from newsletter.store.exports import ExportValues
 from newsletter.store.schema import ACTIVE, PENDING, UNSUBSCRIBED
 
 log = logging.getLogger(__name__)
@@ -33,26 +34,25 @@ EXPORT_COLUMNS = (
 )
 
 
-def export_row(sub: SubscriberSummary) -> list[str]:
-    """One subscriber -> the EXPORT_COLUMNS values."""
+def export_row(values: ExportValues) -> list[str]:
+    """One subscriber (``Store.iter_export_rows``) -> the EXPORT_COLUMNS values."""
+    _, email, name, status, attributes, created_at, updated_at, on = values
     by_status: dict[str, list[str]] = {ACTIVE: [], UNSUBSCRIBED: [], PENDING: []}
-    for list_name, list_status in sub.lists.items():
+    for list_name, list_status in on.items():
         by_status[list_status].append(list_name)
-    attributes = (
-        json.dumps(sub.attributes, ensure_ascii=False, sort_keys=True) if sub.attributes else ""
-    )
-    cells = [
-        sub.email,
-        sub.name,
-        sub.status,
+    cells = (
+        email,
+        name,
+        status,
         ";".join(by_status[ACTIVE]),
         ";".join(by_status[UNSUBSCRIBED]),
         ";".join(by_status[PENDING]),
         attributes,
-        sub.created_at.isoformat(),
-        sub.updated_at.isoformat(),
-    ]
-    return [spreadsheet_cell(cell) for cell in cells]
+        created_at,
+        updated_at,
+    )
+    # spreadsheet_cell inline: it runs nine million times in a million-row export
+    return [("'" + cell) if cell[:1] in FORMULA_STARTS and cell else cell for cell in cells]
 
 
 def write_export(
@@ -62,9 +62,14 @@ def write_export(
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     written = 0
-    for sub in store.iter_summaries(list_name=list_name, status=status):
-        writer.writerow(export_row(sub))
-        written += 1
+
+    def rows() -> Iterator[list[str]]:
+        nonlocal written
+        for values in store.iter_export_rows(list_name=list_name, status=status):
+            written += 1
+            yield export_row(values)
+
+    writer.writerows(rows())
     return written
 
 

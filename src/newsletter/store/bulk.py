@@ -28,8 +28,10 @@ from newsletter.store.bulk_write import WritePlan, execute_plan
 from newsletter.store.ops import (
     STRENGTH,
     SUPPRESS_ACTION,
+    among,
     consent_row,
     list_ids,
+    refuse_unstorable_consents,
     suppression_reasons,
 )
 from newsletter.store.records import (
@@ -41,6 +43,7 @@ from newsletter.store.records import (
     BatchResult,
     Consent,
     ImportRow,
+    surely_storable,
 )
 from newsletter.store.schema import (
     ACTIVE,
@@ -103,8 +106,9 @@ def apply_batch(
     the consent-trail action for new memberships ("import", "subscribe");
     ``resubscribe`` (the description of fresh consent) lifts suppressions.
     """
-    for row in rows:
-        refuse_unstorable(row)
+    if not surely_storable([row.stored_values() for row in rows]):
+        for row in rows:
+            refuse_unstorable(row)
     result = BatchResult()
     merged = merge_duplicates(rows, result)
     if not merged:
@@ -122,6 +126,7 @@ def apply_batch(
         decide = _Decision(plan, row, consent, action, resubscribe, now)
         outcome = decide.run(existing.get(email), blocked.get(email), targets[email], ids, current)
         result.count(email, outcome)
+    refuse_unstorable_consents(plan.consents)
     execute_plan(conn, plan, now)
     return result
 
@@ -149,7 +154,7 @@ def _load_existing(conn: Connection, emails: list[str]) -> dict[str, _Existing]:
             subscribers.c.name,
             subscribers.c.attributes,
             subscribers.c.status,
-        ).where(subscribers.c.email.in_(emails))
+        ).where(among(conn, subscribers.c.email, emails))
     )
     return {
         row.email: _Existing(row.id, row.name, row.attributes or {}, row.status) for row in found
@@ -163,8 +168,8 @@ def _load_memberships(
         return {}
     found = conn.execute(
         select(memberships.c.subscriber_id, memberships.c.list_id, memberships.c.status).where(
-            memberships.c.subscriber_id.in_(subscriber_ids),
-            memberships.c.list_id.in_(list_id_set),
+            among(conn, memberships.c.subscriber_id, subscriber_ids),
+            among(conn, memberships.c.list_id, list_id_set),
         )
     )
     return {(row.subscriber_id, row.list_id): row.status for row in found}
@@ -194,7 +199,8 @@ class _Decision:
         extra.update(self.row.detail)
         if action == "resubscribe":
             extra["resubscribe"] = self.resubscribe
-        row = consent_row(None, list_id, action, self.consent, self.now, extra)
+        # checked with the whole batch's consents in one pass (apply_batch)
+        row = consent_row(None, list_id, action, self.consent, self.now, extra, check=False)
         if self.row.ip:
             row["ip"] = self.row.ip
         row["_who"] = who

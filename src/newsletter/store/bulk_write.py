@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from newsletter.store.ops import bulk_insert, record_consents
+from newsletter.store.ops import among, bulk_insert, record_consents
 from newsletter.store.schema import UNSUBSCRIBED, memberships, subscribers, suppressions
 
 
@@ -35,11 +35,11 @@ def execute_plan(conn: Connection, plan: WritePlan, now: datetime) -> None:
     new_ids = _insert_subscribers(conn, plan)
 
     def resolve(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
+        # in place: the plan is used once, and copying every row cost more than the SQL
         for row in rows:
             who = row.pop("_who")
-            out.append({**row, "subscriber_id": new_ids[who] if isinstance(who, str) else who})
-        return out
+            row["subscriber_id"] = new_ids[who] if isinstance(who, str) else who
+        return rows
 
     if plan.subscriber_updates:
         conn.execute(
@@ -65,7 +65,7 @@ def _insert_subscribers(conn: Connection, plan: WritePlan) -> dict[str, int]:
     bulk_insert(conn, subscribers, list(plan.new_subscribers.values()))
     found = conn.execute(
         select(subscribers.c.email, subscribers.c.id).where(
-            subscribers.c.email.in_(list(plan.new_subscribers))
+            among(conn, subscribers.c.email, plan.new_subscribers)
         )
     )
     return {email: subscriber_id for email, subscriber_id in found}

@@ -7,7 +7,7 @@ the bulk import run their SQL through ``CompiledStatement`` with the same type c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 
@@ -32,6 +32,8 @@ class CompiledStatement:
         self._processors = {name: proc for name, proc in processors.items() if proc is not None}
         order = self._names if self._names is not None else list(processors)
         self._plan = [(name, processors[name]) for name in order]
+        # the binds in statement order: an INSERT's columns, for a COPY of the same rows
+        self.bind_names: list[str] = list(processors)
 
     def params(self, values: Mapping[str, Any]) -> Any:
         """``values`` by bind name (a bind left out keeps its compiled value) -> what the
@@ -50,3 +52,9 @@ class CompiledStatement:
         if self._names is not None:
             return [tuple([row[n] if p is None else p(row[n]) for n, p in plan]) for row in rows]
         return [{n: row[n] if p is None else p(row[n]) for n, p in plan} for row in rows]
+
+    def tuples(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[Any, ...]]:
+        """Rows that each give every bind -> converted values in ``bind_names`` order."""
+        plan = [(name, self._processors.get(name)) for name in self.bind_names]
+        for row in rows:
+            yield tuple([row[n] if p is None else p(row[n]) for n, p in plan])

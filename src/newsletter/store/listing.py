@@ -24,6 +24,7 @@ from newsletter.store.schema import (
     MEMBERSHIP_STATUSES,
     PENDING,
     SUBSCRIBER_STATUSES,
+    SUPPRESSION_REASONS,
     UNSUBSCRIBED,
     lists,
     memberships,
@@ -93,6 +94,11 @@ class Listing(StoreBase):
     def count(self, *, list_name: str | None = None, status: str | None = None) -> int:
         """How many subscribers (on ``list_name``, with effective ``status``); erased excluded."""
         with self.read() as conn:
+            if list_name is not None:
+                list_id = self._require_list(conn, list_name)
+                if status is not None:
+                    _check_status(status, (*SUBSCRIBER_STATUSES, *MEMBERSHIP_STATUSES))
+                return _count_on_list(conn, list_id, status)
             query = self._filtered(conn, list_name, status)
             return int(conn.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
@@ -217,6 +223,39 @@ class Listing(StoreBase):
             )
             query = query.where(effective == status)
         return query
+
+
+def _count_on_list(conn: Connection, list_id: int, status: str | None) -> int:
+    """``count`` for one list, from the memberships index alone plus the (few) suppressed
+    subscribers: never a lookup of every member's subscriber row."""
+
+    def members(statuses: tuple[str, ...]) -> int:
+        query = select(func.count()).where(memberships.c.list_id == list_id)
+        if statuses != MEMBERSHIP_STATUSES:
+            query = query.where(memberships.c.status.in_(statuses))
+        return int(conn.scalar(query) or 0)
+
+    def suppressed_members(globally: tuple[str, ...], statuses: tuple[str, ...]) -> int:
+        """Subscribers with a global status in ``globally`` and a membership in ``statuses``."""
+        member = exists().where(
+            memberships.c.subscriber_id == subscribers.c.id,
+            memberships.c.list_id == list_id,
+            memberships.c.status.in_(statuses),
+        )
+        query = select(func.count()).where(subscribers.c.status.in_(globally), member)
+        return int(conn.scalar(query) or 0)
+
+    # the effective status is the global one unless that is active, then the membership's
+    if status is None:
+        return members(MEMBERSHIP_STATUSES) - suppressed_members((ERASED,), MEMBERSHIP_STATUSES)
+    if status in (ACTIVE, PENDING):
+        return members((status,)) - suppressed_members(SUPPRESSION_REASONS, (status,))
+    if status == ERASED:
+        return 0
+    count = suppressed_members((status,), MEMBERSHIP_STATUSES)
+    if status == UNSUBSCRIBED:
+        count += members((UNSUBSCRIBED,)) - suppressed_members(SUPPRESSION_REASONS, (UNSUBSCRIBED,))
+    return count
 
 
 def _check_status(status: str, allowed: tuple[str, ...]) -> None:

@@ -6,17 +6,30 @@ commits nothing itself, so a caller composes several into one atomic change.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    Table,
+    any_,
+    delete,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
 
 from newsletter.errors import StoreError
 from newsletter.store.addresses import address_hash
 from newsletter.store.compiled import CompiledStatement
-from newsletter.store.records import Consent, first_unstorable
+from newsletter.store.records import Consent, first_unstorable, surely_storable
 from newsletter.store.schema import (
     ACTIVE,
     BOUNCED,
@@ -78,24 +91,16 @@ def consent_row(
     consent: Consent,
     now: datetime,
     extra: dict[str, Any] | None = None,
+    *,
+    check: bool = True,
 ) -> dict[str, Any]:
     """One ``consents`` row as a dict for insert (``extra`` joins ``consent.detail``).
 
-    Raises StoreError naming a field no database would store (a NUL, say).
+    Raises StoreError naming a field no database would store (a NUL, say); with
+    ``check=False`` the caller promises ``refuse_unstorable_consents`` over its rows.
     """
     detail = {**(consent.detail or {}), **(extra or {})}
-    problem = first_unstorable(
-        {
-            "IP address": consent.ip,
-            "user agent": consent.user_agent,
-            "consent text": consent.text,
-            "consent version": consent.version,
-            "consent detail": detail,
-        }
-    )
-    if problem is not None:
-        raise StoreError(f"{problem[0]} {problem[1]}", hint="remove the character and try again")
-    return {
+    row = {
         "subscriber_id": subscriber_id,
         "list_id": list_id,
         "action": action,
@@ -107,6 +112,40 @@ def consent_row(
         "consent_version": consent.version,
         "detail": detail or None,
     }
+    if check:
+        refuse_unstorable_consents([row])
+    return row
+
+
+def refuse_unstorable_consents(rows: list[dict[str, Any]]) -> None:
+    """StoreError naming the first field of ``rows`` (``consent_row`` dicts) no database
+    would store; one pass over all of them when every value is fine."""
+    if surely_storable(rows):
+        return
+    for row in rows:
+        problem = first_unstorable(
+            {
+                "IP address": row["ip"],
+                "user agent": row["user_agent"],
+                "consent text": row["consent_text"],
+                "consent version": row["consent_version"],
+                "consent detail": row["detail"] or {},
+            }
+        )
+        if problem is not None:
+            raise StoreError(
+                f"{problem[0]} {problem[1]}", hint="remove the character and try again"
+            )
+
+
+def among(
+    conn: Connection, column: ColumnElement[Any], values: Iterable[Any]
+) -> ColumnElement[bool]:
+    """``column IN values`` for a batch's thousand keys; on PostgreSQL ``= ANY`` of one array
+    parameter, a short statement the driver parses once instead of one per batch."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(literal(list(values), ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -117,9 +156,42 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     """
     if not rows:
         return
-    # inline(): no RETURNING of the new primary key (PostgreSQL would add it)
-    statement = CompiledStatement(insert(table).inline(), conn.dialect, column_keys=list(rows[0]))
+    statement = _insert_statement(conn.dialect, table, tuple(rows[0]))
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
+        _copy_rows(conn, table, statement, rows)
+        return
     conn.exec_driver_sql(statement.sql, statement.many(rows))
+
+
+# Fewer rows than this go as one executemany: COPY's set-up costs more than it saves there.
+COPY_FROM_ROWS = 50
+
+
+def _copy_rows(
+    conn: Connection, table: Table, statement: CompiledStatement, rows: list[dict[str, Any]]
+) -> None:
+    """PostgreSQL: ``rows`` into ``table`` with one COPY in the caller's transaction, the
+    values converted as for the INSERT; a driver error is raised as SQLAlchemy's own."""
+    quote = conn.dialect.identifier_preparer
+    columns = ", ".join(quote.quote(table.c[name].name) for name in statement.bind_names)
+    sql = f"COPY {quote.format_table(table)} ({columns}) FROM STDIN"
+    driver = conn.connection.driver_connection
+    dbapi = conn.dialect.loaded_dbapi
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for values in statement.tuples(rows):
+                copy.write_row(values)
+    except dbapi.Error as exc:
+        # the same exception classes as an INSERT's, so conflicts are retried and reported
+        raise DBAPIError.instance(sql, None, exc, dbapi.Error) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(dialect: Any, table: Table, keys: tuple[str, ...]) -> CompiledStatement:
+    """The INSERT of ``keys`` into ``table`` compiled for ``dialect``, once per process."""
+    # inline(): no RETURNING of the new primary key (PostgreSQL would add it)
+    return CompiledStatement(insert(table).inline(), dialect, column_keys=list(keys))
 
 
 def record_consents(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -134,7 +206,7 @@ def suppression_reasons(conn: Connection, emails: Iterable[str]) -> dict[str, st
         return {}
     found = conn.execute(
         select(suppressions.c.email_hash, suppressions.c.reason).where(
-            suppressions.c.email_hash.in_(list(by_hash))
+            among(conn, suppressions.c.email_hash, by_hash)
         )
     )
     return {by_hash[digest]: reason for digest, reason in found}

@@ -9,16 +9,17 @@ an unusable one raises ``AddressError``. The methods live in one module per conc
 ``leaving``      ``unsubscribe``, ``remove``, ``mark_bounced``, ``mark_complained``
 ``listing``      who may be mailed (``iter_recipients``, ``sendable_ids``), ``count``,
                  ``iter_subscribers``, ``iter_summaries``
+``exports``      ``iter_export_rows`` (subscribers as text, for ``audience.exporting``)
 ``privacy``      ``describe`` (the data-subject export), ``erase``
 """
 
 from __future__ import annotations
 
+from newsletter.store.exports import Exporting
 from newsletter.store.leaving import Leaving
-from newsletter.store.listing import Listing
 from newsletter.store.privacy import Privacy
 from newsletter.store.subscribing import Subscribing
 
 
-class Store(Subscribing, Leaving, Listing, Privacy):
+class Store(Subscribing, Leaving, Exporting, Privacy):
     """The subscriber database behind one SQLAlchemy engine (see ``open_store``)."""
