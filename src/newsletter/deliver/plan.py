@@ -122,17 +122,9 @@ def plan_send(
             pending = pending_now(conn, campaign.id, now)
             if campaign.enqueued_at is None:
                 pending += max(count_sendable(conn, list_id) - sum(found.values()), 0)
-            if retry_failed:
-                pending += found[FAILED]
-            if retry_unknown:
-                pending += found[UNKNOWN]
+            pending += found[FAILED] * retry_failed + found[UNKNOWN] * retry_unknown
             due_later = next_attempt(conn, campaign.id)
-    if pending:
-        state = RESUME
-    elif found[DEFERRED]:
-        state = WAITING
-    else:
-        state = FINISHED
+    state = RESUME if pending else WAITING if found[DEFERRED] else FINISHED
     return SendPlan(
         issue_dir,
         list_name,
