@@ -483,3 +483,10 @@ def test_scrape_with_story_label_caption_and_wire_footer() -> None:
         assert leftover not in article.text
     assert len(article.text.split("\n\n")) == 3
     assert_clean(article)
+
+
+def test_a_url_of_another_kind_is_named_as_such() -> None:
+    with pytest.raises(SourceError) as info:
+        read_source("ftp://files.example.org/story.txt")
+    assert "ftp: addresses cannot be read" in info.value.message
+    assert "http(s) URL" in str(info.value.hint)

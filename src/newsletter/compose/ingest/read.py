@@ -8,6 +8,7 @@ folders into their article files so a caller can read, or skip, one file at a ti
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from newsletter.compose.ingest.disk_images import with_disk_image
@@ -33,6 +34,10 @@ from newsletter.models import Article
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+# a URL of another kind (ftp://, file://); a file whose name looks like one is still a file
+_OTHER_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://")
 
 
 def read_source(source: str, *, timeout: float = 15.0, root: Path | None = None) -> list[Article]:
@@ -66,6 +71,12 @@ def _read(source: str, *, timeout: float, root: Path | None) -> list[Article]:
     """The articles of ``source`` as its reader gives them (see ``read_source``)."""
     if source.lower().startswith(("http://", "https://")):
         return _read_url(source, timeout=timeout)
+    scheme = _OTHER_SCHEME.match(source)
+    if scheme and not Path(source).exists():
+        raise SourceError(
+            f"{source}: {scheme.group(1)}: addresses cannot be read",
+            hint="give an http(s) URL, or a file or folder on disk",
+        )
     path = Path(source)
     if path.is_dir():
         files = article_files(path)
