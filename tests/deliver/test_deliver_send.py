@@ -67,7 +67,7 @@ def test_full_send_reaches_each_subscriber_once_personalised(
         text, _ = bodies(message)
         assert SAMPLE[rcpt] in text and SAMPLE[rcpt] in message["To"]
         assert message["Subject"] == f"Harbour notes for {SAMPLE[rcpt].split()[0]}"
-        # rule 1/2: one https List-Unsubscribe, the one-click header byte-exact
+        # one https List-Unsubscribe, the one-click header byte-exact
         assert len(message.get_all("List-Unsubscribe") or []) == 1
         assert data.count(f"List-Unsubscribe-Post: {ONE_CLICK}\r\n".encode()) == 1
         url = message["List-Unsubscribe"].split(",")[0].strip("<> ")
@@ -78,8 +78,8 @@ def test_full_send_reaches_each_subscriber_once_personalised(
             list_id,
             report.campaign_id,
         )
-        assert url in text  # the same link in the body (rule 16)
-        assert ws.config.publication.postal_address in text  # rule 17: the footer shows it
+        assert url in text  # the same link in the body
+        assert ws.config.publication.postal_address in text  # the footer shows it
         assert mail_from.startswith("bounces+") and "@example.org" in mail_from
         message_ids.add(message["Message-ID"])
     assert len(message_ids) == 5
