@@ -12,10 +12,11 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from http_servers import serving
 from newsletter.compose.ingest.fetch import MAX_BYTES, fetch
 from newsletter.compose.ingest.hosts import address_is_public, host_is_public
 from newsletter.errors import SourceError
@@ -96,13 +97,8 @@ def site() -> Iterator[tuple[str, Routes, list[str]]]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", routes, seen
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        yield url, routes, seen
 
 
 def _answer(status: int, body: bytes = b"", **headers: str) -> Callable[..., None]:

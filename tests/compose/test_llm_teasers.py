@@ -14,12 +14,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from http_servers import serving
 from newsletter.compose.build import ComposeResult, compose_issue, extract_source
 from newsletter.compose.ingest import read_source
 from newsletter.compose.llm import CACHE_DIR, MAX_PROMPT_WORDS, LlmSettings, prompt_messages
@@ -90,16 +91,10 @@ def chat() -> Iterator[ChatServer]:
     """A chat completions server on a loopback port, run in a thread."""
     state = ChatServer()
     handler = type("Handler", (_Handler,), {"chat": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    yield state
-    state.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(handler) as base:
+        state.url = f"{base}/v1"
+        yield state
+        state.release.set()
 
 
 def _llm_workspace(root: Path, endpoint: str, *, timeout: float = 10, model: str = "m") -> None:

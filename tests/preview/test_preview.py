@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from http_servers import serving
 from newsletter.cli import cli
 from newsletter.errors import NewsletterError, RenderError, StoreError
 from newsletter.preview import open_preview
@@ -386,12 +386,8 @@ class _StatusHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def link_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StatusHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_StatusHandler) as url:
+        yield url
 
 
 def test_check_links_against_a_real_server(link_server: str) -> None:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 from series_fixtures import ITEM
 from sqlalchemy import func, select
 
+from http_servers import serving
 from newsletter.store import open_store_for
 from newsletter.store.campaigns import campaigns
 from newsletter.store.occurrences import series_occurrences
@@ -92,16 +93,9 @@ def gate() -> Iterator[Gate]:
     """The feed and chat server on a loopback port, run in a thread."""
     state = Gate()
     handler = type("Handler", (_Handler,), {"gate": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    state.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(handler) as state.url:
+        yield state
+        state.release.set()
 
 
 URL_SERIES = """
