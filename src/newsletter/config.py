@@ -148,7 +148,13 @@ class Send(_Section):
 
     list: str = "main"
     connections: int = Field(default=4, ge=1, le=64)
-    rate: float = Field(default=0.0, ge=0, description="messages per second, 0 = no limit")
+    rate: float = Field(
+        default=0.0, ge=0, description="messages per second for each sender, 0 = no limit"
+    )
+    # the whole campaign's limit, shared among the senders running it at once
+    campaign_rate: float = Field(
+        default=0.0, ge=0, description="messages per second for the campaign, 0 = no limit"
+    )
     messages_per_connection: int = Field(default=100, ge=1)
     # kept so workspaces that set it still load (unknown keys are refused); every SMTP
     # transaction carries one recipient because every message is personalised

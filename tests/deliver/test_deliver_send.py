@@ -225,21 +225,6 @@ def test_crash_leftovers_are_resent_and_nothing_else(
     assert sum(n - 1 for n in counts.values()) == in_flight  # duplicates: only those in flight
 
 
-def test_a_live_run_is_not_taken_over(ws: Workspace, issue: Path, server: LedgerServer) -> None:
-    send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
-    with open_store_for(ws) as store, store.write() as conn:
-        conn.execute(
-            update(campaigns).values(
-                state="running",
-                runner=f"{socket.gethostname()}:{os.getppid()}",  # alive: our parent
-                heartbeat_at=datetime.now(UTC),
-            )
-        )
-    with pytest.raises(NewsletterError, match=r"being sent .* by another process"):
-        send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
-    assert holder_name().split(":")[1] == str(os.getpid())
-
-
 def test_retry_failed_requeues_only_failed_rows(
     ws: Workspace, issue: Path, server: LedgerServer
 ) -> None:
@@ -316,55 +301,3 @@ def test_a_scheduled_send_runs_through_the_ledger(
     assert handler_of(server).per_address() == Counter(dict.fromkeys(SAMPLE, 1))
     assert not run_due(ws).acted  # nothing left to do, nothing sent twice
     assert sum(handler_of(server).per_address().values()) == 5
-
-
-def test_a_send_that_loses_the_race_names_the_process_sending(
-    ws: Workspace, issue: Path, server: LedgerServer
-) -> None:
-    """Two real sends of a stopped campaign: B reads it (nobody running it), A takes it
-    and waits in the server, then B tries: B refuses naming A's host and pid, never the
-    runner it read before A took it ("None")."""
-    stop = threading.Event()
-    stop.set()
-    assert send_issue(ws, issue, smtp_url=server.url, stop=stop, tuning=FAST).state == "stopped"
-    b_read, a_holds, a_held, release = (threading.Event() for _ in range(4))
-
-    def b_clock() -> datetime:  # B's first reading of the clock comes just before its claim
-        if not b_read.is_set():
-            b_read.set()
-            assert a_holds.wait(30)
-        return datetime.now(UTC)
-
-    async def hold_a(session: SMTP, count: int) -> None:
-        if count == 1:
-            a_held.set()
-            await asyncio.to_thread(release.wait, 30)
-
-    handler_of(server).before_reply = hold_a
-    outcome: dict[str, Any] = {}
-
-    def run(name: str, tuning: SendTuning) -> None:
-        try:
-            outcome[name] = send_issue(ws, issue, smtp_url=server.url, tuning=tuning)
-        except NewsletterError as exc:
-            outcome[name] = exc
-
-    b = threading.Thread(target=run, args=("b", replace(FAST, clock=b_clock)))
-    a = threading.Thread(target=run, args=("a", FAST))
-    b.start()
-    try:
-        assert b_read.wait(30), "B never read the campaign"
-        a.start()
-        assert a_held.wait(30), "A never reached the server"
-        a_holds.set()
-        b.join(30)
-    finally:
-        a_holds.set()
-        release.set()
-        b.join(30)
-        if a.ident is not None:  # started
-            a.join(30)
-    refusal = outcome["b"]
-    assert isinstance(refusal, NewsletterError), refusal
-    assert f"by another process (process {os.getpid()} on {socket.gethostname()})" in str(refusal)
-    assert outcome["a"].sent == 5

@@ -43,9 +43,22 @@ class _EndBarLine(logging.Filter):
         return True
 
 
+def _rate_and_share(progress: Any) -> str:
+    """``N msg/s``, and this sender's share when others send the same campaign."""
+    if not progress:
+        return ""
+    line = f"{progress.rate:.0f} msg/s"
+    if progress.campaign_done is not None and progress.campaign_done > progress.done:
+        line += f", {progress.done} by this sender"
+    return line
+
+
 @contextlib.contextmanager
 def send_progress_bar(length: int) -> Iterator[Callable[[Any], None]]:
     """A progress bar on stderr for ``length`` rows -> the send's progress callback.
+
+    The bar shows the campaign's progress (every sender's), its text this sender's rate
+    and, when others share the campaign, its own count.
 
     While it is shown, the log handlers writing to stderr end its line before each record.
     """
@@ -64,15 +77,17 @@ def send_progress_bar(length: int) -> Iterator[Callable[[Any], None]]:
         label="sending",
         file=cast(TextIO, stream),
         show_eta=True,
-        item_show_func=lambda p: f"{p.rate:.0f} msg/s" if p else "",
+        item_show_func=_rate_and_share,
     )
     try:
         with bar:
             seen = [0]
 
             def on_progress(progress: Any) -> None:
-                bar.update(progress.done - seen[0], progress)
-                seen[0] = progress.done
+                # the bar is the campaign's progress, all senders together
+                done = progress.done if progress.campaign_done is None else progress.campaign_done
+                bar.update(done - seen[0], progress)
+                seen[0] = done
 
             yield on_progress
     finally:

@@ -61,13 +61,20 @@ def _parse_rate(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--connections",
     type=click.IntRange(1, 64),
-    help="SMTP connections at once (default: send.connections).",
+    help="SMTP connections at once, for this sender (default: send.connections).",
 )
 @click.option(
     "--rate",
     callback=_parse_rate,
     metavar="N/s",
-    help="At most N messages per second (or N/m, N/h).",
+    help="At most N messages per second (or N/m, N/h) from this sender.",
+)
+@click.option(
+    "--campaign-rate",
+    callback=_parse_rate,
+    metavar="N/s",
+    help="At most N messages per second for the whole campaign, shared by every "
+    "sender running it (default: send.campaign_rate).",
 )
 @click.option(
     "--retry-failed", is_flag=True, help="Try the failed recipients of a finished send again."
@@ -95,6 +102,7 @@ def send(
     dry_run_dir: Path | None,
     connections: int | None,
     rate: float | None,
+    campaign_rate: float | None,
     retry_failed: bool,
     retry_unknown: bool,
     at: str | None,
@@ -104,7 +112,9 @@ def send(
 
     Without NEWSLETTER_SMTP_URL the messages go to the embedded local SMTP server and
     land in outbox/ as .eml files (kept until you delete them). Ctrl-C or SIGTERM
-    finishes the messages in flight and stops; run the same command to resume.
+    finishes the messages in flight and stops; run the same command to resume. The
+    same command started on another machine (sharing a PostgreSQL database) while a
+    send runs joins it: each sender sends its own share.
     """
     from newsletter.deliver import latest_issue, send_test
 
@@ -124,7 +134,7 @@ def send(
     elif at is not None:
         _schedule(workspace, issue_dir, at, list_name)
     else:
-        run = _ListRun(list_name, connections, rate, retry_failed, retry_unknown)
+        run = _ListRun(list_name, connections, rate, campaign_rate, retry_failed, retry_unknown)
         _send_to_list(ctx, workspace, issue_dir, run, yes=yes)
 
 
@@ -135,6 +145,7 @@ class _ListRun:
     list_name: str | None
     connections: int | None
     rate: float | None
+    campaign_rate: float | None
     retry_failed: bool
     retry_unknown: bool
 
@@ -205,6 +216,7 @@ def _send_to_list(
             list_name=run.list_name,
             connections=run.connections,
             rate=run.rate,
+            campaign_rate=run.campaign_rate,
             retry_failed=run.retry_failed,
             retry_unknown=run.retry_unknown,
             progress=on_progress,
@@ -241,6 +253,8 @@ def _resume_command(issue_dir: Path, run: _ListRun) -> str:
             again += [flag, shlex.quote(str(value))]
     if run.rate is not None:
         again += ["--rate", f"{run.rate:g}/s"]
+    if run.campaign_rate is not None:
+        again += ["--campaign-rate", f"{run.campaign_rate:g}/s"]
     return " ".join(again)
 
 

@@ -37,11 +37,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.aio import run_async
 from newsletter.config import Send
-from newsletter.errors import DeliveryError
+from newsletter.errors import NewsletterError, StoreError
 from newsletter.mail.template import MessageTemplate
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.ratelimit import RateLimiter
@@ -55,7 +57,8 @@ from newsletter.store.deliveries import (
     UNKNOWN,
     Result,
 )
-from newsletter.store.ledger import LedgerSession
+from newsletter.store.ledger import LedgerSession, Sender
+from newsletter.store.senders import Beat
 
 from .lanes import IDLE, READY, RECHECK, Done, Fatal, Item, Lane, Lanes, Retry
 from .outcomes import backoff, result_for
@@ -100,7 +103,7 @@ class RunCounts:
     unknown: int = 0
     bounced: int = 0
     connections_opened: int = 0
-    fatal: DeliveryError | None = None
+    fatal: NewsletterError | None = None
     stopped: bool = False
 
 
@@ -109,7 +112,11 @@ class LedgerRun:
     """One pass over a campaign's due rows (see the module docstring).
 
     ``run()`` returns the counts; it never raises for a recipient's problem, and
-    reports a run-stopping DeliveryError in ``RunCounts.fatal``.
+    reports a run-stopping DeliveryError (or StoreError: the database was lost) in
+    ``RunCounts.fatal``. ``sender`` is this process's lease among the campaign's
+    senders; ``rate`` limits this sender, ``campaign_rate`` the campaign, shared with
+    the other live senders (each takes its part, updated on every heartbeat).
+    ``senders`` is how many were live when this one joined, itself included.
     """
 
     store: Store
@@ -125,21 +132,35 @@ class LedgerRun:
     tuning: SendTuning = field(default_factory=SendTuning)
     progress: Callable[[SendProgress], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    sender: Sender | None = None
+    campaign_rate: float = 0.0
+    senders: int = 1
 
     def __post_init__(self) -> None:
-        self._limiter = RateLimiter(self.rate, clock=self.tuning.monotonic)
+        self._limiter = RateLimiter(self._rate_for(self.senders), clock=self.tuning.monotonic)
         self._news: asyncio.Future[None] | None = None  # the coordinator's wake-up
         self._exhausted = False  # the last claim found fewer rows than asked for
+        self._looked_for_orphans = False  # a last beat after exhaustion found nothing
+        self._live = self.senders
         self._last_beat = 0.0
+        self._database_lost = False
+        # the campaign's rows left at the last look, and this run's done count then
+        self._left_at_look, self._done_at_look = self.total, 0
         self.counts = RunCounts()
         self._started = time.monotonic()
+
+    def _rate_for(self, live: int) -> float:
+        """This sender's limit with ``live`` senders sharing the campaign's (0 = none)."""
+        share = self.campaign_rate / max(live, 1) if self.campaign_rate > 0 else 0.0
+        limits = [r for r in (self.rate, share) if r > 0]
+        return min(limits) if limits else 0.0
 
     def run(self) -> RunCounts:
         """Send every due row once (with the in-run retries), then return the counts."""
         connections = [SmtpConnection(self.smtp) for _ in range(self.connections)]
         opener = ThreadPoolExecutor(self.connections, thread_name_prefix="smtp-open")
         try:
-            with LedgerSession(self.store, self.campaign_id, self.list_id) as session:
+            with LedgerSession(self.store, self.campaign_id, self.list_id, self.sender) as session:
                 self._session = session
                 run_async(self._main(connections, opener))
         finally:
@@ -187,9 +208,17 @@ class LedgerRun:
             beat = time.monotonic() - self._last_beat >= self.tuning.heartbeat_seconds
             if lanes.items or want or beat or rechecks:
                 self._step(free, want, rechecks, beat)
-            if all(lane.row is None for lane in lanes.all) and (self._exhausted or lanes.halted):
-                lanes.close()
+            if self._database_lost:
+                lanes.close()  # nothing more can be recorded: the lanes end what they hold
                 return
+            if all(lane.row is None for lane in lanes.all) and (self._exhausted or lanes.halted):
+                if lanes.halted or self._looked_for_orphans:
+                    lanes.close()
+                    return
+                # before leaving, one more beat: a dead sender's rows may be waiting
+                self._looked_for_orphans = True
+                self._step([], 0, [], True)
+                continue
             until = [self._last_beat + self.tuning.heartbeat_seconds]
             if next_claim is not None:
                 until.append(time.monotonic() + next_claim)
@@ -205,17 +234,24 @@ class LedgerRun:
         want = 0 if lanes.halted else want  # a fatal outcome just recorded
         if not lanes.halted and any(result.status == QUEUED for result in results):
             self._exhausted = False  # a row handed back (a retired lane) goes out later
-        step = self._session.step(
-            results,
-            want,
-            now,
-            self.runner if beat else None,
-            recheck=[lane.row.id for lane in rechecks if lane.row is not None],
-        )
+        stale_before = now - timedelta(seconds=self.tuning.stale_after_seconds)
+        try:
+            step = self._session.step(
+                results,
+                want,
+                now,
+                stale_before if beat else None,
+                recheck=[lane.row.id for lane in rechecks if lane.row is not None],
+            )
+        except (OperationalError, InterfaceError) as exc:
+            self._lose_database(exc)
+            return
         if beat:
             self._last_beat = time.monotonic()
         # committed: now it may be reported, and the claimed rows may go out
         self._count(results, step.skipped)
+        if step.beat is not None:
+            self._heard(step.beat)
         if want and len(step.claimed) < want:
             self._exhausted = True
         for lane, row in zip(free, step.claimed, strict=False):
@@ -227,6 +263,55 @@ class LedgerRun:
         if lanes.server_busy and not self._exhausted:
             self._exhausted = True
             self._defer_the_rest(now, lanes.server_busy)
+
+    def _heard(self, found: Beat) -> None:
+        """Act on a heartbeat: stop if the lease was lost, take up a dead sender's rows,
+        share the campaign's rate among the live senders, refresh the campaign's progress."""
+        if not found.held:
+            log.warning(
+                "this sender was silent past %g s and its rows were given to the others; "
+                "stopping after the messages in flight",
+                self.tuning.stale_after_seconds,
+            )
+            self.counts.stopped = True
+            self._lanes.halt()
+            return
+        if found.recovered:
+            log.warning(
+                "%d messages a stopped sender had in flight are back in the queue; sending "
+                "them (a recipient whose server had taken one gets it twice)",
+                found.recovered,
+            )
+            self._exhausted = self._looked_for_orphans = False
+        if found.live != self._live and self.campaign_rate > 0:
+            self._limiter.set_rate(self._rate_for(found.live))
+        self._live = found.live
+        if found.left is not None:
+            self._left_at_look, self._done_at_look = found.left, self._done()
+
+    def _lose_database(self, exc: Exception) -> None:
+        """The database is gone: stop claiming and sending; nothing more is recorded."""
+        reason = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())[:200]
+        log.error("lost the database while sending: %s", reason)
+        self._database_lost = True
+        self._lanes.items = []
+        self.counts.fatal = StoreError(
+            f"lost the database while sending ({reason})",
+            hint="the messages in flight go back to the queue when this sender's lease "
+            f"expires ({self.tuning.stale_after_seconds:g} s, or at once for a sender on "
+            "this machine)",
+        )
+        self._lanes.halt()
+
+    def _campaign_done(self) -> int:
+        """Of the campaign's rows due when this run started, how many are done by now
+        by every sender (as of the last heartbeat, plus this run's since)."""
+        done = self.total - self._left_at_look + self._done() - self._done_at_look
+        return max(0, min(done, self.total))
+
+    def _done(self) -> int:
+        counts = self.counts
+        return counts.sent + counts.failed + counts.deferred + counts.skipped + counts.unknown
 
     def _raise_if_a_lane_failed(self) -> None:
         """A lane's task ended with an error (a bug): end the run with it, not hang."""
@@ -245,7 +330,11 @@ class LedgerRun:
         return (0, wait) if wait > 0 else (1, None)
 
     def _defer_the_rest(self, now: datetime, why: str) -> None:
-        """The server keeps refusing sessions: defer every queued row to a later run."""
+        """The server keeps refusing sessions: defer every queued row to a later run,
+        unless other senders (with relays of their own) are there to send them."""
+        if self._live > 1:
+            log.warning("%s; leaving the rest to the other senders", why)
+            return
         deferred = self._session.defer_queued(
             now, now + backoff(1, self.send_config), f"not tried: {why}"
         )
@@ -311,5 +400,6 @@ class LedgerRun:
                     skipped=counts.skipped,
                     unknown=counts.unknown,
                     elapsed=time.monotonic() - self._started,
+                    campaign_done=self._campaign_done(),
                 )
             )

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 NEW, RESUME, WAITING, FINISHED = "new", "resume", "waiting", "finished"
+RUNNING = "running"  # a sender left while others still send the campaign
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class SendProgress:
     skipped: int
     unknown: int
     elapsed: float
+    # of the campaign's rows due when this run started (``total``), how many every
+    # sender together has done: this run's own share is ``done``
+    campaign_done: int | None = None
 
     @property
     def done(self) -> int:
@@ -112,6 +116,8 @@ class SendReport:
             return f"test send: {line}"
         if self._campaign_differs():
             line += f" (campaign: {self.campaign_counts()})"
+        if self.state == RUNNING:
+            line += "; other senders are still sending this campaign"
         if self.deferred_left and self.next_attempt_at is not None:
             line += f"; deferred rows are due again from {self.next_attempt_at:%Y-%m-%d %H:%M} UTC"
         if self.campaign_unknown:

@@ -7,13 +7,17 @@ folder sent to one list, see ``store.deliveries``):
 1. The first run renders the issue once, checks it (HTML size, postal address,
    unsubscribe link) and stores it with the campaign; later runs send that stored
    copy, so a resumed send delivers what the first run started with, edits or not.
-2. The run takes the campaign (one process at a time; a dead or silent one is taken
-   over), puts back rows a crashed run left in flight, gives every list member of the
-   start a queued row (streamed, in batches), and lets ``engine.LedgerRun`` send.
-3. It ends ``finished`` (nobody left), ``waiting`` (deferred rows due later: run it
-   again, or let ``serve`` call ``retry_due_deferrals``) or ``stopped`` (Ctrl-C, an
-   error: run it again to resume). A finished campaign is never sent again;
-   ``retry_failed`` puts its failed rows (only those) back in the queue.
+2. The run joins the campaign as one of its senders (``store.senders``: several
+   processes, on one machine or many, may send one campaign together; each claims
+   its own rows), puts back rows that dead senders left in flight, gives every list
+   member of the start a queued row (streamed, in batches), and lets
+   ``engine.LedgerRun`` send.
+3. The last sender to leave puts the campaign in its state: ``finished`` (nobody
+   left), ``waiting`` (deferred rows due later: run it again, or let ``serve`` call
+   ``retry_due_deferrals``) or ``stopped`` (Ctrl-C, an error: run it again to
+   resume). A sender leaving while others still send reports ``running``. A finished
+   campaign is never sent again; ``retry_failed`` puts its failed rows (only those)
+   back in the queue.
 
 Where the messages go (the configured server or the embedded one) is ``transport``'s.
 """
@@ -23,13 +27,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from newsletter.compose.folder import issue_key
-from newsletter.errors import AlreadySentError, DeliveryError, NewsletterError
+from newsletter.errors import AlreadySentError, NewsletterError, StoreError
 from newsletter.mail.template import MessageTemplate
 from newsletter.smtp.settings import SmtpSettings, smtp_settings
 from newsletter.store import Store, open_store_for
@@ -38,11 +45,9 @@ from newsletter.store.campaigns import (
     STOPPED,
     WAITING,
     Campaign,
-    acquire,
     campaigns_due,
     create_campaign,
     find_campaign,
-    release_campaign,
 )
 from newsletter.store.deliveries import (
     DEFERRED,
@@ -56,8 +61,10 @@ from newsletter.store.deliveries import (
     next_attempt,
     pending_now,
 )
-from newsletter.store.lease import describe_holder, holder_name
-from newsletter.store.ledger_queue import enqueue, expire_deferred, recover_in_flight, requeue
+from newsletter.store.lease import RUNNING, holder_name
+from newsletter.store.ledger import Sender
+from newsletter.store.ledger_queue import enqueue, expire_deferred, requeue
+from newsletter.store.senders import Joined, join_campaign, leave_campaign, recover_orphans
 from newsletter.workspace import Workspace
 
 from .content import check_placeholders, check_sender, issue_label, make_template, render_for_send
@@ -76,6 +83,7 @@ def send_issue(
     list_name: str | None = None,
     connections: int | None = None,
     rate: float | None = None,
+    campaign_rate: float | None = None,
     retry_failed: bool = False,
     retry_unknown: bool = False,
     smtp_url: str | None = None,
@@ -87,8 +95,11 @@ def send_issue(
     """Send ``issue_dir`` to ``list_name`` (default ``send.list``) -> SendReport.
 
     ``connections`` (default ``send.connections``) SMTP connections at once, ``rate``
-    messages per second at most (default ``send.rate``, 0 = no limit), ``smtp_url``
-    instead of NEWSLETTER_SMTP_URL (neither: the embedded server). ``progress`` is
+    messages per second at most (default ``send.rate``, 0 = no limit): both for this
+    sender alone. ``campaign_rate`` (default ``send.campaign_rate``) limits the whole
+    campaign, shared among the senders running it. ``smtp_url`` instead of
+    NEWSLETTER_SMTP_URL (neither: the embedded server). A send started while another
+    process sends the same campaign joins it. ``progress`` is
     called after each committed group of outcomes. Setting ``stop`` (or Ctrl-C with
     ``handle_sigint``) ends the run after the messages in flight (report.interrupted).
 
@@ -98,8 +109,8 @@ def send_issue(
 
     Raises AlreadySentError for a finished campaign (unless one of those),
     DeliveryError when the server cannot be used at all (the run stops, nothing in
-    flight is marked sent, a rerun resumes), NewsletterError when another process is
-    sending the same campaign, RenderError/ConfigError/StoreError for bad input.
+    flight is marked sent, a rerun resumes), StoreError when the database is lost
+    mid-run, RenderError/ConfigError/StoreError for bad input.
     """
     run = _Run(
         ws,
@@ -111,6 +122,7 @@ def send_issue(
         stop=stop or threading.Event(),
         connections=connections,
         rate=rate,
+        campaign_rate=campaign_rate,
         progress=progress,
         handle_sigint=handle_sigint,
     )
@@ -131,6 +143,7 @@ class _Run:
     stop: threading.Event
     connections: int | None  # default: send.connections
     rate: float | None  # default: send.rate
+    campaign_rate: float | None  # default: send.campaign_rate
     progress: Callable[[SendProgress], None] | None
     handle_sigint: bool
     runner: str = field(default_factory=holder_name)
@@ -155,7 +168,8 @@ class _Run:
             list_id = list_id_of(store, self.list_name)
             campaign, report = self.open_campaign(store, list_id, key, smtp_target(self.ws, smtp))
             report.warnings[:0] = [w for w in placeholders if w not in report.warnings]
-            counted, found, state = self.hold(store, campaign, smtp, report)
+            with _database_kept():
+                counted, found, state = self.hold(store, campaign, smtp, report)
         report = _final_report(report, counted, found, state, time.monotonic() - started)
         if counted.fatal is not None:
             raise _stopped_by(counted)
@@ -204,21 +218,18 @@ class _Run:
     def hold(
         self, store: Store, campaign: Campaign, smtp: SmtpSettings | None, report: SendReport
     ) -> tuple[RunCounts, dict[str, int], str]:
-        """Take ``campaign``, queue and send its due rows, release it in the state they
-        leave it in -> (this run's counts, the campaign's rows per status, that state)."""
+        """Join ``campaign``'s senders, queue and send its due rows, leave it -> (this
+        run's counts, the campaign's rows per status, its state afterwards)."""
         template = self.template(campaign)
-        self.take(store, campaign)
+        joined = self.join(store, campaign)
         counted = RunCounts()
-        state = STOPPED
         try:
             total = self.queue(store, campaign, report)
             if total:
-                counted = self.send(store, campaign, template, smtp, total, report)
-            found = _campaign_totals(store, campaign.id, report)
-            state = _final_state(counted, found)
+                counted = self.send(store, campaign, joined, template, smtp, total, report)
         finally:
-            release_campaign(store, campaign.id, self.runner, state, self.tuning.clock())
-        return counted, found, state
+            state = self.leave(store, campaign, joined, counted)
+        return counted, _campaign_totals(store, campaign.id, report), state
 
     def template(self, campaign: Campaign) -> MessageTemplate:
         """The message template of ``campaign``'s stored render, built once per run."""
@@ -233,34 +244,56 @@ class _Run:
             campaign_id=campaign.id,
         )
 
-    def take(self, store: Store, campaign: Campaign) -> None:
-        """Make this process the campaign's one sender; NewsletterError if another is."""
+    def stale_before(self) -> tuple[datetime, datetime]:
+        """(now, the time before which a silent sender counts as dead)."""
         now = self.tuning.clock()
-        stale = now - timedelta(seconds=self.tuning.stale_after_seconds)
-        holder = acquire(store, campaign, self.runner, now, stale)
-        if holder is not None:
-            raise NewsletterError(
-                f"{self.issue_dir} is being sent to list {self.list_name!r} by another "
-                f"process ({describe_holder(holder)})",
-                hint="let it finish; a send silent for "
-                f"{self.tuning.stale_after_seconds:g} s can be taken over by running send again",
+        return now, now - timedelta(seconds=self.tuning.stale_after_seconds)
+
+    def join(self, store: Store, campaign: Campaign) -> Joined:
+        """Make this process one of the campaign's senders -> its place."""
+        now, stale = self.stale_before()
+        with _database_kept():
+            joined = join_campaign(store, campaign.id, self.runner, now, stale)
+        if joined.others:
+            log.info(
+                "joining %d other sender(s) of %s to list %r",
+                joined.others,
+                self.issue_dir,
+                self.list_name,
             )
+        return joined
+
+    def leave(self, store: Store, campaign: Campaign, joined: Joined, run: RunCounts) -> str:
+        """End this sender's part: what it holds goes back to the queue -> the
+        campaign's state (``running`` while other senders carry on)."""
+        now, stale = self.stale_before()
+        with _database_kept(run):
+            state = leave_campaign(
+                store,
+                campaign.id,
+                joined.sender_id,
+                self.runner,
+                now,
+                stale,
+                lambda found: _final_state(run, found),
+            )
+        return RUNNING if state is None else state
 
     def queue(self, store: Store, campaign: Campaign, report: SendReport) -> int:
         """Put back what a crashed run left in flight (and, if asked, the failed or
         unknown rows), expire old deferrals, queue the list on the first run -> how
         many rows are due now."""
-        now = self.tuning.clock()
+        now, stale = self.stale_before()
         lifetime = timedelta(hours=self.ws.config.send.retry_lifetime_hours)
         with store.write() as conn:
-            report.recovered = recover_in_flight(conn, campaign.id, now)
+            report.recovered = recover_orphans(conn, campaign.id, stale, now)
             retry = [FAILED] * self.retry_failed + [UNKNOWN] * self.retry_unknown
             report.requeued = requeue(conn, campaign.id, retry, now) if retry else 0
             expire_deferred(conn, campaign.id, now - lifetime, now)
         if report.recovered:
             log.warning(
-                "%d messages were in flight when an earlier run stopped; sending them "
-                "again (a recipient whose server had taken one gets it twice)",
+                "%d messages were in flight when an earlier sender stopped; sending "
+                "them again (a recipient whose server had taken one gets it twice)",
                 report.recovered,
             )
         if campaign.enqueued_at is None:
@@ -273,6 +306,7 @@ class _Run:
         self,
         store: Store,
         campaign: Campaign,
+        joined: Joined,
         template: MessageTemplate,
         smtp: SmtpSettings | None,
         total: int,
@@ -300,6 +334,11 @@ class _Run:
                 tuning=self.tuning,
                 progress=self.progress,
                 stop=self.stop,
+                sender=Sender(joined.sender_id, self.runner),
+                campaign_rate=(
+                    send.campaign_rate if self.campaign_rate is None else self.campaign_rate
+                ),
+                senders=joined.others + 1,
             ).run()
 
 
@@ -319,6 +358,22 @@ def _already_sent(issue_dir: Path, campaign: Campaign, found: dict[str, int]) ->
         f"({found[SENT]} sent, {found[FAILED]} failed{unknown})",
         hint="; ".join(hints) or "compose a new issue to send again",
     )
+
+
+@contextmanager
+def _database_kept(run: RunCounts | None = None) -> Iterator[None]:
+    """Turn a lost database into a StoreError (the run's own, if it lost it first)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        if run is not None and isinstance(run.fatal, StoreError):
+            raise run.fatal from None
+        reason = " ".join(str(exc.orig).split())[:200]
+        raise StoreError(
+            f"lost the database while sending ({reason})",
+            hint="check that the database is reachable, then run the same send again to "
+            "resume; messages in flight go back to the queue when this sender's lease ends",
+        ) from None
 
 
 def _final_state(run: RunCounts, found: dict[str, int]) -> str:
@@ -359,7 +414,7 @@ def _final_report(
     )
 
 
-def _stopped_by(run: RunCounts) -> DeliveryError:
+def _stopped_by(run: RunCounts) -> NewsletterError:
     """The run-stopping error, saying how far the run got and how to resume."""
     error = run.fatal
     assert error is not None

@@ -16,6 +16,10 @@ class RateLimiter:
         self._clock = clock
         self._next = 0.0
 
+    def set_rate(self, per_second: float) -> None:
+        """Change the limit (0 = none) from the next message on."""
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+
     def ready_in(self) -> float:
         """Seconds until a message may go (0.0: now); takes nothing."""
         if not self.interval:

@@ -27,6 +27,7 @@ keys on ``sha256(normalised address)`` so an erased address stays blocked.
 # importing them registers their erase hooks
 from newsletter.store import bounce_reports as _bounce_reports  # noqa: F401
 from newsletter.store import ledger_privacy as _ledger_privacy  # noqa: F401
+from newsletter.store import senders as _senders  # noqa: F401
 from newsletter.store.addresses import address_hash, normalize_address
 from newsletter.store.engine import open_store, open_store_for, upgrade_schema
 from newsletter.store.privacy import ERASE_HOOKS

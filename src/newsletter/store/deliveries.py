@@ -65,6 +65,9 @@ deliveries = Table(
     Column("code", Integer, nullable=True),
     Column("enhanced", String(16), nullable=False, default=""),
     Column("reply", Text, nullable=False, default=""),
+    # the campaign_senders row that claimed it (while sending) or recorded it; no foreign
+    # key: a sender row is only ever marked, never deleted while its campaign lives
+    Column("sender_id", Integer, nullable=True),
     CheckConstraint(sql_in("status", DELIVERY_STATUSES), name="status"),
     UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_id"),
     # claiming (the next queued rows in id order), counting per status

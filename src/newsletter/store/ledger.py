@@ -20,7 +20,6 @@ from sqlalchemy import Connection, func, select, update
 
 from newsletter.store.addresses import address_hash
 from newsletter.store.base import WRITE_OPTION
-from newsletter.store.campaigns import CAMPAIGN_LEASE
 from newsletter.store.compiled import CompiledStatement
 from newsletter.store.deliveries import (
     DEFERRED,
@@ -32,7 +31,6 @@ from newsletter.store.deliveries import (
     Result,
     deliveries,
 )
-from newsletter.store.lease import renew
 from newsletter.store.ledger_sql import (
     blocked_hashes_statement,
     compile_ledger,
@@ -42,16 +40,26 @@ from newsletter.store.ledger_sql import (
 from newsletter.store.ops import consent_row, record_consents, suppress_subscriber
 from newsletter.store.records import Consent
 from newsletter.store.schema import ACTIVE, BOUNCED, memberships, subscribers
+from newsletter.store.senders import Beat, beat
 from newsletter.store.subscribers import Store
 
 
 class Step(NamedTuple):
     """What one ``LedgerSession.step`` committed: the rows claimed (now ``sending``),
-    how many rows it marked skipped, and which re-checked rows were among them."""
+    how many rows it marked skipped, which re-checked rows were among them, and what
+    the heartbeat found (None: no beat in this step)."""
 
     claimed: list[Claimed]
     skipped: int
     dropped: frozenset[int] = frozenset()
+    beat: Beat | None = None
+
+
+class Sender(NamedTuple):
+    """Who claims in a session: the ``campaign_senders`` row and its holder."""
+
+    id: int
+    holder: str
 
 
 class LedgerSession:
@@ -68,9 +76,12 @@ class LedgerSession:
     the write transaction, so an unsubscribe committed before it is always seen.
     """
 
-    def __init__(self, store: Store, campaign_id: int, list_id: int) -> None:
+    def __init__(
+        self, store: Store, campaign_id: int, list_id: int, sender: Sender | None = None
+    ) -> None:
         self.campaign_id = campaign_id
         self.list_id = list_id
+        self.sender = sender
         self._conn = store.engine.connect().execution_options(**{WRITE_OPTION: True})
         self._dialect = self._conn.dialect
         self._restore_sync: Any = None
@@ -157,19 +168,21 @@ class LedgerSession:
         results: Sequence[Result],
         want: int,
         now: datetime,
-        runner: str | None = None,
+        stale_before: datetime | None = None,
         recheck: Sequence[int] = (),
     ) -> Step:
         """Record ``results``, re-check the held rows ``recheck``, claim up to ``want``
-        rows, beat for ``runner`` if given, commit -> Step.
+        rows, commit -> Step. With ``stale_before``, the sender also beats its heartbeat
+        and puts back the rows of senders silent since then (``senders.beat``).
 
         ``recheck`` names rows this run holds (``sending``) and is about to try again
         after a wait (a reconnect backoff): each gets the claim's checks once more, and
         who left meanwhile is marked skipped (``Step.dropped``) instead of written to.
         """
-        simple = runner is None and not recheck and not any(r.bounce for r in results)
+        simple = stale_before is None and not recheck and not any(r.bounce for r in results)
         if self._raw is not None and simple:
             return Step(*self._step_raw(self._raw, results, want, now))
+        found: Beat | None = None
         with self._conn.begin():
             cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
@@ -178,11 +191,12 @@ class LedgerSession:
                 dropped = self._recheck(cursor, recheck, now) if recheck else frozenset()
             finally:
                 cursor.close()
-            if runner is not None:
-                renew(self._conn, CAMPAIGN_LEASE, self.campaign_id, runner, now)
-        if runner is not None:
+            if stale_before is not None and self.sender is not None:
+                sender_id, holder = self.sender
+                found = beat(self._conn, self.campaign_id, sender_id, holder, now, stale_before)
+        if stale_before is not None:
             self._checkpoint()
-        return Step(taken, skipped + len(dropped), dropped)
+        return Step(taken, skipped + len(dropped), dropped, found)
 
     def _recheck(self, cursor: Any, row_ids: Sequence[int], now: datetime) -> frozenset[int]:
         """Held rows whose reader may no longer receive -> their ids, marked skipped."""
@@ -284,6 +298,7 @@ class LedgerSession:
     def _claim(self, cursor: Any, want: int, now: datetime) -> tuple[list[Claimed], int]:
         taken: list[Claimed] = []
         skipped = 0
+        sender = None if self.sender is None else self.sender.id
         sources = [self._sql.queued, self._sql.due]
         while len(taken) < want and sources:
             statement = sources[0]
@@ -311,7 +326,9 @@ class LedgerSession:
                     )
                     continue
                 marks.append(
-                    self._sql.mark.params({"row_id": row_id, "row_email": email, "row_now": now})
+                    self._sql.mark.params(
+                        {"row_id": row_id, "row_sender": sender, "row_email": email, "row_now": now}
+                    )
                 )
                 if self._first_attempt is not None:
                     first = self._first_attempt(first)

@@ -80,6 +80,7 @@ def _row_updates() -> dict[str, Any]:
         .where(row)
         .values(
             status=SENDING,
+            sender_id=bindparam("row_sender", type_=Integer()),
             email=bindparam("row_email"),
             attempts=deliveries.c.attempts + 1,
             first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, _now()),
@@ -90,7 +91,9 @@ def _row_updates() -> dict[str, Any]:
         .values(status=SKIPPED, reply=bindparam("row_reply"), updated_at=_now()),
         "hand_back": update(deliveries)
         .where(row, deliveries.c.status == SENDING)
-        .values(status=QUEUED, attempts=deliveries.c.attempts - 1, updated_at=_now()),
+        .values(
+            status=QUEUED, sender_id=None, attempts=deliveries.c.attempts - 1, updated_at=_now()
+        ),
         "record": update(deliveries)
         .where(row)
         .values(
@@ -106,8 +109,13 @@ def _row_updates() -> dict[str, Any]:
 
 
 def compile_ledger(dialect: Any) -> LedgerStatements:
-    """Every statement of the claim and record steps, compiled for ``dialect``."""
-    candidates = _candidates()
+    """Every statement of the claim and record steps, compiled for ``dialect``.
+
+    On PostgreSQL a claim locks the rows it reads and skips rows another sender's claim
+    has locked, so senders sharing a campaign never wait for, nor take, each other's
+    rows (SQLite has one writer at a time, so its claims never overlap).
+    """
+    candidates = _candidates().with_for_update(skip_locked=True, of=deliveries)
     due = candidates.where(
         deliveries.c.status == DEFERRED,
         deliveries.c.next_attempt_at <= bindparam("now", type_=UtcDateTime()),

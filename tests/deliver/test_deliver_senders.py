@@ -1,0 +1,154 @@
+"""Several senders on one campaign (store/senders.py, deliver/send.py), on a real SQLite
+file against a real aiosmtpd server on loopback: joining a running campaign, leaving it
+to the others, taking up a dead sender's rows, sharing a campaign-wide rate."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from sqlalchemy import insert, select, update
+
+from ledger_server import FAST, SAMPLE, LedgerServer, add_members, handler_of, ledger
+from newsletter.deliver import send_issue
+from newsletter.deliver.history import issue_history
+from newsletter.deliver.reports import SendReport
+from newsletter.store import open_store_for
+from newsletter.store.campaigns import campaigns
+from newsletter.store.deliveries import deliveries
+from newsletter.store.senders import campaign_senders, sender_counts
+from newsletter.workspace import Workspace
+
+
+def _first_run_stopped(ws: Workspace, issue: Path, server: LedgerServer) -> int:
+    """A campaign created and queued, nothing sent -> its id."""
+    stop = threading.Event()
+    stop.set()
+    report = send_issue(ws, issue, smtp_url=server.url, stop=stop, tuning=FAST)
+    assert report.state == "stopped" and report.campaign_id is not None
+    return report.campaign_id
+
+
+def _fake_sender(ws: Workspace, campaign_id: int, holder: str, rows: int) -> list[int]:
+    """Record a sender ``holder`` that holds ``rows`` queued rows in flight -> their ids."""
+    now = datetime.now(UTC)
+    with open_store_for(ws) as store, store.write() as conn:
+        sender_id = conn.execute(
+            insert(campaign_senders)
+            .values(
+                campaign_id=campaign_id,
+                holder=holder,
+                state="running",
+                heartbeat_at=now,
+                started_at=now,
+            )
+            .returning(campaign_senders.c.id)
+        ).scalar_one()
+        held = list(
+            conn.scalars(
+                select(deliveries.c.id)
+                .where(deliveries.c.status == "queued")
+                .order_by(deliveries.c.id)
+                .limit(rows)
+            )
+        )
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(held))
+            .values(status="sending", sender_id=sender_id, attempts=1)
+        )
+        conn.execute(update(campaigns).values(state="running", runner=holder, heartbeat_at=now))
+    return held
+
+
+def test_a_send_joins_a_running_one_and_every_reader_gets_one_copy(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    """A holds its first message in the server; B starts meanwhile, joins, sends the rest
+    and leaves the campaign running; A then finishes it."""
+    add_members(ws, 15)
+    a_held, release = threading.Event(), threading.Event()
+
+    async def hold_first(session: SMTP, count: int) -> None:
+        if count == 1:
+            a_held.set()
+            await asyncio.to_thread(release.wait, 30)
+
+    handler_of(server).before_reply = hold_first
+    outcome: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        outcome[name] = send_issue(ws, issue, smtp_url=server.url, connections=1, tuning=FAST)
+
+    a = threading.Thread(target=run, args=("a",))
+    a.start()
+    try:
+        assert a_held.wait(30), "A never reached the server"
+        run("b")
+    finally:
+        release.set()
+        a.join(30)
+    a_report, b_report = outcome["a"], outcome["b"]
+    assert isinstance(a_report, SendReport) and isinstance(b_report, SendReport)
+    assert b_report.state == "running" and "other senders are still sending" in b_report.summary()
+    assert (a_report.sent, b_report.sent) == (1, 19)
+    assert a_report.state == "finished"
+    assert set(handler_of(server).per_address().values()) == {1}
+    assert len(handler_of(server).per_address()) == 20
+    with open_store_for(ws) as store, store.read() as conn:
+        assert sender_counts(conn, a_report.campaign_id or 0)["left"] == 2
+    assert len(issue_history(ws)) == 1  # one campaign, one line
+
+
+def test_a_live_senders_rows_are_left_alone_and_a_dead_ones_are_sent_again(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    campaign_id = _first_run_stopped(ws, issue, server)
+    alive = f"{socket.gethostname()}:{os.getppid()}:1"  # our parent: a live process
+    held = _fake_sender(ws, campaign_id, alive, rows=2)
+
+    joined = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert (joined.sent, joined.recovered, joined.state) == (3, 0, "running")
+    rows = ledger(ws)
+    assert sorted(status for status, _, _ in rows.values()).count("sending") == 2
+
+    with open_store_for(ws) as store, store.write() as conn:  # the parent "dies"
+        conn.execute(update(campaign_senders).values(holder=f"{socket.gethostname()}:4194999:1"))
+    rerun = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert (rerun.sent, rerun.recovered, rerun.state) == (2, 2, "finished")
+    assert handler_of(server).per_address() == Counter(dict.fromkeys(SAMPLE, 1))
+    with open_store_for(ws) as store, store.read() as conn:
+        assert sender_counts(conn, campaign_id)["lost"] == 1
+        sent_by = conn.execute(
+            select(deliveries.c.sender_id).where(deliveries.c.id.in_(held))
+        ).scalars()
+        assert None not in set(sent_by)  # each row names the sender that recorded it
+
+
+def test_a_sender_silent_past_the_stale_limit_loses_its_rows(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    campaign_id = _first_run_stopped(ws, issue, server)
+    elsewhere = "another-host.example:4242:1"  # its pid cannot be checked from here
+    _fake_sender(ws, campaign_id, elsewhere, rows=2)
+    with open_store_for(ws) as store, store.write() as conn:
+        silent = datetime.now(UTC) - timedelta(seconds=FAST.stale_after_seconds + 5)
+        conn.execute(update(campaign_senders).values(heartbeat_at=silent))
+    report = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert (report.sent, report.recovered, report.state) == (5, 2, "finished")
+
+
+def test_a_fresh_sender_elsewhere_keeps_its_rows(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    campaign_id = _first_run_stopped(ws, issue, server)
+    _fake_sender(ws, campaign_id, "another-host.example:4242:1", rows=2)
+    report = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert (report.sent, report.recovered, report.state) == (3, 0, "running")
