@@ -4,7 +4,6 @@ who is sent to, the lock on a campaign, the scheduler's entry point."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP
 from sqlalchemy import select, update
 
 from ledger_server import (
@@ -31,7 +29,6 @@ from ledger_server import (
     parsed,
 )
 from newsletter.deliver import (
-    SendTuning,
     plan_send,
     send_issue,
 )
@@ -41,7 +38,6 @@ from newsletter.mail.tokens import UnsubscribeTokens
 from newsletter.store import Consent, open_store_for
 from newsletter.store.campaigns import campaigns
 from newsletter.store.deliveries import deliveries
-from newsletter.store.lease import holder_name
 from newsletter.store.ledger import LedgerSession
 from newsletter.workspace import Workspace
 

@@ -207,6 +207,19 @@ def release_campaign(
         release(conn, CAMPAIGN_LEASE, campaign_id, runner, state, **values)
 
 
+def lock_campaign(conn: Connection, campaign_id: int) -> bool:
+    """Serialise the senders' joins, leaves and enqueues of one campaign on PostgreSQL
+    (SQLite's write lock already does) -> whether the campaign's rows are all queued.
+
+    Two senders starting at once must neither both think they are alone nor both
+    insert the same delivery rows.
+    """
+    query = select(campaigns.c.enqueued_at).where(campaigns.c.id == campaign_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.scalar(query) is not None
+
+
 def mark_enqueued(conn: Connection, campaign_id: int, now: datetime) -> None:
     """Record that every list member of the start has a delivery row."""
     conn.execute(

@@ -27,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 
-from newsletter.store.campaigns import mark_enqueued
+from newsletter.store.campaigns import lock_campaign, mark_enqueued
 from newsletter.store.deliveries import DEFERRED, FAILED, QUEUED, SENDING, deliveries
 from newsletter.store.schema import ACTIVE, UtcDateTime, memberships, subscribers
 from newsletter.store.subscribers import Store
@@ -71,12 +71,15 @@ def enqueue(store: Store, campaign_id: int, list_id: int, now: datetime) -> int:
     Runs as ``INSERT ... SELECT ... WHERE NOT EXISTS`` in batches of ``ENQUEUE_BATCH``
     members, each its own short write transaction (the web process can record an
     unsubscribe in between), and nothing is loaded into memory. Idempotent: a rerun
-    after a crash halfway adds only the missing rows. Marks the campaign enqueued.
+    after a crash halfway adds only the missing rows, and senders starting together
+    share the work (each batch holds the campaign's lock). Marks the campaign enqueued.
     """
     added = 0
     last = 0
     while True:
         with store.write() as conn:
+            if lock_campaign(conn, campaign_id):
+                return added  # another sender of the campaign queued the rest
             upper = _batch_end(conn, list_id, last)
             added += _enqueue_batch(conn, campaign_id, list_id, last, upper, now)
             if upper is None:

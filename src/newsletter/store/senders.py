@@ -38,7 +38,7 @@ from sqlalchemy import (
     update,
 )
 
-from newsletter.store.campaigns import FINISHED, campaigns
+from newsletter.store.campaigns import FINISHED, campaigns, lock_campaign
 from newsletter.store.deliveries import QUEUED, SENDING, counts, deliveries, pending_now
 from newsletter.store.lease import (
     HOLDER_LENGTH,
@@ -98,13 +98,6 @@ class Beat:
     left: int | None = None
 
 
-def _lock_campaign(conn: Connection, campaign_id: int) -> None:
-    """Serialise joins and leaves of one campaign on PostgreSQL (SQLite's write lock
-    already does): two senders starting at once must not both think they are alone."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update())
-
-
 def live_senders(conn: Connection, campaign_id: int, stale_before: datetime) -> list[int]:
     """Ids of the senders of ``campaign_id`` still alive: running, beating since
     ``stale_before``, and not a process of this host that no longer exists."""
@@ -128,7 +121,17 @@ def join_campaign(
     their rows back).
     """
     with store.write() as conn:
-        _lock_campaign(conn, campaign_id)
+        lock_campaign(conn, campaign_id)
+        # a run of this very thread that never left (it lost the database) is over
+        conn.execute(
+            update(campaign_senders)
+            .where(
+                campaign_senders.c.campaign_id == campaign_id,
+                campaign_senders.c.state == RUNNING,
+                campaign_senders.c.holder == holder[:HOLDER_LENGTH],
+            )
+            .values(state=LOST, ended_at=now)
+        )
         others = live_senders(conn, campaign_id, stale_before)
         conn.execute(
             update(campaigns)
@@ -225,7 +228,7 @@ def leave_campaign(
     ``final_state(rows per status)``), else None (the others carry on).
     """
     with store.write() as conn:
-        _lock_campaign(conn, campaign_id)
+        lock_campaign(conn, campaign_id)
         conn.execute(
             update(deliveries)
             .where(
