@@ -103,6 +103,9 @@ class RunCounts:
     unknown: int = 0
     bounced: int = 0
     connections_opened: int = 0
+    # the database work of the run: write transactions, and seconds spent in them
+    ledger_steps: int = 0
+    ledger_seconds: float = 0.0
     fatal: NewsletterError | None = None
     stopped: bool = False
 
@@ -235,6 +238,7 @@ class LedgerRun:
         if not lanes.halted and any(result.status == QUEUED for result in results):
             self._exhausted = False  # a row handed back (a retired lane) goes out later
         stale_before = now - timedelta(seconds=self.tuning.stale_after_seconds)
+        began = time.perf_counter()
         try:
             step = self._session.step(
                 results,
@@ -246,6 +250,8 @@ class LedgerRun:
         except (OperationalError, InterfaceError) as exc:
             self._lose_database(exc)
             return
+        self.counts.ledger_steps += 1
+        self.counts.ledger_seconds += time.perf_counter() - began
         if beat:
             self._last_beat = time.monotonic()
         # committed: now it may be reported, and the claimed rows may go out

@@ -94,9 +94,16 @@ class SendReport:
     next_attempt_at: datetime | None = None
     outbox: Path | None = None
     connections_opened: int = 0
+    ledger_steps: int = 0  # write transactions of the ledger in this run
+    ledger_seconds: float = 0.0  # time the run spent in them
     elapsed: float = 0.0
     warnings: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        """Rows this run finished, whatever the outcome."""
+        return self.sent + self.failed + self.deferred + self.skipped + self.unknown
 
     def counts(self) -> str:
         """``sent N, failed N, deferred N, skipped N, unknown N``."""

@@ -174,6 +174,12 @@ class _Run:
         if counted.fatal is not None:
             raise _stopped_by(counted)
         log.info("%s: %s", self.issue_dir, report.summary())
+        if report.done:
+            log.info(
+                "database work: %d transactions, %.2f ms per message",
+                report.ledger_steps,
+                1000 * report.ledger_seconds / report.done,
+            )
         return report
 
     def open_campaign(
@@ -410,6 +416,8 @@ def _final_report(
         state=state,
         interrupted=run.stopped,
         connections_opened=run.connections_opened,
+        ledger_steps=run.ledger_steps,
+        ledger_seconds=run.ledger_seconds,
         elapsed=elapsed,
     )
 
