@@ -13,17 +13,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiosmtpd.smtp import SMTP
 from sqlalchemy import insert, select, update
 
 from ledger_server import FAST, SAMPLE, LedgerServer, add_members, handler_of, ledger
-from newsletter.deliver import send_issue
+from newsletter.deliver import plan_send, send_issue
+from newsletter.deliver.engine import LedgerRun
 from newsletter.deliver.history import issue_history
 from newsletter.deliver.reports import SendReport
 from newsletter.store import open_store_for
 from newsletter.store.campaigns import campaigns
 from newsletter.store.deliveries import deliveries
-from newsletter.store.senders import campaign_senders, sender_counts
+from newsletter.store.senders import Beat, campaign_senders, sender_counts
 from newsletter.workspace import Workspace
 
 
@@ -152,3 +154,42 @@ def test_a_fresh_sender_elsewhere_keeps_its_rows(
     _fake_sender(ws, campaign_id, "another-host.example:4242:1", rows=2)
     report = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
     assert (report.sent, report.recovered, report.state) == (3, 0, "running")
+
+
+def test_the_plan_says_a_send_would_join_a_running_one(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    campaign_id = _first_run_stopped(ws, issue, server)
+    assert not plan_send(ws, issue).running
+    _fake_sender(ws, campaign_id, f"{socket.gethostname()}:{os.getppid()}:1", rows=1)
+    plan = plan_send(ws, issue)
+    assert plan.running and plan.recipients == 5  # four queued, one in the other's hands
+
+
+def test_a_campaign_rate_is_shared_by_the_live_senders_and_a_sender_rate_caps_it() -> None:
+    def limit(**options: Any) -> float:
+        run = LedgerRun(**{**dict.fromkeys(_REQUIRED), "total": 1, **options})
+        return run._limiter.interval
+
+    assert limit(campaign_rate=30.0, senders=3) == pytest.approx(1 / 10)
+    assert limit(campaign_rate=30.0, senders=1) == pytest.approx(1 / 30)
+    assert limit(campaign_rate=30.0, senders=3, rate=5.0) == pytest.approx(1 / 5)
+    assert limit(rate=5.0, senders=3) == pytest.approx(1 / 5)  # a sender's own rate: not shared
+    assert limit(senders=3) == 0.0  # no limit
+
+    run = LedgerRun(**{**dict.fromkeys(_REQUIRED), "total": 1, "campaign_rate": 30.0})
+    run._lanes = None  # type: ignore[assignment]  # _heard touches no lane for a held lease
+    run._heard(Beat(held=True, live=2, recovered=0))
+    assert run._limiter.interval == pytest.approx(1 / 15)  # a second sender joined
+
+
+_REQUIRED = (
+    "store",
+    "campaign_id",
+    "list_id",
+    "runner",
+    "template",
+    "smtp",
+    "send_config",
+    "connections",
+)

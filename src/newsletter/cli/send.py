@@ -233,6 +233,8 @@ def _confirmed(plan: SendPlan) -> bool:
     from newsletter.deliver.reports import RESUME
 
     verb = "Resume sending" if plan.state == RESUME else "Send"
+    if plan.running:
+        verb = "Join the running send of"
     question = (
         f'{verb} "{plan.subject}" to {plan.recipients} recipients on list '
         f"{plan.list_name!r} through {plan.target}?"

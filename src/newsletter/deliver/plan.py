@@ -16,6 +16,7 @@ from newsletter.errors import NewsletterError, StoreError
 from newsletter.smtp.settings import smtp_settings
 from newsletter.store import Store, open_store_for, utcnow
 from newsletter.store.campaigns import FINISHED, WAITING, find_campaign
+from newsletter.store.lease import RUNNING
 from newsletter.store.deliveries import (
     DEFERRED,
     FAILED,
@@ -136,4 +137,5 @@ def plan_send(
         failed=found[FAILED],
         deferred=found[DEFERRED],
         next_attempt_at=due_later,
+        running=campaign.state == RUNNING,
     )

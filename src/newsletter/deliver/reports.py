@@ -30,6 +30,8 @@ class SendPlan:
     failed: int = 0
     deferred: int = 0
     next_attempt_at: datetime | None = None
+    # another process is sending it now: this send would join it
+    running: bool = False
 
 
 @dataclass(frozen=True)

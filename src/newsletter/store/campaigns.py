@@ -4,12 +4,13 @@ A campaign keeps a snapshot of what is sent (subject, rendered HTML and text, sl
 unfilled), taken when the send first starts, so a send resumed after a crash or an edit
 delivers the same message to the rest of the list. Its ``state`` is:
 
-``running``   a process is sending it (``runner`` = host:pid:thread, fresh ``heartbeat_at``)
+``running``   one or more processes are sending it (``runner``: the last to join, as
+              host:pid:thread; ``heartbeat_at``: the last beat of any of them)
 ``stopped``   interrupted (Ctrl-C, a stop on error, a crash noticed on resume): resumable
 ``waiting``   one pass done, deferred recipients left for a later attempt
 ``finished``  nobody left to try: every row is sent, failed, skipped or unknown
 
-Which process sends it is a lease (``store.lease``) on state, runner and heartbeat_at.
+Which processes send it, each with a lease of its own, is ``store.senders``.
 """
 
 from __future__ import annotations
@@ -29,15 +30,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     exists,
-    func,
     insert,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.store.deliveries import DEFERRED, QUEUED, SENDING, deliveries
-from newsletter.store.lease import RUNNING, LeaseColumns, read_lease, release, take
+from newsletter.store.deliveries import DEFERRED, deliveries
+from newsletter.store.lease import RUNNING
 from newsletter.store.schema import UtcDateTime, lists, metadata, sql_in
 from newsletter.store.subscribers import Store
 
@@ -69,13 +69,6 @@ campaigns = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     CheckConstraint(sql_in("state", CAMPAIGN_STATES), name="state"),
     UniqueConstraint("issue_path", "list_id", name="uq_campaigns_issue_path_list_id"),
-)
-
-CAMPAIGN_LEASE = LeaseColumns(
-    campaigns,
-    state=campaigns.c.state,
-    holder=campaigns.c.runner,
-    heartbeat=campaigns.c.heartbeat_at,
 )
 
 
@@ -156,55 +149,6 @@ def create_campaign(
         found = find_campaign(conn, issue_path, list_id)
     assert found is not None
     return found
-
-
-def acquire(
-    store: Store, campaign: Campaign, runner: str, now: datetime, stale: datetime
-) -> str | None:
-    """Make ``runner`` the one process sending ``campaign`` -> None if it now is, else
-    the runner (``host:pid:thread``) that holds it, read in the same transaction.
-
-    Succeeds when the campaign is not running, or its runner stopped beating before
-    ``stale``, or its runner is a process of this host that no longer exists (a
-    ``kill -9``). The holder comes from the row as it is now, never from ``campaign``
-    (read earlier, maybe before the holder took it).
-    """
-    with store.write() as conn:
-        lease = read_lease(conn, CAMPAIGN_LEASE, campaign.id, stale)
-        if lease is None:
-            return ""
-        if lease.held_elsewhere(runner):
-            return str(lease.holder or "")
-        taken = take(
-            conn,
-            CAMPAIGN_LEASE,
-            campaign.id,
-            runner,
-            now,
-            where=lease.unchanged(CAMPAIGN_LEASE),
-            started_at=func.coalesce(campaigns.c.started_at, now),
-            updated_at=now,
-        )
-        if taken:
-            return None
-        holder = conn.scalar(select(campaigns.c.runner).where(campaigns.c.id == campaign.id))
-        return str(holder or "")
-
-
-def release_campaign(
-    store: Store, campaign_id: int, runner: str, state: str, now: datetime
-) -> None:
-    """End ``runner``'s run: in-flight rows back to queued, campaign to ``state``."""
-    with store.write() as conn:
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == SENDING)
-            .values(status=QUEUED, updated_at=now)
-        )
-        values: dict[str, Any] = {"updated_at": now}
-        if state == FINISHED:
-            values["finished_at"] = now
-        release(conn, CAMPAIGN_LEASE, campaign_id, runner, state, **values)
 
 
 def lock_campaign(conn: Connection, campaign_id: int) -> bool:

@@ -117,15 +117,6 @@ def holder_is_dead(holder: str | None) -> bool:
     return False
 
 
-def describe_holder(holder: str | None) -> str:
-    """``host:pid[:thread]`` as stored in a holder column -> "process PID on HOST"."""
-    if not holder:
-        return "an unknown process"
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    return f"process {pid} on {host}" if pid else f"a process on {host}"
-
-
 def update_if_held(
     conn: Connection, lease: LeaseColumns, row_id: int, holder: str, **values: Any
 ) -> bool:

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 
 from newsletter.store.campaigns import lock_campaign, mark_enqueued
-from newsletter.store.deliveries import DEFERRED, FAILED, QUEUED, SENDING, deliveries
+from newsletter.store.deliveries import DEFERRED, FAILED, QUEUED, deliveries
 from newsletter.store.schema import ACTIVE, UtcDateTime, memberships, subscribers
 from newsletter.store.subscribers import Store
 
@@ -129,16 +129,6 @@ def _enqueue_batch(
         source = source.where(member <= upper)
     result = conn.execute(insert(deliveries).from_select(_ENQUEUED_COLUMNS, source))
     return max(result.rowcount or 0, 0)
-
-
-def recover_in_flight(conn: Connection, campaign_id: int, now: datetime) -> int:
-    """Rows a crashed run left in ``sending`` -> queued again (they will be resent)."""
-    result = conn.execute(
-        update(deliveries)
-        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == SENDING)
-        .values(status=QUEUED, updated_at=now)
-    )
-    return int(result.rowcount or 0)
 
 
 def requeue(conn: Connection, campaign_id: int, statuses: Iterable[str], now: datetime) -> int:
