@@ -172,6 +172,8 @@ class Serve(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # processes answering requests on the one port (the scheduler runs in one of them)
+    workers: int = Field(default=1, ge=1)
     missed_window_hours: float = Field(default=6, gt=0)
     pending_expiry_hours: float = Field(default=72, gt=0)
     invalid_token_limit_per_minute: int = Field(default=30, ge=1)
