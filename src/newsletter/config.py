@@ -176,6 +176,7 @@ class Serve(_Section):
     workers: int = Field(default=1, ge=1)
     missed_window_hours: float = Field(default=6, gt=0)
     pending_expiry_hours: float = Field(default=72, gt=0)
+    # per client and minute, counted in each worker apart (in memory)
     invalid_token_limit_per_minute: int = Field(default=30, ge=1)
     subscribe_limit_per_minute: int = Field(default=10, ge=1)
     # lists the public subscribe form may add people to; empty = only send.list
