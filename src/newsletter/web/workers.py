@@ -152,8 +152,9 @@ class WorkerPool:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
-        handlers = {sig: signal.signal(sig, self._note_signal) for sig in _STOP_SIGNALS}
+        # the wakeup fd first: a signal noted by the handler always ends the next select
         wakeup = signal.set_wakeup_fd(self._wake_w)
+        handlers = {sig: signal.signal(sig, self._note_signal) for sig in _STOP_SIGNALS}
         try:
             for slot in range(1, self.count + 1):
                 self._start(slot)
@@ -161,9 +162,9 @@ class WorkerPool:
                 self._turn()
         finally:
             self._kill_all()  # only after an error of our own: nobody is left otherwise
-            signal.set_wakeup_fd(wakeup)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
+            signal.set_wakeup_fd(wakeup)
             self._selector.close()
             for fd in (self._alive_r, self._alive_w, self._wake_r, self._wake_w):
                 os.close(fd)
