@@ -32,6 +32,7 @@ from newsletter.workspace import Workspace
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 WAIT_SECONDS = 60.0
+POSTED = r"info: POST /u/<token> 200 [0-9.]+ ms 127\.0\.0\.1$"
 
 
 class Serving:
@@ -141,6 +142,9 @@ def test_workers_answer_links_and_a_killed_one_is_replaced(
         page = httpx.get(url + first)
         answer = httpx.post(url + first, data=ONE_CLICK)
         assert page.status_code == 200 and answer.status_code == 200
+        # access lines look as a single process writes them: no worker named (a worker
+        # writes its line just after the answer: wait for it before killing one)
+        serving.wait_for(POSTED)
 
         os.kill(pids[1], signal.SIGKILL)
         replacement = _ready_pid(serving, 2, 2, nth=2)
@@ -156,8 +160,7 @@ def test_workers_answer_links_and_a_killed_one_is_replaced(
     assert not any(psutil.pid_exists(pid) for pid in [*pids, replacement])
     assert len(serving.matching(r"info: worker [12]/2: serve stopped")) == 2
     assert not [line for line in serving.lines if "Traceback" in line]
-    # access lines look as a single process writes them: no worker named
-    assert len(serving.matching(r"info: POST /u/<token> 200 [0-9.]+ ms 127\.0\.0\.1$")) == 2
+    assert len(serving.matching(POSTED)) == 2
     assert list(store.iter_recipients("main")) == []
 
 
