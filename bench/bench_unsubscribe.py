@@ -1,6 +1,7 @@
 """Benchmark: one-click unsubscribe POSTs from many concurrent clients while a send runs.
 
     python bench/bench_unsubscribe.py [--recipients 20000] [--posts 2000] [--clients 64]
+                                      [--workers 1]
 
 Builds a throwaway workspace with RECIPIENTS active subscribers, starts ``newsletter
 serve`` (uvicorn, its own process) on loopback, a recording SMTP sink (aiosmtpd, its own
@@ -15,6 +16,8 @@ address was handed to the mail server after its POST was answered.
 ``--no-send`` measures the POSTs alone; ``--get`` first GETs every confirmation page
 (figures of their own); ``--profile DIR`` samples serve with py-spy during each load and
 prints where its CPU goes (``bench/serve_profile.py``). serve's log lines go to a file.
+``--workers N`` runs ``serve --workers N`` (CPU then counts every worker; the profile
+samples the parent only).
 
 Everything listens on 127.0.0.1 only and stops by itself.
 """
@@ -103,13 +106,14 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def start_serve(
-    root: Path, env: dict[str, str], log_path: Path
+    root: Path, env: dict[str, str], log_path: Path, workers: int = 1
 ) -> tuple[subprocess.Popen[str], str]:
-    """``newsletter serve --port 0`` in ``root``, its log lines (stderr) into ``log_path``
-    as a service manager would take them -> (process, its local URL)."""
+    """``newsletter serve --port 0 --workers N`` in ``root``, its log lines (stderr) into
+    ``log_path`` as a service manager would take them -> (process, its local URL)."""
+    command = [sys.executable, "-m", "newsletter", "-w", str(root), "serve", "--port", "0"]
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "newsletter", "-w", str(root), "serve", "--port", "0"],
+            [*command, "--workers", str(workers)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=log_file,
@@ -275,13 +279,14 @@ def measure(
 ) -> list[Result]:
     """Fire ``method`` at every token of ``work``; print the figures (and the profile)."""
     server = psutil.Process(serve.pid)
+    processes = [server, *server.children()]  # serve --workers N: the workers do the work
     profile = args.profile / f"serve-{method.lower()}.txt" if args.profile else None
     sampler = Sampler(serve.pid, profile) if profile else None
-    before = server.cpu_times()
+    before = [p.cpu_times() for p in processes]
     deadline = time.time() + args.max_seconds
     results = asyncio.run(fire(base, work, args.clients, deadline, method=method))
-    after = server.cpu_times()
-    cpu = after.user + after.system - before.user - before.system
+    after = [p.cpu_times() for p in processes]
+    cpu = sum(a.user + a.system - b.user - b.system for a, b in zip(after, before, strict=True))
     label = "one-click POST" if method == "POST" else "confirmation page GET"
     cpu_ms = report_load(results, f"{label} x{args.clients} clients", cpu)
     if sampler is not None and profile is not None:
@@ -298,6 +303,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64, help="concurrent connections")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="stop firing after")
     parser.add_argument("--no-send", action="store_true", help="unsubscribes only, no send")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N")
     parser.add_argument(
         "--get", action="store_true", help="first GET every confirmation page, then POST"
     )
@@ -327,7 +333,7 @@ def main() -> None:
         sink_log = folder / "sink.log"
         sink, sink_port = start_sink(sink_log)
         env = child_env({"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{sink_port}"})
-        serve, base = start_serve(root, env, folder / "serve.log")
+        serve, base = start_serve(root, env, folder / "serve.log", args.workers)
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
         send = None

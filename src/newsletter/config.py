@@ -178,8 +178,11 @@ class Serve(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # processes answering requests on the one port (the scheduler runs in one of them)
+    workers: int = Field(default=1, ge=1)
     missed_window_hours: float = Field(default=6, gt=0)
     pending_expiry_hours: float = Field(default=72, gt=0)
+    # per client and minute, counted in each worker apart (in memory)
     invalid_token_limit_per_minute: int = Field(default=30, ge=1)
     subscribe_limit_per_minute: int = Field(default=10, ge=1)
     # lists the public subscribe form may add people to; empty = only send.list

@@ -160,6 +160,17 @@ def _invoke(workspace: Workspace, *args: str) -> object:
     return CliRunner().invoke(cli, ["-w", str(workspace.root), *args])
 
 
+def test_serve_refuses_fewer_than_one_worker(workspace: Workspace) -> None:
+    result = CliRunner().invoke(
+        cli, ["-w", str(workspace.root), "serve", "--workers", "0", "--port", "0"]
+    )
+    assert result.exit_code == 1
+    assert str(result.exception) == (
+        "--workers must be at least 1, not 0 "
+        "(1 serves from one process; more answer links on more cores)"
+    )
+
+
 def test_schedule_list_and_cancel_commands(workspace: Workspace, store: Store) -> None:
     _members(store, 1)
     empty = CliRunner().invoke(cli, ["-w", str(workspace.root), "schedule", "list"])

@@ -1,4 +1,5 @@
-"""A per-client sliding-window counter, in memory (one ``serve`` process).
+"""A per-client sliding-window counter, in memory (one ``serve`` process: each of
+``serve --workers N`` counts apart).
 
 Used to slow down someone guessing tokens (invalid-token requests per client IP) and
 someone flooding the subscribe form. The window slides: a client is refused while it

@@ -79,9 +79,13 @@ class BackgroundServer:
             self.stop()
             raise RuntimeError(f"{self.thread_name} not ready after {timeout} s")
 
+    def ask_to_stop(self) -> None:
+        """Ask the server to shut down gracefully, from any thread; returns at once."""
+        self._server.should_exit = True
+
     def stop(self) -> None:
         """Ask the server to shut down (from any thread) and wait for a background thread."""
-        self._server.should_exit = True
+        self.ask_to_stop()
         if self._thread is not None:
             self._thread.join(self.join_seconds)
             self._thread = None

@@ -4,7 +4,10 @@
 broken page template), binds its socket (so ``url`` is known before serving) and, when
 run, starts a background thread that every ``serve.scheduler_interval_seconds`` starts
 the scheduled sends that are due (``schedule.run_due``) and forgets expired double
-opt-in requests. ``run()`` serves until Ctrl-C or ``stop()``.
+opt-in requests. ``run()`` serves until Ctrl-C, SIGTERM or ``stop()``.
+
+``run_server`` is the ``serve`` command: one such process, or with ``workers`` above 1
+a parent supervising that many of them on one socket (``web.workers``).
 
 uvicorn trusts ``X-Forwarded-For`` only from ``serve.trusted_proxies``, so behind a
 reverse proxy on the same machine the rate limits see the real client address.
@@ -14,13 +17,16 @@ from __future__ import annotations
 
 import logging
 import resource
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
+from newsletter.errors import NewsletterError
 from newsletter.schedule.due import RunReport, SendRunner, run_due
 from newsletter.store import Store, open_store_for
 from newsletter.web.app import WebApp
@@ -46,6 +52,8 @@ SEND_STOP_SECONDS = 60.0
 EXPIRY_EVERY_SECONDS = 3600.0
 # File descriptors kept free of client connections: the database, SMTP, worker threads.
 SPARE_FILES = 64
+# Connections the kernel queues for accept() (all workers share one listening socket).
+BACKLOG = 2048
 # Loggers that repeat one line per refused accept(), slow client or bad request.
 NOISY_LOGGERS = ("asyncio", "uvicorn.error", "newsletter.web.connections")
 
@@ -109,6 +117,8 @@ class Housekeeper:
 
     def start(self) -> None:
         """Run rounds in a background thread; the first at once (catch up after downtime)."""
+        # the one line that says which process runs the scheduler (serve --workers)
+        log.info("scheduler started (every %g s)", self.interval)
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
 
@@ -138,12 +148,31 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM (a service manager's stop) raises KeyboardInterrupt like Ctrl-C.
+
+    uvicorn shuts down gracefully on either, then raises the signal again with the
+    handler it found: this one, so ``run`` ends the way Ctrl-C ends it instead of the
+    process dying before the scheduler's send has stopped. Main thread only.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class ServeServer(BackgroundServer):
-    """``newsletter serve`` for ``ws`` on ``host``:``port`` (0 = a free port).
+    """``newsletter serve`` for ``ws`` on ``host``:``port`` (0 = a free port), or on
+    ``sock``, a listening socket bound already (a ``serve --workers`` worker's).
 
     ``url`` is the local address it listens on; ``public_url`` the base URL its links
-    use. ``scheduler=False`` serves pages only (benchmarks, tests). ``ready`` is set once
-    uvicorn accepts connections.
+    use. ``scheduler=False`` serves pages only (benchmarks, tests, all workers but one).
+    ``ready`` is set once uvicorn accepts connections.
     """
 
     thread_name = "serve"
@@ -154,6 +183,7 @@ class ServeServer(BackgroundServer):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        sock: socket.socket | None = None,
         store: Store | None = None,
         postman: Postman | None = None,
         scheduler: bool = True,
@@ -165,19 +195,13 @@ class ServeServer(BackgroundServer):
         self.store = store or open_store_for(ws)
         try:
             self.web = WebApp(ws, self.store, postman=postman)
-            self._socket = bind_socket(host, port, backlog=2048)
+            self._socket = sock or bind_socket(host, port, backlog=BACKLOG)
         except BaseException:
             if self._own_store:
                 self.store.close()
             raise
-        if not ws.base_url.startswith("https://"):
-            log.warning(
-                "base URL %s is not https: mail providers ignore one-click unsubscribe "
-                "links that are not https (set NEWSLETTER_BASE_URL)",
-                ws.base_url,
-            )
-        shown_host = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown_host}:{self._socket.getsockname()[1]}"
+        # as given when bound here ("localhost" stays); else the address it is bound to
+        self.url = local_url(self._socket, None if sock else host)
         self.public_url = ws.base_url
         self.housekeeper = (
             Housekeeper(
@@ -203,12 +227,13 @@ class ServeServer(BackgroundServer):
         self._server = _Server(config, self._announce)
 
     def run(self, on_ready: Callable[[str], None] | None = None) -> None:
-        """Serve until Ctrl-C or ``stop()``; returns normally either way."""
+        """Serve until Ctrl-C, SIGTERM or ``stop()``; returns normally either way."""
         self._on_ready = on_ready
         if self.housekeeper is not None:
             self.housekeeper.start()
         try:
-            self._server.run(sockets=[self._socket])
+            with sigterm_as_interrupt():
+                self._server.run(sockets=[self._socket])
         except KeyboardInterrupt:
             # uvicorn shuts down gracefully on SIGINT, then re-raises it: that is our exit
             log.info("serve stopped")
@@ -226,22 +251,51 @@ class ServeServer(BackgroundServer):
             self.store.close()
 
 
+def local_url(sock: socket.socket, host: str | None = None) -> str:
+    """``http://host:port`` of the listening ``sock``; ``host`` as given, else the
+    address it is bound to (IPv6 in brackets)."""
+    bound, port = sock.getsockname()[:2]
+    shown = host or bound
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def warn_unless_https(ws: Workspace) -> None:
+    """Log a warning when the links ``serve`` answers are not https."""
+    if not ws.base_url.startswith("https://"):
+        log.warning(
+            "base URL %s is not https: mail providers ignore one-click unsubscribe "
+            "links that are not https (set NEWSLETTER_BASE_URL)",
+            ws.base_url,
+        )
+
+
 def run_server(
     ws: Workspace,
     *,
     host: str | None = None,
     port: int | None = None,
+    workers: int | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """``newsletter serve``: answer links and run scheduled sends until Ctrl-C.
+    """``newsletter serve``: answer links and run scheduled sends until Ctrl-C or SIGTERM.
 
-    ``host``/``port`` default to ``serve.host``/``serve.port``. ``on_ready(url)`` is
-    called once connections are accepted. Raises NewsletterError (port taken, broken
-    template, unusable database) before serving.
+    ``host``/``port``/``workers`` default to ``serve.host``/``serve.port``/``serve.workers``.
+    ``on_ready(url)`` is called once connections are accepted (by every worker). Raises
+    NewsletterError before serving (port taken, broken template, unusable database,
+    fewer than 1 worker), or when a worker could not start.
     """
-    server = ServeServer(
-        ws,
-        host=host or ws.config.serve.host,
-        port=ws.config.serve.port if port is None else port,
-    )
-    server.run(on_ready=on_ready)
+    host = host or ws.config.serve.host
+    port = ws.config.serve.port if port is None else port
+    workers = ws.config.serve.workers if workers is None else workers
+    if workers < 1:
+        raise NewsletterError(
+            f"--workers must be at least 1, not {workers}",
+            hint="1 serves from one process; more answer links on more cores",
+        )
+    warn_unless_https(ws)
+    if workers > 1:
+        from newsletter.web.workers import serve_workers
+
+        serve_workers(ws, host=host, port=port, count=workers, on_ready=on_ready)
+        return
+    ServeServer(ws, host=host, port=port).run(on_ready=on_ready)
