@@ -16,7 +16,6 @@ from newsletter.errors import NewsletterError, StoreError
 from newsletter.smtp.settings import smtp_settings
 from newsletter.store import Store, open_store_for, utcnow
 from newsletter.store.campaigns import FINISHED, WAITING, find_campaign
-from newsletter.store.lease import RUNNING
 from newsletter.store.deliveries import (
     DEFERRED,
     FAILED,
@@ -26,6 +25,7 @@ from newsletter.store.deliveries import (
     next_attempt,
     pending_now,
 )
+from newsletter.store.lease import RUNNING
 from newsletter.store.ledger_queue import count_sendable
 from newsletter.workspace import Workspace
 
