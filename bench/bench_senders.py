@@ -335,10 +335,12 @@ def print_work(runs: list[Round]) -> None:
 def print_projection(one: Round, bench: Bench) -> None:
     """Messages per hour for 4 and 16 senders from the one-sender PostgreSQL run."""
     n = max(one.sent, 1)
-    bound = f"{bench.connections * 1000 / bench.reply_ms:,.0f}" if bench.reply_ms else "no"
+    bound = "the relay answers at once"
+    if bench.reply_ms:
+        bound = f"its relay bound: {bench.connections} connections / {bench.reply_ms:g} ms = "
+        bound += f"{bench.connections * 1000 / bench.reply_ms:,.0f} msg/s"
     print(
-        f"\nprojection from the one-sender PostgreSQL run ({one.rate:,.1f} msg/s; its relay "
-        f"bound: {bench.connections} connections / {bench.reply_ms:g} ms = {bound} msg/s),\n"
+        f"\nprojection from the one-sender PostgreSQL run ({one.rate:,.1f} msg/s; {bound}),\n"
         "assuming each sender runs on its own machine next to its own relay and sends as "
         "fast as the one here,\nthe providers take all of it, and the database does the "
         "same work per message on a CPU like this one:"
@@ -421,7 +423,9 @@ def main() -> None:
             stack.callback(relay.stop)
         bench = Bench(root, relays, args.recipients, args.connections, args.reply_ms)
         print(f"PostgreSQL: {server.settings}" + ("" if postmaster else "; the given server"))
-        print(f"SQLite: WAL, synchronous=NORMAL (the sender's own); disk: {describe_disk(folder)}")
+        if not args.no_sqlite:
+            print("SQLite: WAL, synchronous=NORMAL (the sender's own setting)")
+        print(f"work folder (the throwaway cluster's too) on {describe_disk(folder)}")
         print(f"relays: an aiosmtpd process per sender, answering {args.reply_ms:g} ms after data")
         runs = [run_round(bench, "postgresql", pg_url, k, server) for k in counts]
         base = runs[0] if counts[0] == 1 else None
