@@ -4,16 +4,21 @@ suppression after a bounce or complaint. A part of ``Store`` (``store.subscriber
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from newsletter.errors import StoreError
 from newsletter.store.base import StoreBase, retry_conflicts
+from newsletter.store.compiled import CompiledStatement
 from newsletter.store.ops import (
     SUPPRESS_ACTION,
     add_suppression,
+    among,
+    bulk_insert,
     consent_row,
     find_list_id,
     record_consents,
@@ -63,12 +68,20 @@ class Leaving(StoreBase):
         self, conn: Connection, leaving: Sequence[tuple[int, int, Consent]]
     ) -> list[bool]:
         """In the caller's ``write()`` transaction, take each (subscriber id, list id) off
-        that list, recording the consent of each one that changed -> changed, per entry.
+        that list, recording the consent of each one that changed -> changed, per entry
+        (a pair repeated in ``leaving`` changes once: its first entry).
 
-        Several requests share one transaction this way (and one commit).
+        Several requests share one transaction this way (and one commit); a few
+        statements do it however many there are: one UPDATE per list and one INSERT of
+        the consent rows.
         """
         now = utcnow()
-        changed = [self._leave_list(conn, who, list_id, now) for who, list_id, _ in leaving]
+        pairs = list(dict.fromkeys((who, list_id) for who, list_id, _ in leaving))
+        left = self._leave_all(conn, pairs, now)
+        changed = []
+        for who, list_id, _ in leaving:
+            changed.append((who, list_id) in left)
+            left.discard((who, list_id))
         rows = [
             consent_row(who, list_id, "unsubscribe", consent, now)
             for (who, list_id, consent), did in zip(leaving, changed, strict=True)
@@ -76,6 +89,37 @@ class Leaving(StoreBase):
         ]
         record_consents(conn, rows)
         return changed
+
+    @staticmethod
+    def _leave_all(
+        conn: Connection, pairs: Sequence[tuple[int, int]], now: datetime
+    ) -> set[tuple[int, int]]:
+        """Every (subscriber id, list id) of ``pairs`` off its list -> the pairs that changed.
+
+        One read of their memberships (FOR UPDATE: on PostgreSQL a concurrent change of the
+        same row waits, so only one records it), one executemany UPDATE of those still on
+        their list; a pair never on its list gets an unsubscribed membership, so no import
+        adds it. Looked up by subscriber id: SQLite's planner, without statistics, would
+        walk a whole list's members for "this list and these ids".
+        """
+        ids = sorted({who for who, _ in pairs})
+        found = conn.execute(
+            select(memberships.c.subscriber_id, memberships.c.list_id, memberships.c.status)
+            .where(among(conn, memberships.c.subscriber_id, ids))
+            .with_for_update()
+        )
+        status = {(who, list_id): current for who, list_id, current in found}
+        leaving = [pair for pair in pairs if status.get(pair, UNSUBSCRIBED) != UNSUBSCRIBED]
+        never = [pair for pair in pairs if pair not in status]
+        if leaving:
+            statement = _leave_statement(conn.dialect)
+            rows = [
+                {"who": who, "list_id": list_id, "left": UNSUBSCRIBED, "now": now}
+                for who, list_id in leaving
+            ]
+            conn.exec_driver_sql(statement.sql, statement.many(rows))
+        bulk_insert(conn, memberships, [_left_row(who, list_id, now) for who, list_id in never])
+        return {*leaving, *never}
 
     @retry_conflicts
     def remove(self, email: str, *, list_name: str, consent: Consent) -> str:
@@ -152,3 +196,29 @@ class Leaving(StoreBase):
         else:
             self._set_membership(conn, subscriber_id, list_id, UNSUBSCRIBED, now)
         return True
+
+
+def _left_row(subscriber_id: int, list_id: int, now: datetime) -> dict[str, object]:
+    """A ``memberships`` row of someone who left a list they were never on."""
+    return {
+        "subscriber_id": subscriber_id,
+        "list_id": list_id,
+        "status": UNSUBSCRIBED,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _leave_statement(dialect: Any) -> CompiledStatement:
+    """UPDATE one membership's status, compiled once per dialect (binds: who, list_id,
+    left (the new status), now)."""
+    return CompiledStatement(
+        update(memberships)
+        .where(
+            memberships.c.subscriber_id == bindparam("who"),
+            memberships.c.list_id == bindparam("list_id"),
+        )
+        .values(status=bindparam("left"), updated_at=bindparam("now")),
+        dialect,
+    )
