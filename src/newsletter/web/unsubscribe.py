@@ -45,8 +45,13 @@ class UnsubscribeLinks:
     def __init__(self, context: WebContext) -> None:
         self.context = context
         self.tokens = UnsubscribeTokens(context.ws.secret_keys())
-        self._lookups = Batcher(self._look_up, parallel=READ_THREADS)
-        self._leaves = Batcher(self._leave)
+        self._lookups = Batcher(self._look_up, parallel=READ_THREADS, name="unsubscribe-read")
+        self._leaves = Batcher(self._leave, name="unsubscribe-write")
+
+    def close(self) -> None:
+        """Let the worker threads go once their batches have ended (the app shuts down)."""
+        self._lookups.close()
+        self._leaves.close()
 
     def _member(self, claim: UnsubscribeClaim, found: dict[int, Subscriber]) -> Member | None:
         """The member ``claim`` names among ``found``, if the token was made for them."""
