@@ -88,18 +88,25 @@ def _unsubscribe_consents(store: Store, address: str) -> int:
     return sum(1 for c in data["consents"] if c["action"] == "unsubscribe")
 
 
-def test_leave_lists_in_changes_each_once_in_one_transaction(store: Store) -> None:
+def test_leave_changes_each_member_once_in_one_transaction(store: Store) -> None:
     ids = _members(store, 3)
     list_id = store.list_id("main")
     assert list_id is not None
     web = Consent(source="web")
-    wishes = [(ids[0], list_id, web), (ids[1], list_id, web), (ids[0], list_id, web)]
     with store.write() as conn:
-        changed = store.leave_lists_in(conn, wishes)
+        found = store.list_members(conn, ids, lock=True)
+        wishes = [(found[(sid, list_id)], web) for sid in (ids[0], ids[1], ids[0])]
+        changed = store.leave(conn, wishes)
     assert changed == [True, True, False]
     assert set(store.sendable_ids(ids, "main")) == {ids[2]}
     assert _unsubscribe_consents(store, "reader0@example.org") == 1
     assert _unsubscribe_consents(store, "reader1@example.org") == 1
+    with store.read() as conn:
+        again = store.list_members(conn, ids)
+    assert again[(ids[0], list_id)].has_left and not again[(ids[2], list_id)].has_left
+    with store.write() as conn:  # someone already off the list changes nothing
+        assert store.leave(conn, [(again[(ids[0], list_id)], web)]) == [False]
+    assert _unsubscribe_consents(store, "reader0@example.org") == 1
 
 
 def test_many_one_click_posts_at_once_are_all_committed_when_answered(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,14 +19,40 @@ from newsletter.store.ops import (
     SUPPRESS_ACTION,
     add_suppression,
     among,
-    bulk_insert,
     consent_row,
     find_list_id,
     record_consents,
     suppress_subscriber,
 )
 from newsletter.store.records import Consent, utcnow
-from newsletter.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED, memberships
+from newsletter.store.schema import (
+    ACTIVE,
+    BOUNCED,
+    COMPLAINED,
+    ERASED,
+    UNSUBSCRIBED,
+    lists,
+    memberships,
+    subscribers,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListMember:
+    """A subscriber (not erased) and their membership of one list: what an unsubscribe
+    link reads, shows and changes."""
+
+    subscriber_id: int
+    email: str
+    subscriber_status: str
+    list_id: int
+    list_name: str
+    status: str  # the membership's
+
+    @property
+    def has_left(self) -> bool:
+        """Whether they are off this list, or off everything, already."""
+        return self.status == UNSUBSCRIBED or self.subscriber_status != ACTIVE
 
 
 class Leaving(StoreBase):
@@ -64,62 +91,65 @@ class Leaving(StoreBase):
                 record_consents(conn, [consent_row(subscriber_id, list_id, action, consent, now)])
             return changed
 
-    def leave_lists_in(
-        self, conn: Connection, leaving: Sequence[tuple[int, int, Consent]]
-    ) -> list[bool]:
-        """In the caller's ``write()`` transaction, take each (subscriber id, list id) off
-        that list, recording the consent of each one that changed -> changed, per entry
-        (a pair repeated in ``leaving`` changes once: its first entry).
+    @staticmethod
+    def list_members(
+        conn: Connection, ids: Sequence[int], *, lock: bool = False
+    ) -> dict[tuple[int, int], ListMember]:
+        """(subscriber id, list id) -> ListMember, for every membership of the subscribers
+        ``ids`` that are not erased: one query however many.
 
-        Several requests share one transaction this way (and one commit); a few
-        statements do it however many there are: one UPDATE per list and one INSERT of
-        the consent rows.
+        ``lock`` (in a ``write()`` transaction): FOR UPDATE of those memberships, so on
+        PostgreSQL a concurrent change of one waits and this reads it as changed. Looked
+        up by subscriber id only: SQLite's planner, without statistics, would walk a whole
+        list's members for "this list and these ids".
         """
-        now = utcnow()
-        pairs = list(dict.fromkeys((who, list_id) for who, list_id, _ in leaving))
-        left = self._leave_all(conn, pairs, now)
-        changed = []
-        for who, list_id, _ in leaving:
-            changed.append((who, list_id) in left)
-            left.discard((who, list_id))
-        rows = [
-            consent_row(who, list_id, "unsubscribe", consent, now)
-            for (who, list_id, consent), did in zip(leaving, changed, strict=True)
-            if did
-        ]
-        record_consents(conn, rows)
-        return changed
+        query = (
+            select(
+                subscribers.c.id,
+                subscribers.c.email,
+                subscribers.c.status,
+                memberships.c.list_id,
+                lists.c.name,
+                memberships.c.status,
+            )
+            .select_from(subscribers)
+            .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
+            .join(lists, lists.c.id == memberships.c.list_id)
+            .where(among(conn, subscribers.c.id, sorted(set(ids))), subscribers.c.status != ERASED)
+        )
+        if lock:
+            query = query.with_for_update(of=memberships)
+        return {(row[0], row[3]): ListMember(*row) for row in conn.execute(query)}
 
     @staticmethod
-    def _leave_all(
-        conn: Connection, pairs: Sequence[tuple[int, int]], now: datetime
-    ) -> set[tuple[int, int]]:
-        """Every (subscriber id, list id) of ``pairs`` off its list -> the pairs that changed.
+    def leave(conn: Connection, leaving: Sequence[tuple[ListMember, Consent]]) -> list[bool]:
+        """In the caller's ``write()`` transaction, take each member (read there by
+        ``list_members(..., lock=True)``) off their list, recording the consent of each
+        one that changed -> changed, per entry (a member repeated changes once: first).
 
-        One read of their memberships (FOR UPDATE: on PostgreSQL a concurrent change of the
-        same row waits, so only one records it), one executemany UPDATE of those still on
-        their list; a pair never on its list gets an unsubscribed membership, so no import
-        adds it. Looked up by subscriber id: SQLite's planner, without statistics, would
-        walk a whole list's members for "this list and these ids".
+        Several requests share one transaction this way (and one commit), in two
+        statements however many: one executemany UPDATE, one INSERT of the consents.
         """
-        ids = sorted({who for who, _ in pairs})
-        found = conn.execute(
-            select(memberships.c.subscriber_id, memberships.c.list_id, memberships.c.status)
-            .where(among(conn, memberships.c.subscriber_id, ids))
-            .with_for_update()
-        )
-        status = {(who, list_id): current for who, list_id, current in found}
-        leaving = [pair for pair in pairs if status.get(pair, UNSUBSCRIBED) != UNSUBSCRIBED]
-        never = [pair for pair in pairs if pair not in status]
-        if leaving:
+        now = utcnow()
+        seen: set[tuple[int, int]] = set()
+        changed = []
+        for member, _ in leaving:
+            key = (member.subscriber_id, member.list_id)
+            changed.append(member.status != UNSUBSCRIBED and key not in seen)
+            seen.add(key)
+        moved = [wish for wish, did in zip(leaving, changed, strict=True) if did]
+        if moved:
             statement = _leave_statement(conn.dialect)
             rows = [
-                {"who": who, "list_id": list_id, "left": UNSUBSCRIBED, "now": now}
-                for who, list_id in leaving
+                {"who": m.subscriber_id, "list_id": m.list_id, "left": UNSUBSCRIBED, "now": now}
+                for m, _ in moved
             ]
             conn.exec_driver_sql(statement.sql, statement.many(rows))
-        bulk_insert(conn, memberships, [_left_row(who, list_id, now) for who, list_id in never])
-        return {*leaving, *never}
+        record_consents(
+            conn,
+            [consent_row(m.subscriber_id, m.list_id, "unsubscribe", c, now) for m, c in moved],
+        )
+        return changed
 
     @retry_conflicts
     def remove(self, email: str, *, list_name: str, consent: Consent) -> str:
@@ -196,17 +226,6 @@ class Leaving(StoreBase):
         else:
             self._set_membership(conn, subscriber_id, list_id, UNSUBSCRIBED, now)
         return True
-
-
-def _left_row(subscriber_id: int, list_id: int, now: datetime) -> dict[str, object]:
-    """A ``memberships`` row of someone who left a list they were never on."""
-    return {
-        "subscriber_id": subscriber_id,
-        "list_id": list_id,
-        "status": UNSUBSCRIBED,
-        "created_at": now,
-        "updated_at": now,
-    }
 
 
 @functools.lru_cache(maxsize=4)

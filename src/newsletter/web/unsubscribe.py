@@ -18,11 +18,11 @@ from starlette.responses import Response
 
 from newsletter.errors import TokenError
 from newsletter.mail.tokens import UnsubscribeClaim, UnsubscribeTokens
-from newsletter.store import Consent, Subscriber
-from newsletter.store.schema import ACTIVE, UNSUBSCRIBED
+from newsletter.store import Consent
+from newsletter.store.leaving import ListMember
 from newsletter.web import pages as p
 from newsletter.web.batch import Batcher
-from newsletter.web.context import READ_THREADS, Member, WebContext
+from newsletter.web.context import READ_THREADS, WebContext
 from newsletter.web.forms import client_address, consent_of, field, read_form
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
 
 Wish = tuple[UnsubscribeClaim, Consent]
-Left = tuple[Member, bool]
+Left = tuple[ListMember, bool]
 
 
 class UnsubscribeLinks:
@@ -53,36 +53,37 @@ class UnsubscribeLinks:
         self._lookups.close()
         self._leaves.close()
 
-    def _member(self, claim: UnsubscribeClaim, found: dict[int, Subscriber]) -> Member | None:
+    def _member(
+        self, claim: UnsubscribeClaim, found: dict[tuple[int, int], ListMember]
+    ) -> ListMember | None:
         """The member ``claim`` names among ``found``, if the token was made for them."""
-        subscriber = found.get(claim.subscriber_id)
+        member = found.get((claim.subscriber_id, claim.list_id))
         # the id alone is not enough: the token must have been made for this person
-        if subscriber is None or not self.tokens.owned_by(claim, subscriber.email):
+        if member is None or not self.tokens.owned_by(claim, member.email):
             return None
-        for membership in subscriber.memberships:
-            if membership.list_id == claim.list_id:
-                return Member(subscriber, membership)
-        return None
+        return member
 
-    def _look_up(self, claims: list[UnsubscribeClaim]) -> list[Member | None]:
-        """Per claim its member, or None (a worker thread, one read for all)."""
+    def _look_up(self, claims: list[UnsubscribeClaim]) -> list[ListMember | None]:
+        """Per claim its member, or None (a worker thread, one query for all)."""
         store = self.context.store
         with store.read() as conn:
-            found = store.subscribers_by_id(conn, [c.subscriber_id for c in claims])
+            found = store.list_members(conn, [claim.subscriber_id for claim in claims])
         return [self._member(claim, found) for claim in claims]
 
     def _leave(self, wishes: list[Wish]) -> list[Left | None]:
-        """Per wish (member, changed?), or None for a bad token; one transaction for all."""
+        """Per wish (member, changed?), or None for a bad token: one transaction for all,
+        three statements (read with a lock, update, consents)."""
         store = self.context.store
         with store.write() as conn:
-            found = store.subscribers_by_id(conn, [claim.subscriber_id for claim, _ in wishes])
+            ids = [claim.subscriber_id for claim, _ in wishes]
+            found = store.list_members(conn, ids, lock=True)
             members = [self._member(claim, found) for claim, _ in wishes]
             leaving = [
-                (member.subscriber.id, member.membership.list_id, consent)
+                (member, consent)
                 for member, (_, consent) in zip(members, wishes, strict=True)
                 if member is not None
             ]
-            changed = iter(store.leave_lists_in(conn, leaving))
+            changed = iter(store.leave(conn, leaving))
             return [None if member is None else (member, next(changed)) for member in members]
 
     def _claim(self, request: Request) -> UnsubscribeClaim | Response:
@@ -111,14 +112,11 @@ class UnsubscribeLinks:
         member = await self._lookups.submit(claim)
         if member is None:
             return self.context.invalid(client_address(request))
-        already_left = (
-            member.membership.status == UNSUBSCRIBED or member.subscriber.status != ACTIVE
-        )
         return self.context.page(
             p.CONFIRM_UNSUBSCRIBE,
-            email=member.subscriber.email,
-            list_name=member.membership.list_name,
-            already_left=already_left,
+            email=member.email,
+            list_name=member.list_name,
+            already_left=member.has_left,
         )
 
     async def post(self, request: Request) -> Response:
@@ -139,12 +137,8 @@ class UnsubscribeLinks:
         if changed:
             log.info(
                 "unsubscribed subscriber %d from %s (%s)",
-                member.subscriber.id,
-                member.membership.list_name,
+                member.subscriber_id,
+                member.list_name,
                 via,
             )
-        return self.context.page(
-            p.UNSUBSCRIBED,
-            email=member.subscriber.email,
-            list_name=member.membership.list_name,
-        )
+        return self.context.page(p.UNSUBSCRIBED, email=member.email, list_name=member.list_name)
