@@ -83,8 +83,10 @@ class UnsubscribeLinks:
                 for member, (_, consent) in zip(members, wishes, strict=True)
                 if member is not None
             ]
-            changed = iter(store.leave(conn, leaving))
-            return [None if member is None else (member, next(changed)) for member in members]
+            changed = store.leave(conn, leaving)
+        _log_left([wish for wish, did in zip(leaving, changed, strict=True) if did])
+        done = iter(changed)
+        return [None if member is None else (member, next(done)) for member in members]
 
     def _claim(self, request: Request) -> UnsubscribeClaim | Response:
         """The claim of the request's token, or the page to answer with instead.
@@ -133,12 +135,20 @@ class UnsubscribeLinks:
         left = await self._leaves.submit((claim, consent_of(request, detail=detail)))
         if left is None:
             return self.context.invalid(client_address(request))
-        member, changed = left
-        if changed:
-            log.info(
-                "unsubscribed subscriber %d from %s (%s)",
-                member.subscriber_id,
-                member.list_name,
-                via,
-            )
+        member, _ = left
         return self.context.page(p.UNSUBSCRIBED, email=member.email, list_name=member.list_name)
+
+
+def _log_left(left: list[tuple[ListMember, Consent]]) -> None:
+    """One line per list and way of asking for the unsubscribes a batch committed:
+    ``unsubscribed from main (one-click): subscribers 12, 31``."""
+    if not left or not log.isEnabledFor(logging.INFO):
+        return
+    by_kind: dict[tuple[str, str], list[int]] = {}
+    for member, consent in left:
+        via = str((consent.detail or {}).get("via", "post"))
+        by_kind.setdefault((member.list_name, via), []).append(member.subscriber_id)
+    for (list_name, via), ids in by_kind.items():
+        who = "subscriber" if len(ids) == 1 else "subscribers"
+        shown = ", ".join(str(i) for i in ids)
+        log.info("unsubscribed from %s (%s): %s %s", list_name, via, who, shown)
