@@ -24,7 +24,12 @@ from pathlib import Path
 OTHER = "other"
 HOPS = "worker-thread hops (anyio/threading, loop wake-ups)"
 # innermost frames of a thread waiting, which py-spy may still report: not CPU, left out
-IDLE = ("EpollSelector.select (", "Condition.wait (", "Queue.get (queue.py:171)")
+IDLE = (
+    "EpollSelector.select (",
+    "Condition.wait (",
+    "Queue.get (queue.py:171)",
+    "_worker (concurrent/futures/thread.py",  # a pool thread waiting for work (C queue)
+)
 
 # (bucket, substrings of a frame "function (file:line)"). A stack holding a frame of an
 # app rule anywhere counts there (first rule wins); then the access log's own line; any
@@ -33,8 +38,8 @@ IDLE = ("EpollSelector.select (", "Condition.wait (", "Queue.get (queue.py:171)"
 APP_RULES: Sequence[tuple[str, Sequence[str]]] = (
     ("token verify", ("itsdangerous", "mail/tokens.py", "person_fingerprint")),
     ("store commit (mostly fsync: disk wait, not CPU)", ("do_commit (",)),
-    ("store write (unsubscribe + consent rows)", ("store/leaving.py", "UnsubscribeLinks._leave (")),
-    ("store read (subscriber + memberships)", ("member (", "store/base.py", "._look_up (")),
+    ("store write (unsubscribe + consent rows)", ("UnsubscribeLinks._leave (", "Leaving.leave (")),
+    ("store read (subscriber + memberships)", ("._look_up (", "list_members (", "store/base.py")),
     ("page render (jinja)", ("web/pages.py", "jinja2", "render/theme.py")),
     ("form parsing", ("web/forms.py", "formparsers", "multipart")),
 )
