@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 from http_load import Result, fire, percentile, report_load
@@ -257,19 +258,28 @@ def measure(
     server = psutil.Process(serve.pid)
     profile = args.profile / f"serve-{method.lower()}.txt" if args.profile else None
     sampler = Sampler(serve.pid, profile) if profile else None
-    before, threads_before = server.cpu_times(), thread_cpu(server)
-    client_before = time.process_time()
+    start: dict[str, Any] = {}
+
+    def measuring() -> None:
+        start.update(cpu=server.cpu_times(), threads=thread_cpu(server), client=time.process_time())
+
     deadline = time.time() + args.max_seconds
-    results = asyncio.run(fire(base, work, args.clients, deadline, method=method))
-    client_cpu = time.process_time() - client_before
+    warmup = min(args.clients, len(work) // 4)
+    results = asyncio.run(
+        fire(base, work, args.clients, deadline, method=method, warmup=warmup, measuring=measuring)
+    )
+    client_cpu = time.process_time() - start["client"]
     after, threads_after = server.cpu_times(), thread_cpu(server)
+    before, threads_before = start["cpu"], start["threads"]
     cpu = after.user + after.system - before.user - before.system
     label = "one-click POST" if method == "POST" else "confirmation page GET"
+    print(f"{label}: {warmup} warm-up requests first, not in the figures")
     cpu_ms = report_load(results, f"{label} x{args.clients} clients", cpu, client_cpu)
+    measured = len(results) - warmup
     loop = threads_after.get(serve.pid, 0.0) - threads_before.get(serve.pid, 0.0)
     print(
-        f"    of which the event loop thread {loop * 1000 / len(results):.2f} ms, "
-        f"other threads (database) {(cpu - loop) * 1000 / len(results):.2f} ms"
+        f"    of which the event loop thread {loop * 1000 / measured:.2f} ms, "
+        f"other threads (database) {(cpu - loop) * 1000 / measured:.2f} ms"
     )
     if sampler is not None and profile is not None:
         sampler.stop()

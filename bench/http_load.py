@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,12 +25,14 @@ TIMEOUT_SECONDS = 30.0
 
 @dataclass
 class Result:
-    """One request: which subscriber, status (0 = transport error), when sent and answered."""
+    """One request: which subscriber, status (0 = transport error), when sent and answered,
+    and whether it was a warm-up request (not in the figures)."""
 
     subscriber_id: int
     status: int
     started: float
     answered: float
+    warmup: bool = False
 
 
 class HttpError(Exception):
@@ -129,34 +131,47 @@ async def fire(
     deadline: float,
     *,
     method: str = "POST",
+    warmup: int = 0,
+    measuring: Callable[[], None] | None = None,
 ) -> list[Result]:
     """``method`` (one-click POST, or GET of the confirmation page) to every token's
-    ``/u/`` URL from ``clients`` concurrent connections, until done or ``deadline``."""
+    ``/u/`` URL from ``clients`` concurrent connections, until done or ``deadline``.
+
+    The first ``warmup`` tokens go first, on the same connections, and every client waits
+    for the others to finish them before the rest: the figures then leave out opening the
+    connections and a server's first requests (its caches filling), and their results are
+    marked ``warmup``. ``measuring()`` is called once, as the measured requests start.
+    """
     url = urlsplit(base)
     host, port = url.hostname or "127.0.0.1", url.port or 80
     prefix = url.path.rstrip("/")
-    work = [
+    requests = [
         (sid, request_bytes(method, url.netloc, f"{prefix}/u/{token}")) for sid, token in tokens
     ]
-    work.reverse()  # pop() from the end hands them out in the given order
+    phases = [requests[:warmup][::-1], requests[warmup:][::-1]]  # pop() keeps the order
+    barrier = asyncio.Barrier(clients)
     results: list[Result] = []
 
     async def worker() -> None:
         connection: Connection | None = None
-        while work and time.time() < deadline:
-            subscriber_id, request = work.pop()
-            started = time.time()
-            try:
-                if connection is None or not connection.reusable:
-                    if connection is not None:
-                        connection.close()
-                    connection = await _connect(host, port)
-                status = await connection.ask(request)
-            except (HttpError, OSError, TimeoutError) as exc:
-                print(f"  transport error: {type(exc).__name__}: {exc}")
-                status = 0
-                connection = None
-            results.append(Result(subscriber_id, status, started, time.time()))
+        for phase, work in enumerate(phases):
+            while work and time.time() < deadline:
+                subscriber_id, request = work.pop()
+                started = time.time()
+                try:
+                    if connection is None or not connection.reusable:
+                        if connection is not None:
+                            connection.close()
+                        connection = await _connect(host, port)
+                    status = await connection.ask(request)
+                except (HttpError, OSError, TimeoutError) as exc:
+                    print(f"  transport error: {type(exc).__name__}: {exc}")
+                    status = 0
+                    connection = None
+                results.append(Result(subscriber_id, status, started, time.time(), phase == 0))
+            if await barrier.wait() == 0 and phase == 0 and measuring is not None:
+                measuring()
+            await barrier.wait()  # nobody starts the measured requests before measuring()
         if connection is not None:
             connection.close()
 
@@ -174,7 +189,9 @@ def report_load(
     results: Sequence[Result], label: str, server_cpu: float, client_cpu: float | None = None
 ) -> float:
     """Print requests/s, p50/p99 latency, errors, server CPU per request (and the load
-    client's, given its CPU seconds) -> the server's CPU per request in ms."""
+    client's, given its CPU seconds) -> the server's CPU per request in ms. Warm-up
+    requests are left out (give the CPU of the measured ones only)."""
+    results = [r for r in results if not r.warmup]
     ok = [r for r in results if r.status == 200]
     span = max(r.answered for r in results) - min(r.started for r in results)
     latencies = [(r.answered - r.started) * 1000 for r in results]

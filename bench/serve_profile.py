@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 OTHER = "other"
-HOPS = "worker-thread hops (anyio/threading, loop wake-ups)"
+HOPS = "worker-thread hops (thread pools, loop wake-ups)"
 # innermost frames of a thread waiting, which py-spy may still report: not CPU, left out
 IDLE = (
     "EpollSelector.select (",
