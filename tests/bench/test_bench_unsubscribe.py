@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "bench_unsubscribe.py"
 TINY = ["--recipients", "300", "--posts", "60", "--clients", "8", "--max-seconds", "60"]
@@ -20,9 +18,7 @@ TINY = ["--recipients", "300", "--posts", "60", "--clients", "8", "--max-seconds
 def _run(*options: str) -> str:
     """Run the benchmark -> its output; fails the test on a non-zero exit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])]
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])])
     done = subprocess.run(
         [sys.executable, str(BENCH), *TINY, *options],
         env=env,
