@@ -99,7 +99,9 @@ class Leaving(StoreBase):
         ``ids`` that are not erased: one query however many.
 
         ``lock`` (in a ``write()`` transaction): FOR UPDATE of those memberships, so on
-        PostgreSQL a concurrent change of one waits and this reads it as changed. Looked
+        PostgreSQL a concurrent change of one waits and this reads it as changed; rows
+        come (and are locked) in id order, so two such batches sharing a person (two
+        serve processes) wait for each other instead of deadlocking. Looked
         up by subscriber id only: SQLite's planner, without statistics, would walk a whole
         list's members for "this list and these ids".
         """
@@ -116,6 +118,7 @@ class Leaving(StoreBase):
             .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
             .join(lists, lists.c.id == memberships.c.list_id)
             .where(among(conn, subscribers.c.id, sorted(set(ids))), subscribers.c.status != ERASED)
+            .order_by(subscribers.c.id, memberships.c.list_id)
         )
         if lock:
             query = query.with_for_update(of=memberships)
