@@ -1,25 +1,30 @@
 """Benchmark: one-click unsubscribe POSTs from many concurrent clients while a send runs.
 
     python bench/bench_unsubscribe.py [--recipients 20000] [--posts 2000] [--clients 64]
-                                      [--workers 1]
+        [--no-send] [--get] [--profile DIR] [--database-url postgresql+psycopg://USER@HOST/db]
+        [--workers 1]
 
 Builds a throwaway workspace with RECIPIENTS active subscribers, starts ``newsletter
 serve`` (uvicorn, its own process) on loopback, a recording SMTP sink (aiosmtpd, its own
-process, noting the time of every RCPT TO) and a send of a sample issue to all of them
-through the real ledger (``deliver.send_issue``, its own process) against the sink.
-Once the send is under way it fires POSTS one-click unsubscribes
-(``List-Unsubscribe=One-Click``) for distinct subscribers still waiting for their
-message, from CLIENTS concurrent connections (httpx, bounded in count and time). It
-prints requests/s, p50/p99 latency, errors and the serve process's CPU per request,
-then checks, in the sink's log and in the deliveries table, that no unsubscribed
-address was handed to the mail server after its POST was answered.
+process, noting the time of every RCPT TO: ``bench/smtp_recorder.py``) and a send of a
+sample issue to all of them through the real ledger (``deliver.send_issue``, its own
+process) against the sink. Once the send is under way it fires POSTS one-click
+unsubscribes (``List-Unsubscribe=One-Click``) for distinct subscribers still waiting for
+their message, from CLIENTS concurrent keep-alive connections (``bench/http_load.py``, a
+deliberately cheap client: it shares the machine). It prints requests/s, p50/p99
+latency, errors and the CPU per request of serve and of the load client, then checks, in
+the sink's log and in the deliveries table, that no unsubscribed address was handed to
+the mail server after its POST was answered (the line ``PASS - ...`` or ``FAIL - ...``).
 ``--no-send`` measures the POSTs alone; ``--get`` first GETs every confirmation page
 (figures of their own); ``--profile DIR`` samples serve with py-spy during each load and
 prints where its CPU goes (``bench/serve_profile.py``). serve's log lines go to a file.
-``--workers N`` runs ``serve --workers N`` (CPU then counts every worker; the profile
-samples the parent only).
+``--database-url`` names a PostgreSQL server (any database the user may connect to and
+create databases from): the run uses a fresh database ``bench_unsubscribe`` there,
+dropped at the end, instead of a SQLite file. ``--workers N`` runs ``serve --workers N``
+(CPU then counts the parent and every worker; the profile samples the parent only).
 
-Everything listens on 127.0.0.1 only and stops by itself.
+Everything listens on 127.0.0.1 only and stops by itself. The machine's load averages
+are printed before and after: the figures mean little on a busy machine.
 """
 
 from __future__ import annotations
@@ -28,31 +33,40 @@ import argparse
 import asyncio
 import os
 import random
-import selectors
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import psutil
-from http_load import Result, fire, report_load
+from http_load import Result, fire, percentile, report_load
 from serve_profile import Sampler, print_breakdown
+from smtp_recorder import start_sink, stop_sink, wait_for_sink
+
+__all__ = ["SECRET", "child_env", "make_workspace", "percentile", "start_serve", "stop"]
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ISSUE = REPO / "tests" / "golden" / "sample_issue.json"
 SECRET = "bench-not-secret"
-PROGRESS_EVERY = 500
+# the POSTs start once the sink has seen this many recipients (or an eighth of them)
+SEND_UNDER_WAY = 500
+BENCH_DATABASE = "bench_unsubscribe"
 
 
 # --- the workspace ---------------------------------------------------------------------------
 
 
-def make_workspace(folder: Path, recipients: int) -> tuple[Path, list[int], int]:
-    """A workspace in ``folder`` with ``recipients`` active members of "main".
+def make_workspace(
+    folder: Path, recipients: int, database_url: str | None = None
+) -> tuple[Path, list[int], int]:
+    """A workspace in ``folder`` with ``recipients`` active members of "main", its
+    database at ``database_url`` (default: the workspace's SQLite file).
 
     Returns (workspace root, subscriber ids in send order, list id).
     """
@@ -62,7 +76,10 @@ def make_workspace(folder: Path, recipients: int) -> tuple[Path, list[int], int]
     root = folder / "ws"
     root.mkdir()
     shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
-    ws = load_workspace(root, environ={"NEWSLETTER_SECRET_KEY": SECRET})
+    environ = {"NEWSLETTER_SECRET_KEY": SECRET}
+    if database_url:
+        environ["NEWSLETTER_DATABASE_URL"] = database_url
+    ws = load_workspace(root, environ=environ)
     rows = [
         ImportRow(email=f"reader{n:06d}@bench.example.org", name=f"Reader {n}")
         for n in range(recipients)
@@ -73,6 +90,29 @@ def make_workspace(folder: Path, recipients: int) -> tuple[Path, list[int], int]
         list_id = store.list_id("main")
     assert list_id is not None
     return root, ids, list_id
+
+
+@contextmanager
+def bench_database(server: str | None, folder: Path) -> Iterator[str]:
+    """-> the URL of a fresh database: a SQLite file in ``folder``, or BENCH_DATABASE
+    created on the PostgreSQL ``server`` (and dropped when the block ends)."""
+    if server is None:
+        yield f"sqlite:///{folder / 'ws' / 'subscribers' / 'newsletter.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    drop = text(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+    with admin.connect() as conn:
+        conn.execute(drop)
+        conn.execute(text(f'CREATE DATABASE "{BENCH_DATABASE}"'))
+    try:
+        yield make_url(server).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(drop)
+        admin.dispose()
 
 
 def make_issue(root: Path) -> Path:
@@ -103,6 +143,20 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     """This environment without the developer's NEWSLETTER_* settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     return {**env, "NEWSLETTER_SECRET_KEY": SECRET, **extra}
+
+
+class Cpu(NamedTuple):
+    """Seconds of CPU in user and system mode."""
+
+    user: float
+    system: float
+
+
+def _cpu(server: psutil.Process) -> Cpu:
+    """serve's CPU times, its workers' (serve --workers N) included."""
+    processes = [server, *server.children()]
+    times = [process.cpu_times() for process in processes]
+    return Cpu(sum(t.user for t in times), sum(t.system for t in times))
 
 
 def start_serve(
@@ -138,57 +192,6 @@ def stop(proc: subprocess.Popen[str]) -> None:
             proc.wait()
 
 
-def start_sink(log_path: Path) -> tuple[subprocess.Popen[str], int]:
-    """The recording SMTP sink in its own process -> (process, port)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--sink", str(log_path), "--sink-port", str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    if proc.stdout.readline().strip() != "ready":
-        raise SystemExit("the SMTP sink did not start")
-    return proc, port
-
-
-def stop_sink(proc: subprocess.Popen[str]) -> None:
-    """Close the sink's stdin (its signal to write the log and exit) and wait."""
-    assert proc.stdin is not None
-    proc.stdin.close()
-    proc.wait(timeout=60)
-
-
-def run_sink(log_path: Path, port: int) -> None:
-    """Sink mode: accept every message, note ``time rcpt`` per RCPT TO; stop on stdin EOF."""
-    from aiosmtpd.controller import Controller
-
-    records: list[tuple[float, str]] = []
-
-    class Recorder:
-        async def handle_RCPT(
-            self, server: object, session: object, envelope: object, address: str, options: object
-        ) -> str:
-            records.append((time.time(), address.lower()))
-            envelope.rcpt_tos.append(address)  # type: ignore[attr-defined]
-            if len(records) % PROGRESS_EVERY == 0:
-                print(f"count {len(records)}", flush=True)
-            return "250 OK"
-
-        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-            return "250 2.0.0 taken"
-
-    controller = Controller(Recorder(), hostname="127.0.0.1", port=port)
-    controller.start()
-    print("ready", flush=True)
-    sys.stdin.read()
-    controller.stop()
-    with open(log_path, "w", encoding="ascii") as handle:
-        for stamp, address in records:
-            handle.write(f"{stamp:.6f} {address}\n")
-
-
 def start_send(root: Path, issue: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     """``deliver.send_issue`` of ``issue`` to every member of "main", in its own process."""
     return subprocess.Popen(
@@ -198,21 +201,6 @@ def start_send(root: Path, issue: Path, env: dict[str, str]) -> subprocess.Popen
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for_sink(proc: subprocess.Popen[str], count: int, timeout: float = 120.0) -> bool:
-    """Wait until the sink reports ``count`` recipients (it prints every 500) -> reached?"""
-    assert proc.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and selector.select(timeout=end - time.monotonic()):
-        line = proc.stdout.readline()
-        if not line:
-            return False
-        if line.startswith("count ") and int(line.split()[1]) >= count:
-            return True
-    return False
 
 
 def run_send(root: Path, issue: Path) -> None:
@@ -244,7 +232,7 @@ def check_nothing_after_answer(
     return late
 
 
-def check_ledger(results: Sequence[Result], database: Path) -> int:
+def check_ledger(results: Sequence[Result], database_url: str) -> int:
     """From the deliveries table: unsubscribed subscribers whose message the sender
     started (row marked ``sending``) after their POST was answered."""
     from sqlalchemy import select
@@ -253,7 +241,7 @@ def check_ledger(results: Sequence[Result], database: Path) -> int:
     from newsletter.store.deliveries import deliveries
 
     answered = {r.subscriber_id: r.answered for r in results if r.status == 200}
-    with open_store(f"sqlite:///{database}") as store, store.read() as conn:
+    with open_store(database_url) as store, store.read() as conn:
         rows = conn.execute(
             select(
                 deliveries.c.subscriber_id, deliveries.c.status, deliveries.c.first_attempt_at
@@ -270,6 +258,12 @@ def check_ledger(results: Sequence[Result], database: Path) -> int:
     return late
 
 
+def thread_cpu(process: psutil.Process) -> dict[int, float]:
+    """Thread id -> CPU seconds so far, of every thread of ``process`` (the main thread's
+    id is the process id: in serve it runs the event loop)."""
+    return {thread.id: thread.user_time + thread.system_time for thread in process.threads()}
+
+
 def measure(
     serve: subprocess.Popen[str],
     base: str,
@@ -279,24 +273,39 @@ def measure(
 ) -> list[Result]:
     """Fire ``method`` at every token of ``work``; print the figures (and the profile)."""
     server = psutil.Process(serve.pid)
-    processes = [server, *server.children()]  # serve --workers N: the workers do the work
     profile = args.profile / f"serve-{method.lower()}.txt" if args.profile else None
     sampler = Sampler(serve.pid, profile) if profile else None
-    before = [p.cpu_times() for p in processes]
+    start: dict[str, Any] = {}
+
+    def measuring() -> None:
+        start.update(cpu=_cpu(server), threads=thread_cpu(server), client=time.process_time())
+
     deadline = time.time() + args.max_seconds
-    results = asyncio.run(fire(base, work, args.clients, deadline, method=method))
-    after = [p.cpu_times() for p in processes]
-    cpu = sum(a.user + a.system - b.user - b.system for a, b in zip(after, before, strict=True))
+    warmup = min(args.clients, len(work) // 4)
+    results = asyncio.run(
+        fire(base, work, args.clients, deadline, method=method, warmup=warmup, measuring=measuring)
+    )
+    client_cpu = time.process_time() - start["client"]
+    after, threads_after = _cpu(server), thread_cpu(server)
+    before, threads_before = start["cpu"], start["threads"]
+    cpu = after.user + after.system - before.user - before.system
     label = "one-click POST" if method == "POST" else "confirmation page GET"
-    cpu_ms = report_load(results, f"{label} x{args.clients} clients", cpu)
+    print(f"{label}: {warmup} warm-up requests first, not in the figures")
+    cpu_ms = report_load(results, f"{label} x{args.clients} clients", cpu, client_cpu)
+    measured = len(results) - warmup
+    loop = threads_after.get(serve.pid, 0.0) - threads_before.get(serve.pid, 0.0)
+    print(
+        f"    of which the event loop thread {loop * 1000 / measured:.2f} ms, "
+        f"other threads (database) {(cpu - loop) * 1000 / measured:.2f} ms"
+    )
     if sampler is not None and profile is not None:
         sampler.stop()
         print_breakdown(profile, cpu_ms)
     return results
 
 
-def main() -> None:
-    """Run the benchmark and print its figures."""
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--posts", type=int, default=2_000, help="unsubscribes to send")
@@ -310,74 +319,122 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="sample serve with py-spy into this folder; print where"
     )
-    parser.add_argument("--sink", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL server to measure on (default: a SQLite file)"
+    )
     parser.add_argument("--send-root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--send-issue", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.sink:
-        run_sink(args.sink, args.sink_port)
-        return
+    return parser.parse_args()
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages, as ``uptime`` shows them."""
+    return ", ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def main() -> int:
+    """Run the benchmark and print its figures -> exit status (1: the safety check failed)."""
+    args = parse_args()
     if args.send_root:
         run_send(args.send_root, args.send_issue)
-        return
-
-    from newsletter.mail.tokens import UnsubscribeTokens
-
+        return 0
+    print(f"load average: {load_average()} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory(prefix="bench-unsubscribe-") as temp:
         folder = Path(temp)
-        started = time.perf_counter()
-        root, ids, list_id = make_workspace(folder, args.recipients)
-        print(f"workspace with {len(ids)} subscribers in {time.perf_counter() - started:.1f} s")
-        address_of = {sid: f"reader{n:06d}@bench.example.org" for n, sid in enumerate(ids)}
-        sink_log = folder / "sink.log"
-        sink, sink_port = start_sink(sink_log)
-        env = child_env({"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{sink_port}"})
-        serve, base = start_serve(root, env, folder / "serve.log", args.workers)
-        if args.profile:
-            args.profile.mkdir(parents=True, exist_ok=True)
-        send = None
-        try:
-            with_send = not args.no_send
-            if with_send:
-                send = start_send(root, make_issue(root), env)
-                # fire once the send is under way (the sink has seen its first recipients)
-                if not wait_for_sink(sink, PROGRESS_EVERY):
-                    print("the send did not get under way; firing anyway")
-            # distinct subscribers from the later part of the send order, so most are
-            # still waiting for their message when they leave
-            chosen = random.Random(5).sample(ids[len(ids) // 4 :], min(args.posts, len(ids)))
-            tokens = UnsubscribeTokens((SECRET,))
-            work = [(sid, tokens.make(sid, list_id, 1, email=address_of[sid])) for sid in chosen]
-            if args.get:
-                measure(serve, base, work, args, "GET")
-            results = measure(serve, base, work, args, "POST")
-            if send is not None:
-                print("  (one-click POSTs answered while the send ran; waiting for it to end)")
-                out, err = send.communicate(timeout=1800)
-                print(f"send finished (exit {send.returncode}): {out.strip()}")
-                if send.returncode:
-                    print(err.strip()[-2000:])
-        finally:
-            if send is not None and send.poll() is None:
-                send.kill()
-            stop(serve)
-            stop_sink(sink)
-            if args.profile:
-                shutil.copy(folder / "serve.log", args.profile / "serve.log")
-        if with_send:
-            late = check_nothing_after_answer(results, sink_log, address_of)
-            started_late = check_ledger(results, root / "subscribers" / "newsletter.db")
-            verdict = "PASS" if late == 0 and started_late == 0 else "FAIL"
-            print(verdict, "- nothing sent after an answered unsubscribe")
-        from newsletter.store import open_store
+        with bench_database(args.database_url, folder) as database_url:
+            started = time.perf_counter()
+            root, ids, list_id = make_workspace(
+                folder, args.recipients, database_url if args.database_url else None
+            )
+            elapsed = time.perf_counter() - started
+            print(f"workspace with {len(ids)} subscribers in {elapsed:.1f} s")
+            extra = {"NEWSLETTER_DATABASE_URL": database_url} if args.database_url else {}
+            ok = run(args, folder, root, ids, list_id, database_url, extra)
+    print(f"load average: {load_average()}")
+    return 0 if ok else 1
 
-        with open_store(f"sqlite:///{root / 'subscribers' / 'newsletter.db'}") as store:
-            answered = [r.subscriber_id for r in results if r.status == 200]
-            left = len(answered)
-            still = store.sendable_ids(answered, "main")
-            print(f"  unsubscribed per the database: {left - len(still)} of {left} answered 200")
+
+def run(
+    args: argparse.Namespace,
+    folder: Path,
+    root: Path,
+    ids: list[int],
+    list_id: int,
+    database_url: str,
+    extra_env: dict[str, str],
+) -> bool:
+    """Start the sink, serve (and the send), fire, check -> whether every check passed."""
+    from newsletter.mail.tokens import UnsubscribeTokens
+
+    address_of = {sid: f"reader{n:06d}@bench.example.org" for n, sid in enumerate(ids)}
+    sink_log = folder / "sink.log"
+    sink_port = free_port()
+    under_way = min(SEND_UNDER_WAY, max(1, len(ids) // 8))
+    sink = start_sink(sink_log, sink_port, every=under_way)
+    env = child_env({"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{sink_port}", **extra_env})
+    serve, base = start_serve(root, env, folder / "serve.log", args.workers)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    send = None
+    sent_ok = True
+    try:
+        if not args.no_send:
+            send = start_send(root, make_issue(root), env)
+            # fire once the send is under way (the sink has seen its first recipients)
+            if not wait_for_sink(sink, under_way):
+                print("the send did not get under way; firing anyway")
+        # distinct subscribers from the later part of the send order, so most are
+        # still waiting for their message when they leave
+        pool = ids[len(ids) // 4 :]
+        chosen = random.Random(5).sample(pool, min(args.posts, len(pool)))
+        tokens = UnsubscribeTokens((SECRET,))
+        work = [(sid, tokens.make(sid, list_id, 1, email=address_of[sid])) for sid in chosen]
+        if args.get:
+            measure(serve, base, work, args, "GET")
+        results = measure(serve, base, work, args, "POST")
+        if send is not None:
+            print("  (one-click POSTs answered while the send ran; waiting for it to end)")
+            out, err = send.communicate(timeout=1800)
+            print(f"send finished (exit {send.returncode}): {out.strip()}")
+            sent_ok = send.returncode == 0
+            if not sent_ok:
+                print(err.strip()[-2000:])
+    finally:
+        if send is not None and send.poll() is None:
+            send.kill()
+        stop(serve)
+        stop_sink(sink)
+        if args.profile:
+            shutil.copy(folder / "serve.log", args.profile / "serve.log")
+    return (
+        check(results, sink_log, address_of, database_url, with_send=send is not None) and sent_ok
+    )
+
+
+def check(
+    results: Sequence[Result],
+    sink_log: Path,
+    address_of: dict[int, str],
+    database_url: str,
+    *,
+    with_send: bool,
+) -> bool:
+    """Print the safety check (after a send) and what the database says -> passed?"""
+    from newsletter.store import open_store
+
+    passed = True
+    if with_send:
+        late = check_nothing_after_answer(results, sink_log, address_of)
+        started_late = check_ledger(results, database_url)
+        passed = late == 0 and started_late == 0
+        print("PASS" if passed else "FAIL", "- nothing sent after an answered unsubscribe")
+    answered = [r.subscriber_id for r in results if r.status == 200]
+    with open_store(database_url) as store:
+        still = store.sendable_ids(answered, "main")
+    left = len(answered) - len(still)
+    print(f"  unsubscribed per the database: {left} of {len(answered)} answered 200")
+    return passed and not still
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

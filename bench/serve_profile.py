@@ -22,22 +22,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 OTHER = "other"
-HOPS = "worker-thread hops (anyio/threading, loop wake-ups)"
+HOPS = "worker-thread hops (thread pools, loop wake-ups)"
 # innermost frames of a thread waiting, which py-spy may still report: not CPU, left out
-IDLE = ("EpollSelector.select (", "Condition.wait (", "Queue.get (queue.py:171)")
+IDLE = (
+    "EpollSelector.select (",
+    "Condition.wait (",
+    "Queue.get (queue.py:171)",
+    "_worker (concurrent/futures/thread.py",  # a pool thread waiting for work (C queue)
+)
 
 # (bucket, substrings of a frame "function (file:line)"). A stack holding a frame of an
-# app rule anywhere counts there (first rule wins); any other stack counts under the
-# plumbing rule of its innermost matching frame, since every stack has the server below it.
+# app rule anywhere counts there (first rule wins); then the access log's own line; any
+# other stack counts under the plumbing rule of its innermost matching frame, since every
+# stack has the server (and the access-log middleware) below it.
 APP_RULES: Sequence[tuple[str, Sequence[str]]] = (
     ("token verify", ("itsdangerous", "mail/tokens.py", "person_fingerprint")),
     ("store commit (mostly fsync: disk wait, not CPU)", ("do_commit (",)),
-    ("store write (unsubscribe + consent rows)", ("store/leaving.py", "UnsubscribeLinks._leave (")),
-    ("store read (subscriber + memberships)", ("member (", "store/base.py", "._look_up (")),
+    ("store write (unsubscribe + consent rows)", ("UnsubscribeLinks._leave (", "Leaving.leave (")),
+    ("store read (subscriber + memberships)", ("._look_up (", "list_members (", "store/base.py")),
     ("page render (jinja)", ("web/pages.py", "jinja2", "render/theme.py")),
     ("form parsing", ("web/forms.py", "formparsers", "multipart")),
-    ("access log", ("web/accesslog.py",)),
 )
+ACCESS_LOG = "access log"
 PLUMBING_RULES: Sequence[tuple[str, Sequence[str]]] = (
     ("other logging", ("logging/__init__.py",)),
     (HOPS, ("anyio/", "threading.py", "concurrent/futures", "_write_to_self", "_read_from_self")),
@@ -88,11 +94,24 @@ def bucket_of(stack: str) -> str | None:
     for name, needles in APP_RULES:
         if any(needle in frame for frame in frames for needle in needles):
             return name
+    if _in_access_log(frames):
+        return ACCESS_LOG
     for frame in reversed(frames):
         for name, needles in PLUMBING_RULES:
             if any(needle in frame for needle in needles):
                 return name
     return OTHER
+
+
+def _in_access_log(frames: Sequence[str]) -> bool:
+    """Whether the stack is the access log writing its line (not the request it wraps:
+    the middleware's frame sits below every request, so its presence alone says nothing)."""
+    for index, frame in enumerate(frames):
+        if "shown_path (" in frame:
+            return True
+        if "logging/__init__.py" in frame:
+            return index > 0 and "web/accesslog.py" in frames[index - 1]
+    return False
 
 
 def breakdown(path: Path) -> dict[str, int]:

@@ -556,7 +556,7 @@ def test_every_request_gets_an_access_line_without_its_token(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(Store, "subscribers_by_id", broken)
+    monkeypatch.setattr(Store, "list_members", broken)
     client.get(f"/u/{token}")
     lines = [r.getMessage() for r in caplog.records if r.name == "newsletter.web.access"]
     assert [line.rsplit(" ", 3)[0] for line in lines] == [

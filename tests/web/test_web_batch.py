@@ -69,6 +69,27 @@ def test_a_failing_item_fails_only_its_own_request() -> None:
     assert calls == [[1], [2, 3, 4], [2], [3], [4]]
 
 
+def test_a_waiter_gone_before_its_batch_ends_leaves_the_others_their_results() -> None:
+    calls, entered, release, run = _blocking_run()
+    batcher: Batcher[int, int] = Batcher(run)  # type: ignore[arg-type]
+
+    async def scenario() -> list[object]:
+        first = asyncio.create_task(batcher.submit(1))
+        assert await anyio.to_thread.run_sync(entered.wait, 10)
+        gone = asyncio.create_task(batcher.submit(2))
+        kept = asyncio.create_task(batcher.submit(3))
+        await asyncio.sleep(0)
+        gone.cancel()  # its client went away: its item still runs, nobody hears of it
+        release.set()
+        return await asyncio.gather(first, gone, kept, return_exceptions=True)
+
+    first, gone, kept = asyncio.run(scenario())
+    assert (first, kept) == (10, 30) and isinstance(gone, asyncio.CancelledError)
+    assert calls == [[1], [2, 3]]
+    batcher.close()  # the threads go; a later item gets new ones
+    assert asyncio.run(batcher.submit(4)) == 40
+
+
 @pytest.fixture
 def store(workspace: Workspace) -> Iterator[Store]:
     with open_store_for(workspace) as opened:
@@ -88,23 +109,31 @@ def _unsubscribe_consents(store: Store, address: str) -> int:
     return sum(1 for c in data["consents"] if c["action"] == "unsubscribe")
 
 
-def test_leave_lists_in_changes_each_once_in_one_transaction(store: Store) -> None:
+def test_leave_changes_each_member_once_in_one_transaction(store: Store) -> None:
     ids = _members(store, 3)
     list_id = store.list_id("main")
     assert list_id is not None
     web = Consent(source="web")
-    wishes = [(ids[0], list_id, web), (ids[1], list_id, web), (ids[0], list_id, web)]
     with store.write() as conn:
-        changed = store.leave_lists_in(conn, wishes)
+        found = store.list_members(conn, ids, lock=True)
+        wishes = [(found[(sid, list_id)], web) for sid in (ids[0], ids[1], ids[0])]
+        changed = store.leave(conn, wishes)
     assert changed == [True, True, False]
     assert set(store.sendable_ids(ids, "main")) == {ids[2]}
     assert _unsubscribe_consents(store, "reader0@example.org") == 1
     assert _unsubscribe_consents(store, "reader1@example.org") == 1
+    with store.read() as conn:
+        again = store.list_members(conn, ids)
+    assert again[(ids[0], list_id)].has_left and not again[(ids[2], list_id)].has_left
+    with store.write() as conn:  # someone already off the list changes nothing
+        assert store.leave(conn, [(again[(ids[0], list_id)], web)]) == [False]
+    assert _unsubscribe_consents(store, "reader0@example.org") == 1
 
 
 def test_many_one_click_posts_at_once_are_all_committed_when_answered(
-    workspace: Workspace, store: Store
+    workspace: Workspace, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="newsletter.web")
     ids = _members(store, 40)
     list_id = store.list_id("main")
     assert list_id is not None
@@ -130,3 +159,11 @@ def test_many_one_click_posts_at_once_are_all_committed_when_answered(
     assert [a.status_code for a in answers] == [200] * len(ids) + [404]
     assert not store.sendable_ids(ids, "main")
     assert all(_unsubscribe_consents(store, f"reader{n}@example.org") == 1 for n in range(40))
+    # each batch logs who it took off which list, once per person
+    logged = [
+        int(number)
+        for record in caplog.records
+        if record.getMessage().startswith("unsubscribed from main (one-click): subscriber")
+        for number in record.getMessage().split(": subscriber", 1)[1].lstrip("s ").split(", ")
+    ]
+    assert sorted(logged) == sorted(ids)

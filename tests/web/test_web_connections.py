@@ -4,6 +4,7 @@ log lines that cannot flood.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import select
 import socket
@@ -14,7 +15,8 @@ import httpx
 import pytest
 
 from newsletter.store import open_store_for
-from newsletter.web.connections import RepeatFilter
+from newsletter.web import connections
+from newsletter.web.connections import ConnectionLimits, RepeatFilter, guarded_protocol
 from newsletter.web.server import ServeServer
 from newsletter.workspace import Workspace, load_workspace
 
@@ -30,9 +32,30 @@ def _serve(workspace_dir: Path, monkeypatch: pytest.MonkeyPatch, settings: str) 
     return load_workspace(workspace_dir)
 
 
+HTTPTOOLS = importlib.util.find_spec("httptools") is not None
+
+
+@pytest.fixture(
+    params=[
+        "h11",
+        pytest.param(
+            "httptools",
+            marks=pytest.mark.skipif(not HTTPTOOLS, reason="httptools is not installed"),
+        ),
+    ]
+)
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each guard test runs over both of uvicorn's HTTP parsers serve may use."""
+    monkeypatch.setattr(connections, "DEFAULT_PARSER", request.param)
+    return str(request.param)
+
+
 @pytest.fixture
 def serving(
-    request: pytest.FixtureRequest, workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    workspace_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    parser: str,
 ) -> Iterator[ServeServer]:
     ws = _serve(workspace_dir, monkeypatch, request.param)
     with open_store_for(ws) as store:
@@ -127,3 +150,9 @@ def test_repeated_log_lines_are_limited_and_counted() -> None:
     assert len(lines) == 5
     assert lines[3] == "something else"
     assert lines[4].endswith("(997 more like this were not logged)")
+
+
+def test_serve_uses_the_httptools_parser_when_it_is_installed() -> None:
+    protocol = guarded_protocol(ConnectionLimits(10.0, 30.0, 500))
+    base = "HttpToolsProtocol" if HTTPTOOLS else "H11Protocol"
+    assert base in [cls.__name__ for cls in protocol.__mro__]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -151,18 +151,6 @@ class StoreBase:
         normalized = normalize_address(email)
         with self.read() as conn:
             return self._load(conn, subscribers.c.email == normalized)
-
-    @staticmethod
-    def subscribers_by_id(conn: Connection, ids: Sequence[int]) -> dict[int, Subscriber]:
-        """Id -> subscriber with their memberships, for those of ``ids`` not erased, read
-        in ``conn`` (a ``read()`` or ``write()`` block) with two queries however many."""
-        rows = conn.execute(
-            select(subscribers).where(
-                subscribers.c.id.in_(sorted(set(ids))), subscribers.c.status != ERASED
-            )
-        ).all()
-        member_of = memberships_of(conn, [row.id for row in rows])
-        return {row.id: subscriber_from_row(row, member_of.get(row.id, ())) for row in rows}
 
     def _load(self, conn: Connection, condition: Any) -> Subscriber | None:
         row = conn.execute(

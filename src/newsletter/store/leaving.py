@@ -4,23 +4,55 @@ suppression after a bounce or complaint. A part of ``Store`` (``store.subscriber
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from newsletter.errors import StoreError
 from newsletter.store.base import StoreBase, retry_conflicts
+from newsletter.store.compiled import CompiledStatement
 from newsletter.store.ops import (
     SUPPRESS_ACTION,
     add_suppression,
+    among,
     consent_row,
     find_list_id,
     record_consents,
     suppress_subscriber,
 )
 from newsletter.store.records import Consent, utcnow
-from newsletter.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED, memberships
+from newsletter.store.schema import (
+    ACTIVE,
+    BOUNCED,
+    COMPLAINED,
+    ERASED,
+    UNSUBSCRIBED,
+    lists,
+    memberships,
+    subscribers,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListMember:
+    """A subscriber (not erased) and their membership of one list: what an unsubscribe
+    link reads, shows and changes."""
+
+    subscriber_id: int
+    email: str
+    subscriber_status: str
+    list_id: int
+    list_name: str
+    status: str  # the membership's
+
+    @property
+    def has_left(self) -> bool:
+        """Whether they are off this list, or off everything, already."""
+        return self.status == UNSUBSCRIBED or self.subscriber_status != ACTIVE
 
 
 class Leaving(StoreBase):
@@ -59,22 +91,67 @@ class Leaving(StoreBase):
                 record_consents(conn, [consent_row(subscriber_id, list_id, action, consent, now)])
             return changed
 
-    def leave_lists_in(
-        self, conn: Connection, leaving: Sequence[tuple[int, int, Consent]]
-    ) -> list[bool]:
-        """In the caller's ``write()`` transaction, take each (subscriber id, list id) off
-        that list, recording the consent of each one that changed -> changed, per entry.
+    @staticmethod
+    def list_members(
+        conn: Connection, ids: Sequence[int], *, lock: bool = False
+    ) -> dict[tuple[int, int], ListMember]:
+        """(subscriber id, list id) -> ListMember, for every membership of the subscribers
+        ``ids`` that are not erased: one query however many.
 
-        Several requests share one transaction this way (and one commit).
+        ``lock`` (in a ``write()`` transaction): FOR UPDATE of those memberships, so on
+        PostgreSQL a concurrent change of one waits and this reads it as changed; rows
+        come (and are locked) in id order, so two such batches sharing a person (two
+        serve processes) wait for each other instead of deadlocking. Looked
+        up by subscriber id only: SQLite's planner, without statistics, would walk a whole
+        list's members for "this list and these ids".
+        """
+        query = (
+            select(
+                subscribers.c.id,
+                subscribers.c.email,
+                subscribers.c.status,
+                memberships.c.list_id,
+                lists.c.name,
+                memberships.c.status,
+            )
+            .select_from(subscribers)
+            .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
+            .join(lists, lists.c.id == memberships.c.list_id)
+            .where(among(conn, subscribers.c.id, sorted(set(ids))), subscribers.c.status != ERASED)
+            .order_by(subscribers.c.id, memberships.c.list_id)
+        )
+        if lock:
+            query = query.with_for_update(of=memberships)
+        return {(row[0], row[3]): ListMember(*row) for row in conn.execute(query)}
+
+    @staticmethod
+    def leave(conn: Connection, leaving: Sequence[tuple[ListMember, Consent]]) -> list[bool]:
+        """In the caller's ``write()`` transaction, take each member (read there by
+        ``list_members(..., lock=True)``) off their list, recording the consent of each
+        one that changed -> changed, per entry (a member repeated changes once: first).
+
+        Several requests share one transaction this way (and one commit), in two
+        statements however many: one executemany UPDATE, one INSERT of the consents.
         """
         now = utcnow()
-        changed = [self._leave_list(conn, who, list_id, now) for who, list_id, _ in leaving]
-        rows = [
-            consent_row(who, list_id, "unsubscribe", consent, now)
-            for (who, list_id, consent), did in zip(leaving, changed, strict=True)
-            if did
-        ]
-        record_consents(conn, rows)
+        seen: set[tuple[int, int]] = set()
+        changed = []
+        for member, _ in leaving:
+            key = (member.subscriber_id, member.list_id)
+            changed.append(member.status != UNSUBSCRIBED and key not in seen)
+            seen.add(key)
+        moved = [wish for wish, did in zip(leaving, changed, strict=True) if did]
+        if moved:
+            statement = _leave_statement(conn.dialect)
+            rows = [
+                {"who": m.subscriber_id, "list_id": m.list_id, "left": UNSUBSCRIBED, "now": now}
+                for m, _ in moved
+            ]
+            conn.exec_driver_sql(statement.sql, statement.many(rows))
+        record_consents(
+            conn,
+            [consent_row(m.subscriber_id, m.list_id, "unsubscribe", c, now) for m, c in moved],
+        )
         return changed
 
     @retry_conflicts
@@ -152,3 +229,18 @@ class Leaving(StoreBase):
         else:
             self._set_membership(conn, subscriber_id, list_id, UNSUBSCRIBED, now)
         return True
+
+
+@functools.lru_cache(maxsize=4)
+def _leave_statement(dialect: Any) -> CompiledStatement:
+    """UPDATE one membership's status, compiled once per dialect (binds: who, list_id,
+    left (the new status), now)."""
+    return CompiledStatement(
+        update(memberships)
+        .where(
+            memberships.c.subscriber_id == bindparam("who"),
+            memberships.c.list_id == bindparam("list_id"),
+        )
+        .values(status=bindparam("left"), updated_at=bindparam("now")),
+        dialect,
+    )

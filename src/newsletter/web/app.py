@@ -155,6 +155,7 @@ class WebApp:
         try:
             yield
         finally:
+            self.unsubscribe.close()
             await run_in_threadpool(self.postman.close)
             if self._close_store:
                 self.store.close()

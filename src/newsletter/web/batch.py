@@ -1,4 +1,4 @@
-"""Requests that wait together: one worker-thread hop and one transaction for many.
+"""Requests that wait together: one worker thread and one transaction for many.
 
 ``Batcher(run)``: each request ``await``s ``submit(item)``; items that arrive while a
 batch is running wait for the next one, which takes them all (up to ``max_batch``) and
@@ -6,6 +6,12 @@ calls ``run(items)`` once in a worker thread. Nothing waits on a timer: a lone r
 runs at once, and the busier the server the bigger the batches. For the unsubscribe
 link this is group commit: one SQLite commit (one fsync) answers every POST of the
 batch, and each answer still goes out only after its change was committed.
+
+The worker thread takes the next batch itself as soon as one ends, and hands the
+results back to the event loop with one wake-up per batch: the loop, busy answering the
+last batch's requests, is never what the next batch waits for. Up to ``parallel``
+threads drain the queue at once (reads); a thread with nothing left to take goes back
+to its pool.
 
 ``run`` returns one result per item, in order. When it raises for a batch of several,
 each item runs again alone, so one item's failure reaches only its own request.
@@ -15,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
-
-import anyio.to_thread
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +34,14 @@ R = TypeVar("R")
 
 MAX_BATCH = 256
 
+Waiting = tuple[I, "asyncio.Future[R]"]
+
 
 class Batcher(Generic[I, R]):
     """Runs ``run(items) -> results`` for the items submitted, ``parallel`` batches at once.
 
-    Use from one event loop; ``run`` executes in a worker thread.
+    ``submit`` from any event loop; ``run`` executes in one of ``parallel`` worker
+    threads (named ``name``). ``close()`` lets the threads go once they are idle.
     """
 
     def __init__(
@@ -40,51 +50,54 @@ class Batcher(Generic[I, R]):
         *,
         parallel: int = 1,
         max_batch: int = MAX_BATCH,
+        name: str = "batch",
     ) -> None:
         self._run = run
         self._parallel = parallel
         self._max_batch = max_batch
-        self._pending: list[tuple[I, asyncio.Future[R]]] = []
-        self._running = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._name = name
+        self._pending: deque[Waiting[I, R]] = deque()
+        self._lock = threading.Lock()  # guards _pending and _draining
+        self._draining = 0
+        self._pool: ThreadPoolExecutor | None = None
 
     async def submit(self, item: I) -> R:
         """``item``'s result, once the batch holding it has run; its exception if it raised."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        self._start()
+        with self._lock:
+            self._pending.append((item, future))
+            start = self._draining < self._parallel
+            if start:
+                self._draining += 1
+        if start:
+            self._threads().submit(self._drain)
         return await future
 
-    def _start(self) -> None:
-        while self._pending and self._running < self._parallel:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
-            self._running += 1
-            task = asyncio.get_running_loop().create_task(self._batch(batch))
-            # the loop keeps only weak references to tasks
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def close(self) -> None:
+        """Stop the worker threads once the batches they run have ended."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
-    async def _batch(self, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
-        outcomes: list[R | BaseException] | None = None
-        try:
-            outcomes = await anyio.to_thread.run_sync(self._outcomes, [i for i, _ in batch])
-        except Exception as exc:
-            outcomes = [exc] * len(batch)
-        finally:  # also when cancelled (shutdown): no waiter is left hanging
-            self._running -= 1
-            for index, (_, future) in enumerate(batch):
-                if future.done():  # its request was cancelled meanwhile
-                    continue
-                if outcomes is None:
-                    future.cancel()
-                    continue
-                outcome = outcomes[index]
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
-            self._start()
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._parallel, thread_name_prefix=self._name)
+        return self._pool
+
+    def _drain(self) -> None:
+        """Worker thread: run batches until nothing is pending."""
+        while True:
+            with self._lock:
+                count = min(len(self._pending), self._max_batch)
+                if not count:
+                    self._draining -= 1
+                    return
+                batch = [self._pending.popleft() for _ in range(count)]
+            try:
+                outcomes = self._outcomes([item for item, _ in batch])
+            except BaseException as exc:  # every waiter hears of it; the thread goes on
+                outcomes = [exc] * len(batch)
+            _deliver(batch, outcomes)
 
     def _outcomes(self, items: list[I]) -> list[R | BaseException]:
         """Per item its result or exception; a failed batch of several runs item by item."""
@@ -104,3 +117,27 @@ class Batcher(Generic[I, R]):
             return self._run([item])[0]
         except Exception as exc:
             return exc
+
+
+def _deliver(batch: list[Waiting[I, R]], outcomes: Sequence[R | BaseException]) -> None:
+    """Hand each waiter its outcome on its own loop: one wake-up per loop and batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[R], R | BaseException]]]
+    by_loop = {}
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+    for loop, answers in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, answers)
+        except RuntimeError:  # that loop has closed: nobody is waiting any more
+            log.debug("a batch finished after its event loop closed")
+
+
+def _settle(answers: list[tuple[asyncio.Future[R], R | BaseException]]) -> None:
+    """On the loop: set each future still waiting (a cancelled request's is done)."""
+    for future, outcome in answers:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -25,6 +25,14 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    DEFAULT_PARSER = "httptools"
+except ImportError:  # httptools not installed: uvicorn's pure-Python parser
+    HttpToolsProtocol = asyncio.Protocol  # type: ignore[assignment,misc]
+    DEFAULT_PARSER = "h11"
+
 log = logging.getLogger(__name__)
 
 HEADERS = "headers"
@@ -40,10 +48,18 @@ class ConnectionLimits:
     max_connections: int
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with header and body deadlines and a connection cap."""
+class _Guard(asyncio.Protocol):
+    """Header and body deadlines and a connection cap, over one of uvicorn's HTTP
+    protocols (mixed in before it). A subclass says in ``_waiting_phase`` what the
+    connection waits for, from its parser's state."""
 
     limits: ClassVar[ConnectionLimits]
+    # what the uvicorn protocol below provides
+    transport: asyncio.Transport
+    connections: set[Any]
+    loop: asyncio.AbstractEventLoop
+    client: tuple[str, int] | None
+    timeout_keep_alive_task: asyncio.TimerHandle | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,7 +86,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         """After an answer the connection idles under uvicorn's keep-alive timeout."""
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -79,14 +95,7 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _waiting_phase(self) -> str | None:
-        if self.transport is None or self.transport.is_closing():
-            return None
-        state = self.conn.their_state
-        if state is h11.SEND_BODY:
-            return BODY
-        if state is h11.IDLE and self.timeout_keep_alive_task is None:
-            return HEADERS
-        return None  # the app is answering, or the connection idles between requests
+        raise NotImplementedError
 
     def _watch(self) -> None:
         phase = self._waiting_phase()
@@ -114,7 +123,7 @@ class GuardedH11Protocol(H11Protocol):
         waiting = [
             other
             for other in self.connections
-            if isinstance(other, GuardedH11Protocol)
+            if isinstance(other, _Guard)
             and (other._phase == HEADERS or other.timeout_keep_alive_task is not None)
             and not other.transport.is_closing()
         ]
@@ -126,9 +135,60 @@ class GuardedH11Protocol(H11Protocol):
         return True
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
-    """The protocol class to hand uvicorn (``Config(http=...)``) for ``limits``."""
-    return type("ServeH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):
+    """uvicorn's httptools protocol (its parser is C, h11's Python) with the guard."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading: str | None = None  # HEADERS or BODY while a request comes in
+
+    def on_message_begin(self) -> None:
+        """A request's first bytes: its headers are coming."""
+        super().on_message_begin()
+        self._reading = HEADERS
+
+    def on_headers_complete(self) -> None:
+        """Headers read: the body (if any) is coming."""
+        self._reading = BODY
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The whole request is in: the app answers it."""
+        self._reading = None
+        super().on_message_complete()
+
+    def _waiting_phase(self) -> str | None:
+        if self.transport is None or self.transport.is_closing():
+            return None
+        if self._reading is not None:
+            return self._reading
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if self.timeout_keep_alive_task is None and not answering:
+            return HEADERS  # a new connection, or a kept-alive one whose next request began
+        return None  # the app is answering, or the connection idles between requests
+
+
+class GuardedH11Protocol(_Guard, H11Protocol):
+    """uvicorn's h11 protocol with the guard (where httptools is not installed)."""
+
+    def _waiting_phase(self) -> str | None:
+        if self.transport is None or self.transport.is_closing():
+            return None
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            return BODY
+        if state is h11.IDLE and self.timeout_keep_alive_task is None:
+            return HEADERS
+        return None  # the app is answering, or the connection idles between requests
+
+
+def guarded_protocol(limits: ConnectionLimits, *, parser: str | None = None) -> type[_Guard]:
+    """The protocol class to hand uvicorn (``Config(http=...)``) for ``limits``:
+    ``parser`` "httptools" (the default when installed) or "h11"."""
+    base: type[_Guard] = GuardedH11Protocol
+    if (parser or DEFAULT_PARSER) == "httptools":
+        base = GuardedHttpToolsProtocol
+    return type(f"Serve{base.__name__}", (base,), {"limits": limits})
 
 
 @dataclass

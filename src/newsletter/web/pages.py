@@ -72,12 +72,16 @@ def mask_address(email: str) -> str:
 
 
 class Pages:
-    """Renders the serve pages of one workspace (templates are compiled once, cached)."""
+    """Renders the serve pages of one workspace (templates are compiled once and kept:
+    an edited template shows after a restart of serve)."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.env = template_environment(ws)
         self.env.filters["mask"] = mask_address
+        # pages are checked once at start-up (``check``): serve keeps what it checked
+        # instead of looking at every template file's time on every request
+        self.env.auto_reload = False
         self._base: dict[str, Any] = {
             "publication": ws.config.publication,
             "base_url": ws.base_url,

@@ -18,11 +18,11 @@ from starlette.responses import Response
 
 from newsletter.errors import TokenError
 from newsletter.mail.tokens import UnsubscribeClaim, UnsubscribeTokens
-from newsletter.store import Consent, Subscriber
-from newsletter.store.schema import ACTIVE, UNSUBSCRIBED
+from newsletter.store import Consent
+from newsletter.store.leaving import ListMember
 from newsletter.web import pages as p
 from newsletter.web.batch import Batcher
-from newsletter.web.context import READ_THREADS, Member, WebContext
+from newsletter.web.context import READ_THREADS, WebContext
 from newsletter.web.forms import client_address, consent_of, field, read_form
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
 
 Wish = tuple[UnsubscribeClaim, Consent]
-Left = tuple[Member, bool]
+Left = tuple[ListMember, bool]
 
 
 class UnsubscribeLinks:
@@ -45,40 +45,48 @@ class UnsubscribeLinks:
     def __init__(self, context: WebContext) -> None:
         self.context = context
         self.tokens = UnsubscribeTokens(context.ws.secret_keys())
-        self._lookups = Batcher(self._look_up, parallel=READ_THREADS)
-        self._leaves = Batcher(self._leave)
+        self._lookups = Batcher(self._look_up, parallel=READ_THREADS, name="unsubscribe-read")
+        self._leaves = Batcher(self._leave, name="unsubscribe-write")
 
-    def _member(self, claim: UnsubscribeClaim, found: dict[int, Subscriber]) -> Member | None:
+    def close(self) -> None:
+        """Let the worker threads go once their batches have ended (the app shuts down)."""
+        self._lookups.close()
+        self._leaves.close()
+
+    def _member(
+        self, claim: UnsubscribeClaim, found: dict[tuple[int, int], ListMember]
+    ) -> ListMember | None:
         """The member ``claim`` names among ``found``, if the token was made for them."""
-        subscriber = found.get(claim.subscriber_id)
+        member = found.get((claim.subscriber_id, claim.list_id))
         # the id alone is not enough: the token must have been made for this person
-        if subscriber is None or not self.tokens.owned_by(claim, subscriber.email):
+        if member is None or not self.tokens.owned_by(claim, member.email):
             return None
-        for membership in subscriber.memberships:
-            if membership.list_id == claim.list_id:
-                return Member(subscriber, membership)
-        return None
+        return member
 
-    def _look_up(self, claims: list[UnsubscribeClaim]) -> list[Member | None]:
-        """Per claim its member, or None (a worker thread, one read for all)."""
+    def _look_up(self, claims: list[UnsubscribeClaim]) -> list[ListMember | None]:
+        """Per claim its member, or None (a worker thread, one query for all)."""
         store = self.context.store
         with store.read() as conn:
-            found = store.subscribers_by_id(conn, [c.subscriber_id for c in claims])
+            found = store.list_members(conn, [claim.subscriber_id for claim in claims])
         return [self._member(claim, found) for claim in claims]
 
     def _leave(self, wishes: list[Wish]) -> list[Left | None]:
-        """Per wish (member, changed?), or None for a bad token; one transaction for all."""
+        """Per wish (member, changed?), or None for a bad token: one transaction for all,
+        three statements (read with a lock, update, consents)."""
         store = self.context.store
         with store.write() as conn:
-            found = store.subscribers_by_id(conn, [claim.subscriber_id for claim, _ in wishes])
+            ids = [claim.subscriber_id for claim, _ in wishes]
+            found = store.list_members(conn, ids, lock=True)
             members = [self._member(claim, found) for claim, _ in wishes]
             leaving = [
-                (member.subscriber.id, member.membership.list_id, consent)
+                (member, consent)
                 for member, (_, consent) in zip(members, wishes, strict=True)
                 if member is not None
             ]
-            changed = iter(store.leave_lists_in(conn, leaving))
-            return [None if member is None else (member, next(changed)) for member in members]
+            changed = store.leave(conn, leaving)
+        _log_left([wish for wish, did in zip(leaving, changed, strict=True) if did])
+        done = iter(changed)
+        return [None if member is None else (member, next(done)) for member in members]
 
     def _claim(self, request: Request) -> UnsubscribeClaim | Response:
         """The claim of the request's token, or the page to answer with instead.
@@ -106,14 +114,11 @@ class UnsubscribeLinks:
         member = await self._lookups.submit(claim)
         if member is None:
             return self.context.invalid(client_address(request))
-        already_left = (
-            member.membership.status == UNSUBSCRIBED or member.subscriber.status != ACTIVE
-        )
         return self.context.page(
             p.CONFIRM_UNSUBSCRIBE,
-            email=member.subscriber.email,
-            list_name=member.membership.list_name,
-            already_left=already_left,
+            email=member.email,
+            list_name=member.list_name,
+            already_left=member.has_left,
         )
 
     async def post(self, request: Request) -> Response:
@@ -130,16 +135,20 @@ class UnsubscribeLinks:
         left = await self._leaves.submit((claim, consent_of(request, detail=detail)))
         if left is None:
             return self.context.invalid(client_address(request))
-        member, changed = left
-        if changed:
-            log.info(
-                "unsubscribed subscriber %d from %s (%s)",
-                member.subscriber.id,
-                member.membership.list_name,
-                via,
-            )
-        return self.context.page(
-            p.UNSUBSCRIBED,
-            email=member.subscriber.email,
-            list_name=member.membership.list_name,
-        )
+        member, _ = left
+        return self.context.page(p.UNSUBSCRIBED, email=member.email, list_name=member.list_name)
+
+
+def _log_left(left: list[tuple[ListMember, Consent]]) -> None:
+    """One line per list and way of asking for the unsubscribes a batch committed:
+    ``unsubscribed from main (one-click): subscribers 12, 31``."""
+    if not left or not log.isEnabledFor(logging.INFO):
+        return
+    by_kind: dict[tuple[str, str], list[int]] = {}
+    for member, consent in left:
+        via = str((consent.detail or {}).get("via", "post"))
+        by_kind.setdefault((member.list_name, via), []).append(member.subscriber_id)
+    for (list_name, via), ids in by_kind.items():
+        who = "subscriber" if len(ids) == 1 else "subscribers"
+        shown = ", ".join(str(i) for i in ids)
+        log.info("unsubscribed from %s (%s): %s %s", list_name, via, who, shown)
