@@ -217,7 +217,8 @@ class ServeServer(BackgroundServer):
             log_config=None,
             access_log=False,
             lifespan="on",
-            loop="asyncio",
+            # uvloop when installed (it is a dependency where it builds): less CPU per request
+            loop="auto",
             proxy_headers=True,
             forwarded_allow_ips=list(ws.config.serve.trusted_proxies),
             server_header=False,
