@@ -3,14 +3,19 @@
 ``GET``/``HEAD`` show a confirmation page with one button and change nothing (mail
 scanners and link previews fetch every URL in a message); ``POST`` (the page's button,
 or RFC 8058 one-click with ``List-Unsubscribe=One-Click``, urlencoded or multipart)
-unsubscribes from the token's list, committed before the 200. A test copy's link
+unsubscribes from the token's list, committed before the 200; when a message to them
+is in flight at that moment (a sender had claimed it just before), the 200 waits until
+the mail server has answered for it, so nothing reaches the server after the answer.
+A test copy's link
 (``send --test`` signs it for subscriber 0 of list 0, nobody) gets a page saying so on
 GET and POST alike, and changes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -19,6 +24,7 @@ from starlette.responses import Response
 from newsletter.errors import TokenError
 from newsletter.mail.tokens import UnsubscribeClaim, UnsubscribeTokens
 from newsletter.store import Consent
+from newsletter.store.deliveries import hold_in_flight, still_in_flight
 from newsletter.store.leaving import ListMember
 from newsletter.web import pages as p
 from newsletter.web.batch import Batcher
@@ -30,8 +36,15 @@ log = logging.getLogger(__name__)
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
 
+# How long a POST waits for a message in flight to its sender (an SMTP transaction
+# takes milliseconds; a sender killed meanwhile leaves its row until recovered, and a
+# recovered row is checked again before it is sent), and how often it looks.
+IN_FLIGHT_WAIT_SECONDS = 10.0
+IN_FLIGHT_POLL_SECONDS = 0.02
+
 Wish = tuple[UnsubscribeClaim, Consent]
-Left = tuple[ListMember, bool]
+# the member, whether this request changed them, whether a message to them was in flight
+Left = tuple[ListMember, bool, bool]
 
 
 class UnsubscribeLinks:
@@ -47,11 +60,13 @@ class UnsubscribeLinks:
         self.tokens = UnsubscribeTokens(context.ws.secret_keys())
         self._lookups = Batcher(self._look_up, parallel=READ_THREADS, name="unsubscribe-read")
         self._leaves = Batcher(self._leave, name="unsubscribe-write")
+        self._flights = Batcher(self._in_flight, parallel=READ_THREADS, name="unsubscribe-wait")
 
     def close(self) -> None:
         """Let the worker threads go once their batches have ended (the app shuts down)."""
         self._lookups.close()
         self._leaves.close()
+        self._flights.close()
 
     def _member(
         self, claim: UnsubscribeClaim, found: dict[tuple[int, int], ListMember]
@@ -84,9 +99,33 @@ class UnsubscribeLinks:
                 if member is not None
             ]
             changed = store.leave(conn, leaving)
+            sending = hold_in_flight(conn, [member.subscriber_id for member, _ in leaving])
         _log_left([wish for wish, did in zip(leaving, changed, strict=True) if did])
         done = iter(changed)
-        return [None if member is None else (member, next(done)) for member in members]
+        return [
+            None if member is None else (member, next(done), member.subscriber_id in sending)
+            for member in members
+        ]
+
+    def _in_flight(self, subscriber_ids: list[int]) -> list[bool]:
+        """Per subscriber whether a message to them is still in flight (one query)."""
+        with self.context.store.read() as conn:
+            sending = still_in_flight(conn, subscriber_ids)
+        return [subscriber in sending for subscriber in subscriber_ids]
+
+    async def _until_answered(self, subscriber_id: int) -> None:
+        """Wait until the message in flight to ``subscriber_id`` has its server's answer."""
+        log.debug("subscriber %d left with a message in flight: waiting for it", subscriber_id)
+        deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+        while await self._flights.submit(subscriber_id):
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "a message to subscriber %d is still in flight after %g s; answering",
+                    subscriber_id,
+                    IN_FLIGHT_WAIT_SECONDS,
+                )
+                return
+            await asyncio.sleep(IN_FLIGHT_POLL_SECONDS)
 
     def _claim(self, request: Request) -> UnsubscribeClaim | Response:
         """The claim of the request's token, or the page to answer with instead.
@@ -135,7 +174,9 @@ class UnsubscribeLinks:
         left = await self._leaves.submit((claim, consent_of(request, detail=detail)))
         if left is None:
             return self.context.invalid(client_address(request))
-        member, _ = left
+        member, _, in_flight = left
+        if in_flight:
+            await self._until_answered(member.subscriber_id)
         return self.context.page(p.UNSUBSCRIBED, email=member.email, list_name=member.list_name)
 
 
