@@ -21,6 +21,7 @@ import csv
 import logging
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,13 +198,50 @@ def _open_rows(path: Path, shape: FileShape) -> Iterator[tuple[Header, Any]]:
         yield header, reader
 
 
+@dataclass
+class _Part:
+    """One batch as read: its rows, how many rows were read for it and the bad ones among
+    them (line, reason), in file order."""
+
+    rows: list[ImportRow] = field(default_factory=list)
+    read: int = 0
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _parts(
+    reader: Any,
+    header: Header,
+    mapper: Callable[[dict[str, str], Header], ImportRow],
+    report: ImportReport,
+    batch_size: int,
+    *,
+    keep_lists: bool,
+) -> Iterator[_Part]:
+    """The data rows in batches of ``batch_size`` (the last one possibly empty, carrying the
+    bad rows after the last good one); ``keep_lists`` False drops the lists the file names."""
+    part = _Part()
+    for line, row in _rows(reader, header, mapper, report):
+        part.read += 1
+        if isinstance(row, str):
+            part.invalid.append((line, row))
+            continue
+        if not keep_lists:
+            row.lists = None
+        part.rows.append(row)
+        if len(part.rows) >= batch_size:
+            yield part
+            part = _Part()
+    yield part
+
+
 def _rows(
     reader: Any,
     header: Header,
     mapper: Callable[[dict[str, str], Header], ImportRow],
     report: ImportReport,
-) -> Iterator[ImportRow]:
-    """Data rows -> ImportRows with their first physical line; bad ones go to ``report.invalid``."""
+) -> Iterator[tuple[int, ImportRow | str]]:
+    """Data rows -> (first physical line, ImportRow or the reason it is bad); blank rows
+    are skipped. Reads nothing of ``report`` but its path and encoding."""
     width = len(header.keys)
     boms = _bom_texts(report.encoding)
     last = reader.line_num
@@ -213,8 +251,7 @@ def _rows(
         except StopIteration:
             return
         except csv.Error as exc:
-            report.rows += 1
-            report.invalid.append((last + 1, f"unreadable CSV ({exc})"))
+            yield last + 1, f"unreadable CSV ({exc})"
             last = reader.line_num
             continue
         except UnicodeDecodeError as exc:
@@ -225,14 +262,11 @@ def _rows(
         line, last = last + 1, reader.line_num
         if not any(value.strip() for value in values):
             continue
-        report.rows += 1
         if values[0].startswith(boms):
-            report.invalid.append((line, "starts with a byte order mark (a file pasted in here?)"))
+            yield line, "starts with a byte order mark (a file pasted in here?)"
             continue
         if len(values) > width and any(value.strip() for value in values[width:]):
-            report.invalid.append(
-                (line, f"{len(values)} fields where the header has {width} (unquoted separator?)")
-            )
+            yield line, f"{len(values)} fields where the header has {width} (unquoted separator?)"
             continue
         record = dict(zip(header.keys, map(from_spreadsheet_cell, values), strict=False))
         try:
@@ -242,14 +276,14 @@ def _rows(
             if last > line and any("\n" in value for value in values):
                 # a quoted field ran over line ends: most often a quote never closed
                 reason += f" (this row runs over lines {line}-{last}: check for an unclosed quote)"
-            report.invalid.append((line, reason))
+            yield line, reason
             continue
         problem = row.unstorable_field()
         if problem is not None:  # reported here, by its own line, not as a failed batch
-            report.invalid.append((line, f"{problem[0]} {problem[1]}"))
+            yield line, f"{problem[0]} {problem[1]}"
             continue
         row.line = line
-        yield row
+        yield line, row
 
 
 def _bom_texts(encoding: str) -> tuple[str, ...]:
@@ -292,26 +326,35 @@ def import_file(
         )
     validate_list_name(list_name or default_list)
     shape = inspect_file(path, encoding)
-    with _open_rows(path, shape) as (header, reader):
+    # the pool's thread reads the next batch while this one is written (it is shut down,
+    # its batch finished, before the file is closed)
+    with _open_rows(path, shape) as (header, reader), ThreadPoolExecutor(1) as pool:
         chosen = detect_format(header) if fmt == "auto" else fmt
         report = ImportReport(path, chosen, shape.encoding, shape.delimiter)
         consent = Consent(source="import", detail={"file": path.name, "format": chosen})
-        batch: list[ImportRow] = []
-        for row in _rows(reader, header, ROW_READERS[chosen], report):
-            if list_name is not None:
-                row.lists = None
-            batch.append(row)
-            if len(batch) >= batch_size:
-                _commit(store, batch, report, list_name or default_list, consent, resubscribe)
+        parts = _parts(
+            reader, header, ROW_READERS[chosen], report, batch_size, keep_lists=list_name is None
+        )
+        for part in _read_ahead(pool, parts):
+            report.rows += part.read
+            report.invalid.extend(part.invalid)
+            if part.rows:
+                _commit(store, part.rows, report, list_name or default_list, consent, resubscribe)
                 if on_batch:
                     on_batch(report)
-                batch = []
-        if batch:
-            _commit(store, batch, report, list_name or default_list, consent, resubscribe)
-            if on_batch:
-                on_batch(report)
     log.info("%s", report.summary())
     return report
+
+
+def _read_ahead(pool: ThreadPoolExecutor, parts: Iterator[_Part]) -> Iterator[_Part]:
+    """``parts``, each next one read on ``pool``'s one thread while the caller works on
+    the one yielded: parsing and checking rows is as much work as writing them, and a
+    database driver waiting for its server lets that thread run. An error reading is
+    raised here, in file order, after every batch before it."""
+    ahead = pool.submit(next, parts, None)
+    while (part := ahead.result()) is not None:
+        ahead = pool.submit(next, parts, None)
+        yield part
 
 
 def _commit(
