@@ -6,8 +6,9 @@ a file with UTF-8 on some lines and other bytes on others is refused, naming
 the first line that is not UTF-8; a row starting with a byte order mark is bad),
 the separator from the header line (``,`` ``;`` tab ``|``, or an Excel
 ``sep=`` line), then rows go to the store in batches of ``batch_size``, one
-transaction each. A file without an email column is refused before anything
-is written. Bad rows are reported as (physical line number, reason) and
+transaction each, the next batch read and checked on a worker thread while
+the database writes the current one. A file without an email column is
+refused before anything is written. Bad rows are reported as (physical line number, reason) and
 skipped; a database failure stops the import with the line of the batch that
 was not written (every earlier batch is committed; re-running is safe).
 How each format's columns become a subscriber is in ``audience.formats``.
