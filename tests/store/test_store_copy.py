@@ -12,7 +12,7 @@ from sqlalchemy import event, select, text
 
 from newsletter.audience.importing import import_file
 from newsletter.errors import StoreError
-from newsletter.store import Store, open_store, ops
+from newsletter.store import Store, bulk_copy, open_store, ops
 from newsletter.store.schema import consents, memberships, subscribers
 
 pytest.importorskip("psycopg")
@@ -30,13 +30,13 @@ def store(pg_url: str) -> Iterator[Store]:
 def copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The tables each COPY wrote to, in order (the real COPY still runs)."""
     seen: list[str] = []
-    real = ops._copy_rows
+    real = bulk_copy.copy_rows
 
-    def spy(conn: Any, table: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
+    def spy(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
         seen.append(table.name)
-        real(conn, table, statement, rows)
+        real(conn, table, rows)
 
-    monkeypatch.setattr(ops, "_copy_rows", spy)
+    monkeypatch.setattr(bulk_copy, "copy_rows", spy)
     return seen
 
 

@@ -6,9 +6,8 @@ a file with UTF-8 on some lines and other bytes on others is refused, naming
 the first line that is not UTF-8; a row starting with a byte order mark is bad),
 the separator from the header line (``,`` ``;`` tab ``|``, or an Excel
 ``sep=`` line), then rows go to the store in batches of ``batch_size``, one
-transaction each, the next batch read and checked on a worker thread while
-the database writes the current one. A file without an email column is
-refused before anything is written. Bad rows are reported as (physical line number, reason) and
+transaction each. A file without an email column is refused before anything
+is written. Bad rows are reported as (physical line number, reason) and
 skipped; a database failure stops the import with the line of the batch that
 was not written (every earlier batch is committed; re-running is safe).
 How each format's columns become a subscriber is in ``audience.formats``.
@@ -22,7 +21,6 @@ import csv
 import logging
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,16 +325,14 @@ def import_file(
         )
     validate_list_name(list_name or default_list)
     shape = inspect_file(path, encoding)
-    # the pool's thread reads the next batch while this one is written (it is shut down,
-    # its batch finished, before the file is closed)
-    with _open_rows(path, shape) as (header, reader), ThreadPoolExecutor(1) as pool:
+    with _open_rows(path, shape) as (header, reader):
         chosen = detect_format(header) if fmt == "auto" else fmt
         report = ImportReport(path, chosen, shape.encoding, shape.delimiter)
         consent = Consent(source="import", detail={"file": path.name, "format": chosen})
         parts = _parts(
             reader, header, ROW_READERS[chosen], report, batch_size, keep_lists=list_name is None
         )
-        for part in _read_ahead(pool, parts):
+        for part in parts:
             report.rows += part.read
             report.invalid.extend(part.invalid)
             if part.rows:
@@ -345,17 +341,6 @@ def import_file(
                     on_batch(report)
     log.info("%s", report.summary())
     return report
-
-
-def _read_ahead(pool: ThreadPoolExecutor, parts: Iterator[_Part]) -> Iterator[_Part]:
-    """``parts``, each next one read on ``pool``'s one thread while the caller works on
-    the one yielded: parsing and checking rows is as much work as writing them, and a
-    database driver waiting for its server lets that thread run. An error reading is
-    raised here, in file order, after every batch before it."""
-    ahead = pool.submit(next, parts, None)
-    while (part := ahead.result()) is not None:
-        ahead = pool.submit(next, parts, None)
-        yield part
 
 
 def _commit(
@@ -368,7 +353,7 @@ def _commit(
 ) -> None:
     try:
         result = store.import_batch(
-            batch, list_name=list_name, consent=consent, resubscribe=resubscribe
+            batch, list_name=list_name, consent=consent, resubscribe=resubscribe, checked=True
         )
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]

@@ -25,9 +25,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError
 
 from newsletter.errors import StoreError
+from newsletter.store import bulk_copy
 from newsletter.store.addresses import address_hash
 from newsletter.store.compiled import CompiledStatement
 from newsletter.store.records import Consent, first_unstorable, surely_storable
@@ -164,55 +164,15 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     """
     if not rows:
         return
-    statement = _insert_statement(conn.dialect, table, tuple(rows[0]))
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
-        _copy_rows(conn, table, statement, rows)
+        bulk_copy.copy_rows(conn, table, rows)
         return
+    statement = _insert_statement(conn.dialect, table, tuple(rows[0]))
     conn.exec_driver_sql(statement.sql, statement.many(rows))
 
 
 # Fewer rows than this go as one executemany: COPY's set-up costs more than it saves there.
 COPY_FROM_ROWS = 50
-
-
-def _copy_rows(
-    conn: Connection, table: Table, statement: CompiledStatement, rows: list[dict[str, Any]]
-) -> None:
-    """PostgreSQL: ``rows`` into ``table`` with one binary COPY in the caller's transaction,
-    the values converted as for the INSERT; a driver error is raised as SQLAlchemy's own."""
-    sql, types = _copy_statement(conn.dialect, table, tuple(statement.bind_names))
-    driver = conn.connection.driver_connection
-    dbapi = conn.dialect.loaded_dbapi
-    assert driver is not None
-    try:
-        with driver.cursor() as cursor, cursor.copy(sql) as copy:
-            copy.set_types(types)
-            for values in statement.tuples(rows):
-                copy.write_row(values)
-    except dbapi.Error as exc:
-        # the same exception classes as an INSERT's, so conflicts are retried and reported
-        raise DBAPIError.instance(sql, None, exc, dbapi.Error) from None
-
-
-@functools.lru_cache(maxsize=64)
-def _copy_statement(
-    dialect: Any, table: Table, names: tuple[str, ...]
-) -> tuple[str, tuple[str, ...]]:
-    """The COPY of columns ``names`` into ``table`` -> (its SQL, each column's type name).
-
-    Binary: the driver writes numbers and times without formatting them as text and the
-    server reads them without parsing (the client's share of an import's three COPYs fell
-    from about 1.2 to 0.7 CPU seconds per 100,000 rows). Binary needs every column's type
-    up front, taken here from the table itself ("VARCHAR(320)" -> "varchar"); values must
-    then be of that type (a str for a text column), as the store's rows are.
-    """
-    quote = dialect.identifier_preparer
-    columns = ", ".join(quote.quote(table.c[name].name) for name in names)
-    sql = f"COPY {quote.format_table(table)} ({columns}) FROM STDIN (FORMAT BINARY)"
-    types = tuple(
-        re.sub(r"\(.*\)", "", table.c[name].type.compile(dialect)).strip().lower() for name in names
-    )
-    return sql, types
 
 
 @functools.lru_cache(maxsize=64)
