@@ -521,6 +521,36 @@ def test_a_nul_byte_is_a_bad_row_named_by_its_own_line(store: Store, tmp_path: P
     assert (report.counts.added, store.count()) == (2, 2)
 
 
+def test_rows_with_a_nul_byte_leave_their_batch_filled_from_the_rows_after(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_text(
+        "email,name,city\n"
+        "a@example.com,Ann,Oslo\n"
+        "b@example.com,B\x00b,Bergen\n"
+        ",No Address,Hamar\n"
+        "c@example.com,Cy,Tr\x00mso\n"
+        "d@example.com,Di,Bodø\n"
+        "e@example.com,Ed,Alta\n",
+        encoding="utf-8",
+    )
+    seen: list[tuple[int, int, int]] = []
+    report = run(
+        store,
+        path,
+        batch_size=2,
+        on_batch=lambda r: seen.append((r.rows, len(r.invalid), store.count())),
+    )
+    assert report.invalid == [
+        (3, "name contains a NUL character"),
+        (4, "no email address"),
+        (5, "attribute 'city' contains a NUL character"),
+    ]
+    assert seen == [(5, 3, 2), (6, 3, 3)]  # a and d, then e
+    assert (report.counts.added, store.count()) == (3, 3)
+
+
 @pytest.mark.parametrize(
     ("given", "name", "stored_name"),
     [

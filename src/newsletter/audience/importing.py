@@ -40,6 +40,7 @@ from newsletter.audience.formats import (
 from newsletter.errors import StoreError
 from newsletter.store import BatchResult, Consent, ImportRow, Store
 from newsletter.store.ops import validate_list_name
+from newsletter.store.records import surely_storable
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ class _Part:
     rows: list[ImportRow] = field(default_factory=list)
     read: int = 0
     invalid: list[tuple[int, str]] = field(default_factory=list)
+    checked: int = 0  # rows[:checked] are known to be storable
 
 
 def _parts(
@@ -227,10 +229,35 @@ def _parts(
         if not keep_lists:
             row.lists = None
         part.rows.append(row)
-        if len(part.rows) >= batch_size:
+        if len(part.rows) >= batch_size and _storable(part):
             yield part
             part = _Part()
+    _storable(part)
     yield part
+
+
+def _storable(part: _Part) -> bool:
+    """Move the rows added to ``part`` since the last call that no database would store
+    (a NUL, say) to its bad rows, each by its own line -> True when none was moved.
+
+    One check over the new rows at once costs half as much as one per row; only when it
+    finds something are they looked at one by one."""
+    new = part.rows[part.checked :]
+    if not surely_storable([row.stored_values() for row in new]):
+        kept = part.rows[: part.checked]
+        for row in new:
+            problem = row.unstorable_field()
+            if problem is None:
+                kept.append(row)
+            else:
+                part.invalid.append((row.line, f"{problem[0]} {problem[1]}"))
+        if len(kept) < len(part.rows):
+            part.invalid.sort()  # back in file order
+            part.rows = kept
+            part.checked = len(kept)
+            return False
+    part.checked = len(part.rows)
+    return True
 
 
 def _rows(
@@ -240,7 +267,8 @@ def _rows(
     report: ImportReport,
 ) -> Iterator[tuple[int, ImportRow | str]]:
     """Data rows -> (first physical line, ImportRow or the reason it is bad); blank rows
-    are skipped. Reads nothing of ``report`` but its path and encoding."""
+    are skipped, values no database stores are left to ``_storable``. Reads nothing of
+    ``report`` but its path and encoding."""
     width = len(header.keys)
     boms = _bom_texts(report.encoding)
     last = reader.line_num
@@ -259,7 +287,8 @@ def _rows(
                 hint="pass the right --encoding; rows before this line were imported",
             ) from None
         line, last = last + 1, reader.line_num
-        if not any(value.strip() for value in values):
+        joined = "".join(values)
+        if not joined.strip():
             continue
         if values[0].startswith(boms):
             yield line, "starts with a byte order mark (a file pasted in here?)"
@@ -267,7 +296,8 @@ def _rows(
         if len(values) > width and any(value.strip() for value in values[width:]):
             yield line, f"{len(values)} fields where the header has {width} (unquoted separator?)"
             continue
-        record = dict(zip(header.keys, map(from_spreadsheet_cell, values), strict=False))
+        cells = map(from_spreadsheet_cell, values) if "'" in joined else values
+        record = dict(zip(header.keys, cells, strict=False))
         try:
             row = mapper(record, header)
         except RowError as exc:
@@ -277,11 +307,7 @@ def _rows(
                 reason += f" (this row runs over lines {line}-{last}: check for an unclosed quote)"
             yield line, reason
             continue
-        problem = row.unstorable_field()
-        if problem is not None:  # reported here, by its own line, not as a failed batch
-            yield line, f"{problem[0]} {problem[1]}"
-            continue
-        row.line = line
+        row.line = line  # a value no database stores is reported by it (_storable)
         yield line, row
 
 
