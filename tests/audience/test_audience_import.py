@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import logging
 import threading
@@ -481,6 +482,22 @@ def test_another_writer_during_an_import(db_url: str, store: Store, tmp_path: Pa
     assert store.count() == 2001
     assert store.count(status="unsubscribed") == 21
     assert store.is_suppressed("reader@example.com")
+
+
+def test_an_import_leaves_the_garbage_collector_as_it_found_it(
+    store: Store, tmp_path: Path
+) -> None:
+    run(store, CSV_DIR / "generic.csv")
+    assert gc.get_freeze_count() == 0  # what it froze while running is unfrozen
+    with pytest.raises(StoreError):
+        run(store, write(tmp_path, "x.csv", b"name\nAda\n"))
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a process that freezes objects itself keeps them frozen
+    try:
+        run(store, CSV_DIR / "generic.csv")
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_import_logs_no_subscriber_data(store: Store, caplog: pytest.LogCaptureFixture) -> None:
