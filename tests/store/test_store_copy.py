@@ -3,6 +3,7 @@ write, and a refused row stops the import naming its batch like any database err
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,24 @@ def test_a_batch_looks_its_keys_up_with_one_array_each(store: Store, tmp_path: P
     event.remove(store.engine, "before_cursor_execute", seen)
     assert report.counts.added == 200 and store.count(list_name="main") == 200
     assert widest and max(widest) <= 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -3,
+        1.5,
+        float("nan"),
+        "x",
+        "Zoë \u2028 \ud800 \x00",
+        [],
+        {},
+        {"city": "Kraków", "tags": ["a", {"b": None}], "n": 1e300, 1: "int key"},
+        "\U0001f600",
+    ],
+)
+def test_json_text_for_copy_is_what_json_dumps_writes(value: Any) -> None:
+    assert bulk_copy.json_dumps()(value) == json.dumps(value)
