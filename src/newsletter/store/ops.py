@@ -20,8 +20,10 @@ from sqlalchemy import (
     Table,
     any_,
     delete,
+    func,
     insert,
     literal,
+    literal_column,
     select,
     update,
 )
@@ -192,11 +194,14 @@ def suppression_reasons(conn: Connection, emails: Iterable[str]) -> dict[str, st
     by_hash = {address_hash(email): email for email in emails}
     if not by_hash:
         return {}
-    found = conn.execute(
-        select(suppressions.c.email_hash, suppressions.c.reason).where(
-            among(conn, suppressions.c.email_hash, by_hash)
-        )
-    )
+    if conn.dialect.name == "postgresql":
+        # hex digests, so one comma-joined text: the driver quotes an array of long strings
+        # element by element, which cost ten times the lookup itself
+        wanted = func.string_to_array(literal(",".join(by_hash)), literal_column("','"))
+        condition = suppressions.c.email_hash == any_(wanted)
+    else:
+        condition = suppressions.c.email_hash.in_(list(by_hash))
+    found = conn.execute(select(suppressions.c.email_hash, suppressions.c.reason).where(condition))
     return {by_hash[digest]: reason for digest, reason in found}
 
 
