@@ -226,15 +226,21 @@ def _parts(
         part.read += 1
         if isinstance(row, str):
             part.invalid.append((line, row))
-            continue
-        if not keep_lists:
-            row.lists = None
-        part.rows.append(row)
-        if len(part.rows) >= batch_size and _storable(part):
-            yield part
-            part = _Part()
+        else:
+            part.rows.append(row)
+            if len(part.rows) >= batch_size and _storable(part):
+                yield _lists_kept(part, keep_lists)
+                part = _Part()
     _storable(part)
-    yield part
+    yield _lists_kept(part, keep_lists)
+
+
+def _lists_kept(part: _Part, keep: bool) -> _Part:
+    """``part``, without the lists its rows name unless ``keep`` (checked all the same)."""
+    if not keep:
+        for row in part.rows:
+            row.lists = None
+    return part
 
 
 def _storable(part: _Part) -> bool:
