@@ -408,7 +408,7 @@ def test_an_interrupted_batch_is_rolled_back(
     assert store.count(list_name="main", status="active") == 100
 
 
-def test_progress_counts_what_was_written_though_the_next_batch_is_read_ahead(
+def test_progress_after_each_batch_counts_the_rows_up_to_its_last_one(
     store: Store, tmp_path: Path
 ) -> None:
     data = b"email,name\n" + b"".join(
