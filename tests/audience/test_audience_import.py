@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import logging
 import threading
@@ -23,15 +24,55 @@ CSV_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "csv"
 CLI = Consent(source="cli")
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "db" / "newsletter.db"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every import test runs on a fresh SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{db_path}") as opened:
+def store(db_url: str) -> Iterator[Store]:
+    with open_store(db_url) as opened:
         yield opened
+
+
+def refuse_subscribers(store: Store, condition: str = "TRUE") -> None:
+    """Make the database itself refuse to insert a subscriber row where ``condition`` (SQL
+    over NEW) holds, until ``allow_subscribers``."""
+    with store.write() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON subscribers WHEN {condition} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+                )
+            )
+            return
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF {condition} THEN RAISE EXCEPTION 'refused by test trigger'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON subscribers "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        )
+
+
+def allow_subscribers(store: Store) -> None:
+    """Drop the trigger of ``refuse_subscribers``."""
+    with store.write() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("DROP TRIGGER refuse"))
+        else:
+            conn.execute(text("DROP TRIGGER refuse ON subscribers"))
+            conn.execute(text("DROP FUNCTION refuse()"))
 
 
 def run(store: Store, path: Path, **options: Any) -> ImportReport:
@@ -314,14 +355,8 @@ def _big_file(tmp_path: Path, n: int) -> Path:
 
 def test_a_database_failure_mid_import_leaves_no_half_batch(store: Store, tmp_path: Path) -> None:
     path = _big_file(tmp_path, 3000)
-    with store.write() as conn:  # the database itself refuses one row of the third batch
-        conn.execute(
-            text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON subscribers "
-                "WHEN NEW.email = 'user02500@example.com' "
-                "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
-            )
-        )
+    # the database itself refuses one row of the third batch
+    refuse_subscribers(store, "NEW.email = 'user02500@example.com'")
     with pytest.raises(StoreError, match=r"big.csv:2002: import stopped.*refused by test trigger"):
         run(store, path, batch_size=1000)
     assert store.count() == 2000
@@ -330,26 +365,18 @@ def test_a_database_failure_mid_import_leaves_no_half_batch(store: Store, tmp_pa
         assert conn.scalar(select(func.count()).select_from(consents)) == 2000
     assert "user01999@example.com" in emails
     assert "user02000@example.com" not in emails  # inserted before the failing row, rolled back
-    with store.write() as conn:
-        conn.execute(text("DROP TRIGGER refuse"))
+    allow_subscribers(store)
     report = run(store, path, batch_size=1000)
     assert counts(report) == (1000, 0, 2000, 0, 0)
 
 
 def test_a_list_created_by_a_failed_batch_is_not_remembered(store: Store, tmp_path: Path) -> None:
     path = _big_file(tmp_path, 3)
-    with store.write() as conn:
-        conn.execute(
-            text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON subscribers "
-                "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
-            )
-        )
+    refuse_subscribers(store)
     with pytest.raises(StoreError, match="refused by test trigger"):
         run(store, path, list_name="fresh")
     assert store.list_id("fresh") is None
-    with store.write() as conn:
-        conn.execute(text("DROP TRIGGER refuse"))
+    allow_subscribers(store)
     assert counts(run(store, path, list_name="fresh")) == (3, 0, 0, 0, 0)
     assert store.count(list_name="fresh", status="active") == 3
 
@@ -381,6 +408,39 @@ def test_an_interrupted_batch_is_rolled_back(
     assert store.count(list_name="main", status="active") == 100
 
 
+def test_progress_after_each_batch_counts_the_rows_up_to_its_last_one(
+    store: Store, tmp_path: Path
+) -> None:
+    data = b"email,name\n" + b"".join(
+        (b"not an address,Bad\n" if i % 4 == 3 else f"u{i}@example.com,U{i}\n".encode())
+        for i in range(20)
+    )
+    seen: list[tuple[int, int, int]] = []
+    report = run(
+        store,
+        write(tmp_path, "p.csv", data),
+        batch_size=5,
+        on_batch=lambda r: seen.append((r.rows, len(r.invalid), store.count())),
+    )
+    # after each batch: the rows up to its last one, their bad ones, and no more
+    assert seen == [(6, 1, 5), (13, 3, 10), (19, 4, 15)]
+    assert (report.rows, counts(report)) == (20, (15, 0, 0, 0, 5))
+    assert report.invalid[-1][0] == 21
+
+
+def test_a_read_error_stops_the_import_after_the_batches_before_it(
+    store: Store, tmp_path: Path
+) -> None:
+    # past the first 64 KB, which are read (and refused) before anything is written
+    rows = [f"u{i}@example.com,{'U' * 60}\n".encode() for i in range(2000)]
+    rows[1800] = "u1800@example.com,Søren\n".encode("latin-1")
+    path = write(tmp_path, "e.csv", b"email,name\n" + b"".join(rows))
+    # (the line named is where the decoder's 8 KB chunk with the bad byte begins)
+    with pytest.raises(StoreError, match=r"e\.csv:1[78]\d\d: not utf-8 text"):
+        run(store, path, encoding="utf-8", batch_size=500)
+    assert store.count() == 1500  # the whole batches before the line; nothing of the next
+
+
 def test_duplicates_across_batches_end_with_the_last_row(store: Store, tmp_path: Path) -> None:
     data = b"email,name\n" + b"".join(f"u{i}@example.com,U{i}\n".encode() for i in range(5))
     data += b"U0@EXAMPLE.COM,Last Word\n"
@@ -390,10 +450,10 @@ def test_duplicates_across_batches_end_with_the_last_row(store: Store, tmp_path:
     assert u0 is not None and u0.name == "Last Word"
 
 
-def test_another_writer_during_an_import(db_path: Path, store: Store, tmp_path: Path) -> None:
+def test_another_writer_during_an_import(db_url: str, store: Store, tmp_path: Path) -> None:
     """The web process unsubscribes people while a big import runs: both complete (WAL)."""
     store.add("reader@example.com", list_name="main", consent=CLI)
-    web = open_store(f"sqlite:///{db_path}")
+    web = open_store(db_url)
     first_batch = threading.Event()
     done = threading.Event()
     errors: list[BaseException] = []
@@ -422,6 +482,22 @@ def test_another_writer_during_an_import(db_path: Path, store: Store, tmp_path: 
     assert store.count() == 2001
     assert store.count(status="unsubscribed") == 21
     assert store.is_suppressed("reader@example.com")
+
+
+def test_an_import_leaves_the_garbage_collector_as_it_found_it(
+    store: Store, tmp_path: Path
+) -> None:
+    run(store, CSV_DIR / "generic.csv")
+    assert gc.get_freeze_count() == 0  # what it froze while running is unfrozen
+    with pytest.raises(StoreError):
+        run(store, write(tmp_path, "x.csv", b"name\nAda\n"))
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a process that freezes objects itself keeps them frozen
+    try:
+        run(store, CSV_DIR / "generic.csv")
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_import_logs_no_subscriber_data(store: Store, caplog: pytest.LogCaptureFixture) -> None:
@@ -460,6 +536,36 @@ def test_a_nul_byte_is_a_bad_row_named_by_its_own_line(store: Store, tmp_path: P
         (4, "attribute 'city' contains a NUL character"),
     ]
     assert (report.counts.added, store.count()) == (2, 2)
+
+
+def test_rows_with_a_nul_byte_leave_their_batch_filled_from_the_rows_after(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_text(
+        "email,name,city\n"
+        "a@example.com,Ann,Oslo\n"
+        "b@example.com,B\x00b,Bergen\n"
+        ",No Address,Hamar\n"
+        "c@example.com,Cy,Tr\x00mso\n"
+        "d@example.com,Di,Bodø\n"
+        "e@example.com,Ed,Alta\n",
+        encoding="utf-8",
+    )
+    seen: list[tuple[int, int, int]] = []
+    report = run(
+        store,
+        path,
+        batch_size=2,
+        on_batch=lambda r: seen.append((r.rows, len(r.invalid), store.count())),
+    )
+    assert report.invalid == [
+        (3, "name contains a NUL character"),
+        (4, "no email address"),
+        (5, "attribute 'city' contains a NUL character"),
+    ]
+    assert seen == [(5, 3, 2), (6, 3, 3)]  # a and d, then e
+    assert (report.counts.added, store.count()) == (3, 3)
 
 
 @pytest.mark.parametrize(

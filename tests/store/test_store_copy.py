@@ -3,6 +3,7 @@ write, and a refused row stops the import naming its batch like any database err
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy import event, select, text
 
 from newsletter.audience.importing import import_file
 from newsletter.errors import StoreError
-from newsletter.store import Store, open_store, ops
+from newsletter.store import Store, bulk_copy, open_store, ops
 from newsletter.store.schema import consents, memberships, subscribers
 
 pytest.importorskip("psycopg")
@@ -30,13 +31,13 @@ def store(pg_url: str) -> Iterator[Store]:
 def copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The tables each COPY wrote to, in order (the real COPY still runs)."""
     seen: list[str] = []
-    real = ops._copy_rows
+    real = bulk_copy.copy_rows
 
-    def spy(conn: Any, table: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
+    def spy(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
         seen.append(table.name)
-        real(conn, table, statement, rows)
+        real(conn, table, rows)
 
-    monkeypatch.setattr(ops, "_copy_rows", spy)
+    monkeypatch.setattr(bulk_copy, "copy_rows", spy)
     return seen
 
 
@@ -144,3 +145,24 @@ def test_a_batch_looks_its_keys_up_with_one_array_each(store: Store, tmp_path: P
     event.remove(store.engine, "before_cursor_execute", seen)
     assert report.counts.added == 200 and store.count(list_name="main") == 200
     assert widest and max(widest) <= 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -3,
+        1.5,
+        float("nan"),
+        "x",
+        "Zoë \u2028 \ud800 \x00",
+        [],
+        {},
+        {"city": "Kraków", "tags": ["a", {"b": None}], "n": 1e300, 1: "int key"},
+        "\U0001f600",
+    ],
+)
+def test_json_text_for_copy_is_what_json_dumps_writes(value: Any) -> None:
+    assert bulk_copy.json_dumps()(value) == json.dumps(value)

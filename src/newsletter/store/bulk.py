@@ -99,14 +99,16 @@ def apply_batch(
     resubscribe: str | None,
     now: datetime,
     list_cache: dict[str, int],
+    checked: bool = False,
 ) -> BatchResult:
     """Write ``rows`` in the caller's transaction -> what happened to each address.
 
     ``default_list`` is the list for rows whose ``lists`` is None; ``action`` is
     the consent-trail action for new memberships ("import", "subscribe");
-    ``resubscribe`` (the description of fresh consent) lifts suppressions.
+    ``resubscribe`` (the description of fresh consent) lifts suppressions;
+    ``checked`` says no row has an ``unstorable_field`` (else StoreError names it).
     """
-    if not surely_storable([row.stored_values() for row in rows]):
+    if not checked and not surely_storable([row.stored_values() for row in rows]):
         for row in rows:
             refuse_unstorable(row)
     result = BatchResult()

@@ -78,8 +78,13 @@ class Subscribing(StoreBase):
         consent: Consent,
         action: str = "import",
         resubscribe: str | None = None,
+        checked: bool = False,
     ) -> BatchResult:
-        """Apply ``rows`` in ONE transaction -> counts; nothing of it is kept if it fails."""
+        """Apply ``rows`` in ONE transaction -> counts; nothing of it is kept if it fails.
+
+        ``checked``: the caller already left out every row with an ``unstorable_field``
+        (an import does, to report each by its line), so they are not looked at again.
+        """
         with self._write_with_lists() as (conn, cache):
             result = apply_batch(
                 conn,
@@ -90,6 +95,7 @@ class Subscribing(StoreBase):
                 resubscribe=resubscribe,
                 now=utcnow(),
                 list_cache=cache,
+                checked=checked,
             )
         return result
 
