@@ -60,16 +60,24 @@ def smtp() -> Iterator[tuple[HoldingServer, int]]:
         controller.stop()
 
 
+def _workspace_with_issue(
+    workspace_dir: Path, monkeypatch: pytest.MonkeyPatch, port: int
+) -> tuple[Workspace, Path]:
+    """The workspace sending through the server on ``port``, and a rendered issue folder."""
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k")
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://127.0.0.1:{port}")
+    ws = load_workspace(workspace_dir)
+    issue = parse_issue(GOLDEN.read_text(encoding="utf-8"), GOLDEN)
+    folder = ws.issues_dir / "2026-12-01-brief"
+    write_issue_folder(folder, issue, render_issue(ws, issue))
+    return ws, folder
+
+
 def test_an_unsubscribe_answered_mid_send_excludes_the_address_from_the_rest_of_the_run(
     workspace_dir: Path, monkeypatch: pytest.MonkeyPatch, smtp: tuple[HoldingServer, int]
 ) -> None:
     handler, port = smtp
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k")
-    monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://127.0.0.1:{port}")
-    ws: Workspace = load_workspace(workspace_dir)
-    issue = parse_issue(GOLDEN.read_text(encoding="utf-8"), GOLDEN)
-    folder = ws.issues_dir / "2026-12-01-brief"
-    write_issue_folder(folder, issue, render_issue(ws, issue))
+    ws, folder = _workspace_with_issue(workspace_dir, monkeypatch, port)
     addresses = [f"reader{n}@example.org" for n in range(8)]
     with open_store_for(ws) as store:
         store.import_batch(
@@ -117,12 +125,7 @@ def test_the_answer_waits_for_the_message_already_in_flight_to_that_reader(
     """The first reader's message is held in the server's DATA when they unsubscribe: the
     unsubscribe commits at once, but the 200 comes only after the server answered."""
     handler, port = smtp
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k")
-    monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://127.0.0.1:{port}")
-    ws: Workspace = load_workspace(workspace_dir)
-    issue = parse_issue(GOLDEN.read_text(encoding="utf-8"), GOLDEN)
-    folder = ws.issues_dir / "2026-12-01-brief"
-    write_issue_folder(folder, issue, render_issue(ws, issue))
+    ws, folder = _workspace_with_issue(workspace_dir, monkeypatch, port)
     addresses = [f"reader{n}@example.org" for n in range(3)]
     watcher = _Waiting()
     logger = logging.getLogger("newsletter.web.unsubscribe")

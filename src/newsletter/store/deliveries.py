@@ -36,7 +36,7 @@ from sqlalchemy import (
     select,
 )
 
-from newsletter.store.ops import among
+from newsletter.store.ops import among, tally
 from newsletter.store.schema import UtcDateTime, metadata, sql_in, subscriber_ref
 
 # delivery statuses
@@ -113,14 +113,9 @@ class Result:
 
 def counts(conn: Connection, campaign_id: int) -> dict[str, int]:
     """Rows per status for ``campaign_id`` (every status present, 0 when none)."""
-    found: dict[str, int] = dict(
-        conn.execute(
-            select(deliveries.c.status, func.count())
-            .where(deliveries.c.campaign_id == campaign_id)
-            .group_by(deliveries.c.status)
-        ).all()
+    return tally(
+        conn, deliveries.c.status, DELIVERY_STATUSES, deliveries.c.campaign_id == campaign_id
     )
-    return {status: int(found.get(status, 0)) for status in DELIVERY_STATUSES}
 
 
 def next_attempt(conn: Connection, campaign_id: int) -> datetime | None:

@@ -256,3 +256,13 @@ def suppress_subscriber(
     )
     changed = result.rowcount > 0 or changed
     return add_suppression(conn, email, reason, now) or changed
+
+
+def tally(
+    conn: Connection, column: ColumnElement[Any], keys: Iterable[str], *where: Any
+) -> dict[str, int]:
+    """Rows per value of ``column`` among the rows ``where`` selects -> {key: count} for
+    every one of ``keys`` (0 when none)."""
+    query = select(column, func.count()).where(*where).group_by(column)
+    found: dict[str, int] = dict(conn.execute(query).all())
+    return {key: int(found.get(key, 0)) for key in keys}

@@ -47,6 +47,7 @@ from newsletter.store.lease import (
     holder_is_dead,
     update_if_held,
 )
+from newsletter.store.ops import tally
 from newsletter.store.schema import UtcDateTime, metadata, sql_in
 from newsletter.store.subscribers import Store
 
@@ -255,11 +256,9 @@ def leave_campaign(
 
 def sender_counts(conn: Connection, campaign_id: int) -> dict[str, int]:
     """How many senders ``campaign_id`` had, by state (every run of it counts)."""
-    found: dict[str, int] = dict(
-        conn.execute(
-            select(campaign_senders.c.state, func.count())
-            .where(campaign_senders.c.campaign_id == campaign_id)
-            .group_by(campaign_senders.c.state)
-        ).all()
+    return tally(
+        conn,
+        campaign_senders.c.state,
+        SENDER_STATES,
+        campaign_senders.c.campaign_id == campaign_id,
     )
-    return {state: int(found.get(state, 0)) for state in SENDER_STATES}
