@@ -6,7 +6,6 @@ the workers' log lines), never on a timer; ``psutil`` shows the worker processes
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import selectors
@@ -24,6 +23,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from ledger_server import write_issue
 from newsletter.mail.tokens import make_unsubscribe_token
 from newsletter.schedule.scheduled import schedule_send
 from newsletter.store import Consent, Store, open_store_for
@@ -166,14 +166,7 @@ def test_workers_answer_links_and_a_killed_one_is_replaced(
 
 def _due_send(workspace: Workspace) -> int:
     """A scheduled send of a small issue to "main", due five minutes ago -> its id."""
-    folder = workspace.issues_dir / "2026-12-01-brief"
-    folder.mkdir(parents=True)
-    issue = {
-        "subject": "Brief",
-        "date": "2026-12-01",
-        "teasers": [{"title": "Tides", "summary": "High tide.", "url": "https://example.org/t"}],
-    }
-    (folder / "issue.json").write_text(json.dumps(issue), encoding="utf-8")
+    folder = write_issue(workspace.root, "2026-12-01-brief")
     now = datetime.now(UTC)
     due = now - timedelta(minutes=5)
     with time_machine.travel(now - timedelta(minutes=10), tick=False):
