@@ -27,38 +27,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from newsletter.compose.folder import issue_key
-from newsletter.errors import AlreadySentError, NewsletterError, StoreError
+from newsletter.errors import NewsletterError
 from newsletter.mail.template import MessageTemplate
 from newsletter.smtp.settings import SmtpSettings, smtp_settings
 from newsletter.store import Store, open_store_for
 from newsletter.store.campaigns import (
     FINISHED,
-    STOPPED,
-    WAITING,
     Campaign,
     campaigns_due,
     create_campaign,
     find_campaign,
 )
 from newsletter.store.deliveries import (
-    DEFERRED,
     FAILED,
-    QUEUED,
-    SENDING,
-    SENT,
     UNKNOWN,
     counts,
-    failures,
-    next_attempt,
     pending_now,
 )
 from newsletter.store.lease import RUNNING, holder_name
@@ -68,6 +57,14 @@ from newsletter.store.senders import Joined, join_campaign, leave_campaign, reco
 from newsletter.workspace import Workspace
 
 from .content import check_placeholders, check_sender, issue_label, make_template, render_for_send
+from .ending import (
+    already_sent,
+    campaign_totals,
+    database_kept,
+    final_report,
+    final_state,
+    stopped_by,
+)
 from .engine import LedgerRun, RunCounts, SendTuning
 from .plan import list_id_of, nothing_to_retry, refuse_empty_list, resolve_list_name
 from .reports import SendProgress, SendReport
@@ -168,11 +165,11 @@ class _Run:
             list_id = list_id_of(store, self.list_name)
             campaign, report = self.open_campaign(store, list_id, key, smtp_target(self.ws, smtp))
             report.warnings[:0] = [w for w in placeholders if w not in report.warnings]
-            with _database_kept():
+            with database_kept():
                 counted, found, state = self.hold(store, campaign, smtp, report)
-        report = _final_report(report, counted, found, state, time.monotonic() - started)
+        report = final_report(report, counted, found, state, time.monotonic() - started)
         if counted.fatal is not None:
-            raise _stopped_by(counted)
+            raise stopped_by(counted)
         log.info("%s: %s", self.issue_dir, report.summary())
         if report.done:
             log.info(
@@ -209,7 +206,7 @@ class _Run:
                 now=self.tuning.clock(),
             )
         elif campaign.state == FINISHED and not self.retrying:
-            raise _already_sent(self.issue_dir, campaign, found)
+            raise already_sent(self.issue_dir, campaign, found)
         report = SendReport(
             issue_dir=self.issue_dir,
             list_name=self.list_name,
@@ -235,7 +232,7 @@ class _Run:
                 counted = self.send(store, campaign, joined, template, smtp, total, report)
         finally:
             state = self.leave(store, campaign, joined, counted)
-        return counted, _campaign_totals(store, campaign.id, report), state
+        return counted, campaign_totals(store, campaign.id, report), state
 
     def template(self, campaign: Campaign) -> MessageTemplate:
         """The message template of ``campaign``'s stored render, built once per run."""
@@ -258,7 +255,7 @@ class _Run:
     def join(self, store: Store, campaign: Campaign) -> Joined:
         """Make this process one of the campaign's senders -> its place."""
         now, stale = self.stale_before()
-        with _database_kept():
+        with database_kept():
             joined = join_campaign(store, campaign.id, self.runner, now, stale)
         if joined.others:
             log.info(
@@ -273,7 +270,7 @@ class _Run:
         """End this sender's part: what it holds goes back to the queue -> the
         campaign's state (``running`` while other senders carry on)."""
         now, stale = self.stale_before()
-        with _database_kept(run):
+        with database_kept(run):
             state = leave_campaign(
                 store,
                 campaign.id,
@@ -281,7 +278,7 @@ class _Run:
                 self.runner,
                 now,
                 stale,
-                lambda found: _final_state(run, found),
+                lambda found: final_state(run, found),
             )
         return RUNNING if state is None else state
 
@@ -346,97 +343,6 @@ class _Run:
                 ),
                 senders=joined.others + 1,
             ).run()
-
-
-def _already_sent(issue_dir: Path, campaign: Campaign, found: dict[str, int]) -> AlreadySentError:
-    when = f" on {campaign.finished_at:%Y-%m-%d %H:%M} UTC" if campaign.finished_at else ""
-    hints = []
-    if found[FAILED]:
-        hints.append("pass --retry-failed to try the failed recipients again")
-    if found[UNKNOWN]:
-        hints.append(
-            "pass --retry-unknown to resend the messages that got no reply after their "
-            "data (some may have arrived: receivers see the same Message-ID twice)"
-        )
-    unknown = f", {found[UNKNOWN]} unknown" if found[UNKNOWN] else ""
-    return AlreadySentError(
-        f"{issue_dir} was already sent to list {campaign.list_name!r}{when} "
-        f"({found[SENT]} sent, {found[FAILED]} failed{unknown})",
-        hint="; ".join(hints) or "compose a new issue to send again",
-    )
-
-
-@contextmanager
-def _database_kept(run: RunCounts | None = None) -> Iterator[None]:
-    """Turn a lost database into a StoreError (the run's own, if it lost it first)."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as exc:
-        if run is not None and isinstance(run.fatal, StoreError):
-            raise run.fatal from None
-        reason = " ".join(str(exc.orig).split())[:200]
-        raise StoreError(
-            f"lost the database while sending ({reason})",
-            hint="check that the database is reachable, then run the same send again to "
-            "resume; messages in flight go back to the queue when this sender's lease ends",
-        ) from None
-
-
-def _final_state(run: RunCounts, found: dict[str, int]) -> str:
-    if run.fatal is not None or run.stopped or found[QUEUED] or found[SENDING]:
-        return STOPPED
-    return WAITING if found[DEFERRED] else FINISHED
-
-
-def _campaign_totals(store: Store, campaign_id: int, report: SendReport) -> dict[str, int]:
-    """The campaign's rows per status after the run; the report gets the next
-    attempt's time and the failures."""
-    with store.read() as conn:
-        report.next_attempt_at = next_attempt(conn, campaign_id)
-        report.failures = failures(conn, campaign_id)
-        return counts(conn, campaign_id)
-
-
-def _final_report(
-    report: SendReport, run: RunCounts, found: dict[str, int], state: str, elapsed: float
-) -> SendReport:
-    """``report`` with the run's counts and the campaign's totals."""
-    return replace(
-        report,
-        sent=run.sent,
-        failed=run.failed,
-        deferred=run.deferred,
-        skipped=run.skipped,
-        unknown=run.unknown,
-        campaign_sent=found[SENT],
-        campaign_failed=found[FAILED],
-        campaign_deferred=found[DEFERRED],
-        campaign_unknown=found[UNKNOWN],
-        campaign_total=sum(found.values()),
-        state=state,
-        interrupted=run.stopped,
-        connections_opened=run.connections_opened,
-        ledger_steps=run.ledger_steps,
-        ledger_seconds=run.ledger_seconds,
-        elapsed=elapsed,
-    )
-
-
-def _stopped_by(run: RunCounts) -> NewsletterError:
-    """The run-stopping error, saying how far the run got and how to resume."""
-    error = run.fatal
-    assert error is not None
-    unknown = (
-        f" ({run.unknown} got no reply after their data: maybe delivered, "
-        "never resent by itself; see --retry-unknown)"
-        if run.unknown
-        else ""
-    )
-    return type(error)(
-        f"{error.message}; stopped after sending {run.sent} in this run{unknown}",
-        hint=(error.hint + "; " if error.hint else "")
-        + "run the same send again to resume where it stopped",
-    )
 
 
 def retry_due_deferrals(
