@@ -23,7 +23,7 @@ from newsletter.deliver.engine import LedgerRun
 from newsletter.deliver.history import issue_history
 from newsletter.deliver.reports import SendReport
 from newsletter.store import open_store_for
-from newsletter.store.campaigns import campaigns
+from newsletter.store.campaigns import campaigns, skip_waiting
 from newsletter.store.deliveries import deliveries
 from newsletter.store.senders import Beat, campaign_senders, sender_counts
 from newsletter.workspace import Workspace
@@ -188,3 +188,29 @@ _REQUIRED = (
     "send_config",
     "connections",
 )
+
+
+def test_leaving_a_list_skips_the_rows_still_waiting_in_its_campaigns(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    campaign_id = _first_run_stopped(ws, issue, server)
+    with open_store_for(ws) as store:
+        leaver = store.get_by_email(next(iter(SAMPLE)))
+        list_id = store.list_id("main")
+        assert leaver is not None and list_id is not None
+        with store.write() as conn:
+            in_flight = skip_waiting(conn, [(leaver.id, list_id), (leaver.id, list_id + 1)], NOW)
+        with store.read() as conn:
+            rows = dict(
+                conn.execute(
+                    select(deliveries.c.subscriber_id, deliveries.c.status).where(
+                        deliveries.c.campaign_id == campaign_id
+                    )
+                ).all()
+            )
+    assert in_flight == set()
+    assert rows.pop(leaver.id) == "skipped"
+    assert set(rows.values()) == {"queued"}  # nobody else's
+
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)

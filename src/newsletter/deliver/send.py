@@ -43,6 +43,7 @@ from newsletter.store.campaigns import (
     campaigns_due,
     create_campaign,
     find_campaign,
+    lock_campaign,
 )
 from newsletter.store.deliveries import (
     FAILED,
@@ -289,6 +290,7 @@ class _Run:
         now, stale = self.stale_before()
         lifetime = timedelta(hours=self.ws.config.send.retry_lifetime_hours)
         with store.write() as conn:
+            lock_campaign(conn, campaign.id)  # a sender joining now is not taken for dead
             report.recovered = recover_orphans(conn, campaign.id, stale, now)
             retry = [FAILED] * self.retry_failed + [UNKNOWN] * self.retry_unknown
             report.requeued = requeue(conn, campaign.id, retry, now) if retry else 0

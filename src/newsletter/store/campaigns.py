@@ -15,6 +15,7 @@ Which processes send it, each with a lease of its own, is ``store.senders``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,8 +37,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.store.deliveries import DEFERRED, deliveries
+from newsletter.store.deliveries import DEFERRED, QUEUED, SKIPPED, deliveries, still_in_flight
 from newsletter.store.lease import RUNNING
+from newsletter.store.ops import among
 from newsletter.store.schema import UtcDateTime, lists, metadata, sql_in
 from newsletter.store.subscribers import Store
 
@@ -184,3 +186,35 @@ def campaigns_due(conn: Connection, now: datetime) -> list[Campaign]:
         _campaign_query().where(campaigns.c.state != RUNNING, due).order_by(campaigns.c.id)
     )
     return [_campaign(row) for row in rows]
+
+
+def skip_waiting(conn: Connection, left: Sequence[tuple[int, int]], now: datetime) -> set[int]:
+    """People who just left a list: their rows still waiting in that list's campaigns
+    (queued or deferred) -> skipped, in the caller's write transaction -> the ids of
+    those with a message in flight (a row ``sending``, any campaign) after it.
+
+    ``left`` holds (subscriber id, list id) pairs. Changing the rows, not only reading
+    them, keeps a sender from sending to them afterwards: on PostgreSQL a claim that
+    read the person as a member before this commit re-checks each row it locks against
+    the row's newest version, where it is no longer queued; a claim that locked one
+    first makes this wait, and the row then shows as in flight. On SQLite the write lock
+    orders claims and this.
+    """
+    if not left:
+        return set()
+    by_list: dict[int, list[int]] = {}
+    for subscriber_id, list_id in left:
+        by_list.setdefault(list_id, []).append(subscriber_id)
+    for list_id, subscriber_ids in sorted(by_list.items()):
+        conn.execute(
+            update(deliveries)
+            .where(
+                among(conn, deliveries.c.subscriber_id, sorted(set(subscriber_ids))),
+                deliveries.c.status.in_((QUEUED, DEFERRED)),
+                deliveries.c.campaign_id.in_(
+                    select(campaigns.c.id).where(campaigns.c.list_id == list_id)
+                ),
+            )
+            .values(status=SKIPPED, reply="not sent: unsubscribed", updated_at=now)
+        )
+    return still_in_flight(conn, [subscriber_id for subscriber_id, _ in left])

@@ -159,30 +159,6 @@ def failures(conn: Connection, campaign_id: int, limit: int = 20) -> list[tuple[
     return [(email or "(erased)", f"{code or ''} {reply}".strip()) for email, code, reply in rows]
 
 
-def hold_in_flight(conn: Connection, subscriber_ids: Sequence[int]) -> set[int]:
-    """Of ``subscriber_ids``, who has a message in flight now (a row ``sending``) -> ids.
-
-    For the caller's write transaction that just took them off a list. On PostgreSQL
-    their queued and in-flight rows are locked too (in id order), so a sender's claim
-    that read them before that change either committed first (its rows show here as
-    ``sending``) or skips them until this commits, and then sees they left. On SQLite the
-    write lock already orders claims and this transaction.
-    """
-    if not subscriber_ids:
-        return set()
-    query = (
-        select(deliveries.c.subscriber_id, deliveries.c.status)
-        .where(
-            among(conn, deliveries.c.subscriber_id, sorted(set(subscriber_ids))),
-            deliveries.c.status.in_((QUEUED, SENDING)),
-        )
-        .order_by(deliveries.c.id)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    return {subscriber for subscriber, status in conn.execute(query) if status == SENDING}
-
-
 def still_in_flight(conn: Connection, subscriber_ids: Sequence[int]) -> set[int]:
     """Of ``subscriber_ids``, who still has a row ``sending`` -> ids (a plain read)."""
     if not subscriber_ids:

@@ -92,17 +92,25 @@ class LedgerSession:
         self._restore_checkpoint: Any = None
         self._raw: Any = None  # the SQLite driver connection, for the fast ``step``
         self._tuned_postgresql = False
-        if self._dialect.name == "sqlite":
-            self._tune_sqlite()
-        elif self._dialect.name == "postgresql":
-            # a commit per group of outcomes without waiting for its WAL flush (see above)
-            with self._conn.begin():
-                self._conn.exec_driver_sql("SET synchronous_commit = off")
-            self._tuned_postgresql = True
+        try:
+            self._tune()
+        except BaseException:
+            self._conn.close()
+            raise
         self._sql = compile_ledger(self._dialect)
         self._first_attempt = result_processor(deliveries.c.first_attempt_at, self._dialect)
         self._attributes = result_processor(subscribers.c.attributes, self._dialect)
         self._blocked: dict[int, CompiledStatement] = {}
+
+    def _tune(self) -> None:
+        """The session's durability trade (see the module docstring)."""
+        if self._dialect.name == "sqlite":
+            self._tune_sqlite()
+        elif self._dialect.name == "postgresql":
+            # a commit per group of outcomes without waiting for its WAL flush
+            with self._conn.begin():
+                self._conn.exec_driver_sql("SET synchronous_commit = off")
+            self._tuned_postgresql = True
 
     def _tune_sqlite(self) -> None:
         """Commit without an fsync each and checkpoint only on our heartbeat (``close``
@@ -277,12 +285,19 @@ class LedgerSession:
         return taken, skipped
 
     def _write_results(self, cursor: Any, results: Sequence[Result], now: datetime) -> None:
-        untried = [r for r in results if r.status == QUEUED]
-        done = [r for r in results if r.status != QUEUED]
+        # in id order, as every writer of these rows locks them
+        untried = sorted((r for r in results if r.status == QUEUED), key=lambda r: r.id)
+        done = sorted((r for r in results if r.status != QUEUED), key=lambda r: r.id)
+        sender = None if self.sender is None else self.sender.id
         if untried:
             cursor.executemany(
                 self._sql.hand_back.sql,
-                [self._sql.hand_back.params({"row_id": r.id, "row_now": now}) for r in untried],
+                [
+                    self._sql.hand_back.params(
+                        {"row_id": r.id, "row_sender": sender, "row_now": now}
+                    )
+                    for r in untried
+                ],
             )
         if done:
             cursor.executemany(
@@ -297,6 +312,7 @@ class LedgerSession:
                             "row_reply": r.reply,
                             "row_next": r.next_attempt_at,
                             "row_sent": now if r.status in (SENT, UNKNOWN) else None,
+                            "row_sender": sender,
                             "row_now": now,
                         }
                     )

@@ -72,6 +72,12 @@ def _now() -> Any:
     return bindparam("row_now", type_=UtcDateTime())
 
 
+def _ours() -> Any:
+    """SQL: the row is held by this run's sender (a sender whose lease was taken, its rows
+    given to others, must not touch them)."""
+    return deliveries.c.sender_id.is_not_distinct_from(bindparam("row_sender", type_=Integer()))
+
+
 def _row_updates() -> dict[str, Any]:
     """The UPDATEs of single rows by ``row_id``: mark sending, skip, hand back, record."""
     row = deliveries.c.id == bindparam("row_id")
@@ -90,12 +96,12 @@ def _row_updates() -> dict[str, Any]:
         .where(row)
         .values(status=SKIPPED, reply=bindparam("row_reply"), updated_at=_now()),
         "hand_back": update(deliveries)
-        .where(row, deliveries.c.status == SENDING)
+        .where(row, deliveries.c.status == SENDING, _ours())
         .values(
             status=QUEUED, sender_id=None, attempts=deliveries.c.attempts - 1, updated_at=_now()
         ),
         "record": update(deliveries)
-        .where(row)
+        .where(row, _ours())
         .values(
             status=bindparam("row_status"),
             code=bindparam("row_code", type_=Integer()),

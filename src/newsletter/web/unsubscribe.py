@@ -23,8 +23,9 @@ from starlette.responses import Response
 
 from newsletter.errors import TokenError
 from newsletter.mail.tokens import UnsubscribeClaim, UnsubscribeTokens
-from newsletter.store import Consent
-from newsletter.store.deliveries import hold_in_flight, still_in_flight
+from newsletter.store import Consent, utcnow
+from newsletter.store.campaigns import skip_waiting
+from newsletter.store.deliveries import still_in_flight
 from newsletter.store.leaving import ListMember
 from newsletter.web import pages as p
 from newsletter.web.batch import Batcher
@@ -99,7 +100,8 @@ class UnsubscribeLinks:
                 if member is not None
             ]
             changed = store.leave(conn, leaving)
-            sending = hold_in_flight(conn, [member.subscriber_id for member, _ in leaving])
+            gone = [(member.subscriber_id, member.list_id) for member, _ in leaving]
+            sending = skip_waiting(conn, gone, utcnow())
         _log_left([wish for wish, did in zip(leaving, changed, strict=True) if did])
         done = iter(changed)
         return [
