@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,11 @@ import pytest
 from aiosmtpd.smtp import SMTP
 from sqlalchemy import insert, select, update
 
-from ledger_server import FAST, SAMPLE, LedgerServer, add_members, handler_of, ledger
+from ledger_server import FAST, SAMPLE, LedgerServer, add_members, handler_of
 from newsletter.deliver import plan_send, send_issue
 from newsletter.deliver.engine import LedgerRun
 from newsletter.deliver.history import issue_history
-from newsletter.deliver.reports import SendReport
+from newsletter.deliver.reports import SendProgress, SendReport
 from newsletter.store import open_store_for
 from newsletter.store.campaigns import campaigns, skip_waiting
 from newsletter.store.deliveries import deliveries
@@ -73,8 +74,8 @@ def _fake_sender(ws: Workspace, campaign_id: int, holder: str, rows: int) -> lis
 def test_a_send_joins_a_running_one_and_every_reader_gets_one_copy(
     ws: Workspace, issue: Path, server: LedgerServer
 ) -> None:
-    """A holds its first message in the server; B starts meanwhile, joins, sends the rest
-    and leaves the campaign running; A then finishes it."""
+    """A holds its first message in the server; B starts meanwhile, joins and sends the
+    rest, then waits for A's message before it leaves; the last to leave finishes it."""
     add_members(ws, 15)
     a_held, release = threading.Event(), threading.Event()
 
@@ -84,47 +85,81 @@ def test_a_send_joins_a_running_one_and_every_reader_gets_one_copy(
             await asyncio.to_thread(release.wait, 30)
 
     handler_of(server).before_reply = hold_first
+    quick = replace(FAST, heartbeat_seconds=0.05)
     outcome: dict[str, Any] = {}
 
-    def run(name: str) -> None:
-        outcome[name] = send_issue(ws, issue, smtp_url=server.url, connections=1, tuning=FAST)
+    def run(name: str, **options: Any) -> None:
+        outcome[name] = send_issue(
+            ws, issue, smtp_url=server.url, connections=1, tuning=quick, **options
+        )
+
+    def release_when_b_is_done(progress: SendProgress) -> None:
+        if progress.done == 19:  # everything but A's message: B now waits for it
+            release.set()
 
     a = threading.Thread(target=run, args=("a",))
     a.start()
     try:
         assert a_held.wait(30), "A never reached the server"
-        run("b")
+        run("b", progress=release_when_b_is_done)
     finally:
         release.set()
         a.join(30)
     a_report, b_report = outcome["a"], outcome["b"]
     assert isinstance(a_report, SendReport) and isinstance(b_report, SendReport)
-    assert b_report.state == "running" and "other senders are still sending" in b_report.summary()
     assert (a_report.sent, b_report.sent) == (1, 19)
-    assert a_report.state == "finished"
+    assert {a_report.state, b_report.state} == {"finished", "running"}
     assert set(handler_of(server).per_address().values()) == {1}
     assert len(handler_of(server).per_address()) == 20
     with open_store_for(ws) as store, store.read() as conn:
         assert sender_counts(conn, a_report.campaign_id or 0)["left"] == 2
+        assert conn.scalar(select(campaigns.c.state)) == "finished"
     assert len(issue_history(ws)) == 1  # one campaign, one line
 
 
-def test_a_live_senders_rows_are_left_alone_and_a_dead_ones_are_sent_again(
+def test_a_live_senders_rows_are_left_to_it_and_waited_for(
     ws: Workspace, issue: Path, server: LedgerServer
 ) -> None:
+    """The joiner sends the rest, then waits (looking each heartbeat) until the live
+    sender's rows are done; it never takes them, and being last it finishes the campaign."""
     campaign_id = _first_run_stopped(ws, issue, server)
     alive = f"{socket.gethostname()}:{os.getppid()}:1"  # our parent: a live process
     held = _fake_sender(ws, campaign_id, alive, rows=2)
 
-    joined = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
-    assert (joined.sent, joined.recovered, joined.state) == (3, 0, "running")
-    rows = ledger(ws)
-    assert sorted(status for status, _, _ in rows.values()).count("sending") == 2
+    def the_other_finishes(progress: SendProgress) -> None:
+        if progress.done == 3:
+            with open_store_for(ws) as store, store.write() as conn:
+                conn.execute(
+                    update(deliveries).where(deliveries.c.id.in_(held)).values(status="sent")
+                )
+                conn.execute(
+                    update(campaign_senders)
+                    .where(campaign_senders.c.holder == alive)
+                    .values(state="left")
+                )
 
-    with open_store_for(ws) as store, store.write() as conn:  # the parent "dies"
-        conn.execute(update(campaign_senders).values(holder=f"{socket.gethostname()}:4194999:1"))
-    rerun = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
-    assert (rerun.sent, rerun.recovered, rerun.state) == (2, 2, "finished")
+    quick = replace(FAST, heartbeat_seconds=0.05)
+    joined = send_issue(ws, issue, smtp_url=server.url, tuning=quick, progress=the_other_finishes)
+    assert (joined.sent, joined.recovered, joined.state) == (3, 0, "finished")
+    assert sum(handler_of(server).per_address().values()) == 3  # the other's two: never
+
+
+@pytest.mark.parametrize("where", ["this host, process gone", "elsewhere, silent"])
+def test_a_dead_senders_rows_are_sent_again(
+    ws: Workspace, issue: Path, server: LedgerServer, where: str
+) -> None:
+    campaign_id = _first_run_stopped(ws, issue, server)
+    if where.startswith("this host"):
+        holder = f"{socket.gethostname()}:4194999:1"  # no such process
+    else:
+        holder = "another-host.example:4242:1"  # its pid cannot be checked from here
+    held = _fake_sender(ws, campaign_id, holder, rows=2)
+    if where.endswith("silent"):
+        with open_store_for(ws) as store, store.write() as conn:
+            beat = datetime.now(UTC) - timedelta(seconds=FAST.stale_after_seconds + 5)
+            conn.execute(update(campaign_senders).values(heartbeat_at=beat))
+    report = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
+    assert (report.sent, report.recovered, report.state) == (5, 2, "finished")
     assert handler_of(server).per_address() == Counter(dict.fromkeys(SAMPLE, 1))
     with open_store_for(ws) as store, store.read() as conn:
         assert sender_counts(conn, campaign_id)["lost"] == 1
@@ -132,23 +167,6 @@ def test_a_live_senders_rows_are_left_alone_and_a_dead_ones_are_sent_again(
             select(deliveries.c.sender_id).where(deliveries.c.id.in_(held))
         ).scalars()
         assert None not in set(sent_by)  # each row names the sender that recorded it
-
-
-@pytest.mark.parametrize(
-    ("silent", "expected"), [(True, (5, 2, "finished")), (False, (3, 0, "running"))]
-)
-def test_a_sender_elsewhere_keeps_its_rows_until_silent_past_the_stale_limit(
-    ws: Workspace, issue: Path, server: LedgerServer, silent: bool, expected: tuple[Any, ...]
-) -> None:
-    campaign_id = _first_run_stopped(ws, issue, server)
-    elsewhere = "another-host.example:4242:1"  # its pid cannot be checked from here
-    _fake_sender(ws, campaign_id, elsewhere, rows=2)
-    if silent:
-        with open_store_for(ws) as store, store.write() as conn:
-            beat = datetime.now(UTC) - timedelta(seconds=FAST.stale_after_seconds + 5)
-            conn.execute(update(campaign_senders).values(heartbeat_at=beat))
-    report = send_issue(ws, issue, smtp_url=server.url, tuning=FAST)
-    assert (report.sent, report.recovered, report.state) == expected
 
 
 def test_the_plan_says_a_send_would_join_a_running_one(

@@ -143,7 +143,8 @@ class LedgerRun:
         self._limiter = RateLimiter(self._rate_for(self.senders), clock=self.tuning.monotonic)
         self._news: asyncio.Future[None] | None = None  # the coordinator's wake-up
         self._exhausted = False  # the last claim found fewer rows than asked for
-        self._looked_for_orphans = False  # a last beat after exhaustion found nothing
+        self._looked = False  # a beat after finding nothing to claim has been taken
+        self._others_busy = False  # the last beat saw other live senders with rows left
         self._live = self.senders
         self._last_beat = 0.0
         self._database_lost = False
@@ -215,19 +216,28 @@ class LedgerRun:
                 lanes.close()  # nothing more can be recorded: the lanes end what they hold
                 return
             if all(lane.row is None for lane in lanes.all) and (self._exhausted or lanes.halted):
-                if lanes.halted or self._looked_for_orphans:
+                if lanes.halted:
                     lanes.close()
                     return
-                # before leaving, one more beat: a dead sender's rows may be waiting
-                self._looked_for_orphans = True
-                self._step([], 0, [], True)
-                continue
+                if not self._looked:
+                    # before leaving, one more beat: a dead sender's rows, or rows another
+                    # sender handed back, may be waiting
+                    self._looked = True
+                    self._step([], 0, [], True, look=True)
+                    continue
+                if not self._others_busy:
+                    lanes.close()
+                    return
+                # other senders still hold rows: look again at the next heartbeat, so
+                # the campaign is not left running should one of them die
             until = [self._last_beat + self.tuning.heartbeat_seconds]
             if next_claim is not None:
                 until.append(time.monotonic() + next_claim)
             await self._wait(min(until) - time.monotonic())
 
-    def _step(self, free: list[Lane], want: int, rechecks: list[Lane], beat: bool) -> None:
+    def _step(
+        self, free: list[Lane], want: int, rechecks: list[Lane], beat: bool, look: bool = False
+    ) -> None:
         """One ledger transaction: record the outcomes handed back, claim ``want`` rows
         for ``free`` lanes, check the rows of ``rechecks`` again; then hand them out."""
         lanes = self._lanes
@@ -246,6 +256,7 @@ class LedgerRun:
                 now,
                 stale_before if beat else None,
                 recheck=[lane.row.id for lane in rechecks if lane.row is not None],
+                count_left=look or self._looked,
             )
         except (OperationalError, InterfaceError) as exc:
             self._lose_database(exc)
@@ -288,7 +299,11 @@ class LedgerRun:
                 "them (a recipient whose server had taken one gets it twice)",
                 found.recovered,
             )
-            self._exhausted = self._looked_for_orphans = False
+        # rows left: ones to claim (put back by a dead sender, handed back by a stopped
+        # one), or ones other live senders hold, which this sender waits out
+        self._others_busy = found.live > 1 and bool(found.left)
+        if (found.recovered or found.left) and not self._lanes.server_busy:
+            self._exhausted = False
         if found.live != self._live and self.campaign_rate > 0:
             self._limiter.set_rate(self._rate_for(found.live))
         self._live = found.live

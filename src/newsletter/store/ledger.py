@@ -201,6 +201,7 @@ class LedgerSession:
         now: datetime,
         stale_before: datetime | None = None,
         recheck: Sequence[int] = (),
+        count_left: bool = False,
     ) -> Step:
         """Record ``results``, re-check the held rows ``recheck``, claim up to ``want``
         rows, commit -> Step. With ``stale_before``, the sender also beats its heartbeat
@@ -224,7 +225,9 @@ class LedgerSession:
                 cursor.close()
             if stale_before is not None and self.sender is not None:
                 sender_id, holder = self.sender
-                found = beat(self._conn, self.campaign_id, sender_id, holder, now, stale_before)
+                found = beat(
+                    self._conn, self.campaign_id, sender_id, holder, now, stale_before, count_left
+                )
         if stale_before is not None:
             self._checkpoint()
         return Step(taken, skipped + len(dropped), dropped, found)

@@ -195,11 +195,14 @@ def beat(
     holder: str,
     now: datetime,
     stale_before: datetime,
+    count_left: bool = False,
 ) -> Beat:
     """``holder`` says it is alive; dead senders' rows go back to the queue -> Beat.
 
     A sender whose lease was taken (marked lost after a long silence) learns it here
-    and must stop claiming: its rows may already be someone else's.
+    and must stop claiming: its rows may already be someone else's. The rows left are
+    counted when others share the campaign, or when ``count_left`` asks (a sender that
+    found nothing to claim, before it leaves).
     """
     held = update_if_held(conn, SENDER_LEASE, sender_id, holder, heartbeat_at=now)
     if not held:
@@ -211,7 +214,7 @@ def beat(
     )
     recovered = recover_orphans(conn, campaign_id, stale_before, now)
     live = len(live_senders(conn, campaign_id, stale_before))
-    left = pending_now(conn, campaign_id, now) if live > 1 else None
+    left = pending_now(conn, campaign_id, now) if live > 1 or count_left else None
     return Beat(held=True, live=live, recovered=recovered, left=left)
 
 
