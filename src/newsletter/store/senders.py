@@ -169,6 +169,13 @@ def recover_orphans(
     Senders found dead are marked ``lost``. Rows in flight without a sender (left by a
     version that did not record one) count as orphans too.
     """
+    return _recover(conn, campaign_id, stale_before, now)[0]
+
+
+def _recover(
+    conn: Connection, campaign_id: int, stale_before: datetime, now: datetime
+) -> tuple[int, int]:
+    """``recover_orphans`` -> (rows put back, live senders)."""
     alive = live_senders(conn, campaign_id, stale_before)
     conn.execute(
         update(campaign_senders)
@@ -185,7 +192,7 @@ def recover_orphans(
         .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == SENDING, orphaned)
         .values(status=QUEUED, sender_id=None, updated_at=now)
     )
-    return int(result.rowcount or 0)
+    return int(result.rowcount or 0), len(alive)
 
 
 def beat(
@@ -212,8 +219,7 @@ def beat(
         .where(campaigns.c.id == campaign_id, campaigns.c.state == RUNNING)
         .values(heartbeat_at=now)
     )
-    recovered = recover_orphans(conn, campaign_id, stale_before, now)
-    live = len(live_senders(conn, campaign_id, stale_before))
+    recovered, live = _recover(conn, campaign_id, stale_before, now)
     left = pending_now(conn, campaign_id, now) if live > 1 or count_left else None
     return Beat(held=True, live=live, recovered=recovered, left=left)
 
