@@ -26,12 +26,12 @@ import re
 
 from newsletter.errors import NewsletterError
 
-from .engine import SendTuning
 from .latest import latest_issue
 from .offline import dry_run, send_test
 from .outcomes import backoff, is_hard_bounce
 from .plan import plan_send
 from .reports import DryRunReport, SendPlan, SendProgress, SendReport
+from .run_state import SendTuning
 from .send import retry_due_deferrals, send_issue
 
 __all__ = [

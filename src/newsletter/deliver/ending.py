@@ -29,8 +29,8 @@ from newsletter.store.deliveries import (
     next_attempt,
 )
 
-from .engine import RunCounts
 from .reports import SendReport
+from .run_state import RunCounts
 
 
 def already_sent(issue_dir: Path, campaign: Campaign, found: dict[str, int]) -> AlreadySentError:

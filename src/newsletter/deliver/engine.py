@@ -43,12 +43,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.aio import run_async
 from newsletter.config import Send
-from newsletter.errors import NewsletterError, StoreError
+from newsletter.errors import StoreError
 from newsletter.mail.template import MessageTemplate
 from newsletter.smtp.connection import SmtpConnection
 from newsletter.smtp.ratelimit import RateLimiter
 from newsletter.smtp.settings import SmtpSettings
-from newsletter.store import Store, utcnow
+from newsletter.store import Store
 from newsletter.store.deliveries import (
     DEFERRED,
     FAILED,
@@ -63,51 +63,13 @@ from newsletter.store.senders import Beat
 from .lanes import IDLE, READY, RECHECK, Done, Fatal, Item, Lane, Lanes, Retry
 from .outcomes import backoff, result_for
 from .reports import SendProgress
+from .run_state import RunCounts, SendTuning
 
 log = logging.getLogger(__name__)
 
 # Longest wait of the coordinator: how soon a stop request (Ctrl-C, shutdown) is
 # noticed while every connection is quiet.
 _STOP_POLL_SECONDS = 0.2
-
-
-@dataclass(frozen=True)
-class SendTuning:
-    """Timing knobs of a run; the defaults suit real servers, tests shrink them.
-
-    ``reconnect_attempts`` retries of one message on a fresh connection after a 421 or
-    a drop (``reconnect_backoff`` seconds before the first, doubling up to
-    ``reconnect_backoff_cap``) before it is deferred; ``heartbeat_seconds`` how often a
-    run tells other processes it is alive, ``stale_after_seconds`` when a silent run
-    counts as dead; ``clock`` the time the ledger records, ``monotonic`` the seconds
-    the rate limit counts.
-    """
-
-    reconnect_attempts: int = 6
-    reconnect_backoff: float = 0.1
-    reconnect_backoff_cap: float = 5.0
-    heartbeat_seconds: float = 5.0
-    stale_after_seconds: float = 60.0
-    clock: Callable[[], datetime] = utcnow
-    monotonic: Callable[[], float] = time.monotonic
-
-
-@dataclass
-class RunCounts:
-    """Outcomes recorded so far in one run."""
-
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    skipped: int = 0
-    unknown: int = 0
-    bounced: int = 0
-    connections_opened: int = 0
-    # the database work of the run: write transactions, and seconds spent in them
-    ledger_steps: int = 0
-    ledger_seconds: float = 0.0
-    fatal: NewsletterError | None = None
-    stopped: bool = False
 
 
 @dataclass

@@ -66,9 +66,10 @@ from .ending import (
     final_state,
     stopped_by,
 )
-from .engine import LedgerRun, RunCounts, SendTuning
+from .engine import LedgerRun
 from .plan import list_id_of, nothing_to_retry, refuse_empty_list, resolve_list_name
 from .reports import SendProgress, SendReport
+from .run_state import RunCounts, SendTuning
 from .transport import open_transport, smtp_target, stop_on_sigint
 
 log = logging.getLogger(__name__)
