@@ -25,7 +25,8 @@ from newsletter.deliver.history import issue_history
 from newsletter.deliver.reports import SendProgress, SendReport
 from newsletter.store import open_store_for
 from newsletter.store.campaigns import campaigns, skip_waiting
-from newsletter.store.deliveries import deliveries
+from newsletter.store.deliveries import Result, deliveries
+from newsletter.store.ledger import LedgerSession, Sender
 from newsletter.store.senders import Beat, campaign_senders, sender_counts
 from newsletter.workspace import Workspace
 
@@ -232,3 +233,25 @@ def test_leaving_a_list_skips_the_rows_still_waiting_in_its_campaigns(
 
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def test_a_sender_that_lost_its_rows_cannot_record_or_hand_them_back(
+    ws: Workspace, issue: Path, server: LedgerServer
+) -> None:
+    """Rows now held by another sender keep that sender's state, whatever a sender that
+    lost them (its lease taken after a long silence) still reports for them."""
+    campaign_id = _first_run_stopped(ws, issue, server)
+    other = f"{socket.gethostname()}:{os.getppid()}:1"
+    sent_row, handed_row = _fake_sender(ws, campaign_id, other, rows=2)
+    with open_store_for(ws) as store:
+        list_id = store.list_id("main") or 0
+        with LedgerSession(store, campaign_id, list_id, Sender(10_000, "gone:1:1")) as old:
+            old.step([Result(sent_row, "sent"), Result(handed_row, "queued")], 0, NOW)
+        with store.read() as conn:
+            rows = conn.execute(
+                select(deliveries.c.status, deliveries.c.sender_id).where(
+                    deliveries.c.id.in_([sent_row, handed_row])
+                )
+            ).all()
+    assert {status for status, _ in rows} == {"sending"}
+    assert len({sender for _, sender in rows}) == 1  # still the other sender's
